@@ -1,0 +1,1232 @@
+//! Running commands: configuration discovery, the per-item error reporter, and
+//! one function per subcommand. Output goes to the writers it is given; the
+//! binary only parses arguments and exits with the status returned here.
+
+use crate::cli::{
+    BoxesArgs, Cli, ColorChoice, Command, CountArgs, Format, GlobalArgs, LsArgs, ShowArgs,
+};
+use crate::config::{AsteriskConf, MailboxConf, VoicemailConf};
+use crate::error::{Error, Exit, Result};
+use crate::metadata::{self, Metadata};
+use crate::render::{self, sanitize, MessageRow, MessageWriter, Style};
+use crate::scan::{MsgFiles, MsgState, Noise};
+use crate::spool::{Context, Folder, MailboxId, Spool};
+use crate::store::{FileStore, MailboxStore};
+use crate::target::{self, Resolver, Target};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// What the process environment contributes (kept apart so tests can set it).
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `$VMTOOL_SPOOL`.
+    pub spool: Option<PathBuf>,
+    /// `$VMTOOL_NOW`: replaces the clock for every age computation.
+    pub now: Option<i64>,
+    /// `$NO_COLOR` is set (and not empty).
+    pub no_color: bool,
+    /// Standard output is a terminal.
+    pub stdout_tty: bool,
+}
+
+impl Environment {
+    pub fn from_process() -> Result<Environment> {
+        let now = match std::env::var("VMTOOL_NOW") {
+            Ok(v) => Some(v.trim().parse::<i64>().map_err(|_| {
+                Error::Usage(format!(
+                    "VMTOOL_NOW={v:?} is not a number of seconds since 1970"
+                ))
+            })?),
+            Err(_) => None,
+        };
+        Ok(Environment {
+            spool: std::env::var_os("VMTOOL_SPOOL")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            now,
+            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            stdout_tty: io::stdout().is_terminal(),
+        })
+    }
+
+    pub fn now(&self) -> i64 {
+        self.now.unwrap_or_else(|| Utc::now().timestamp())
+    }
+}
+
+/// Prints per-item errors as they happen and remembers the worst exit status.
+pub struct Reporter<'a> {
+    err: &'a mut dyn Write,
+    exit: Option<Exit>,
+    failures: usize,
+}
+
+impl<'a> Reporter<'a> {
+    pub fn new(err: &'a mut dyn Write) -> Self {
+        Reporter {
+            err,
+            exit: None,
+            failures: 0,
+        }
+    }
+
+    /// Reports one failed item; the run goes on.
+    pub fn error(&mut self, e: &Error) {
+        let _ = writeln!(self.err, "vmtool: {}", sanitize(&e.to_string()));
+        self.failures += 1;
+        let code = e.exit();
+        // The first specific status wins; mixing several kinds is "some failed".
+        self.exit = Some(match self.exit {
+            None => code,
+            Some(prev) if prev == code => prev,
+            Some(_) => Exit::Partial,
+        });
+    }
+
+    pub fn warn(&mut self, msg: &str) {
+        let _ = writeln!(self.err, "vmtool: warning: {}", sanitize(msg));
+    }
+
+    pub fn note(&mut self, msg: &str) {
+        let _ = writeln!(self.err, "vmtool: {}", sanitize(msg));
+    }
+
+    /// Exit status for a run that attempted `items` things.
+    pub fn finish(&mut self, items_ok: usize) -> Exit {
+        match self.exit {
+            None => Exit::Ok,
+            // Some things worked: partial failure.
+            Some(_) if items_ok > 0 => Exit::Partial,
+            Some(code) => code,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failures > 0
+    }
+}
+
+/// Display zone for dates.
+#[derive(Debug, Clone, Copy)]
+pub enum Zone {
+    Utc,
+    Local,
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// The server's zone by name when it can be found ($TZ, else the system's),
+    /// so dates carry abbreviations like CET; else chrono's local offset.
+    pub fn local() -> Zone {
+        let tz_env = std::env::var("TZ").ok();
+        let name = tz_env
+            .as_deref()
+            .map(|t| t.trim_start_matches(':').to_string())
+            .or_else(|| iana_time_zone::get_timezone().ok());
+        match name.and_then(|n| n.parse::<chrono_tz::Tz>().ok()) {
+            Some(tz) => Zone::Named(tz),
+            None => Zone::Local,
+        }
+    }
+
+    pub fn format(&self, ts: i64, fmt: &str) -> Option<String> {
+        let utc = DateTime::<Utc>::from_timestamp(ts, 0)?;
+        Some(match self {
+            Zone::Utc => utc.format(fmt).to_string(),
+            Zone::Local => utc.with_timezone(&Local).format(fmt).to_string(),
+            Zone::Named(tz) => utc.with_timezone(tz).format(fmt).to_string(),
+        })
+    }
+}
+
+/// Everything a command needs: the store and what the configuration says.
+pub struct Setup {
+    pub store: FileStore,
+    pub vmconf: Option<VoicemailConf>,
+    pub astconf: Option<AsteriskConf>,
+    pub style: Style,
+    pub format: Format,
+    pub env: Environment,
+}
+
+impl Setup {
+    /// Discovers the spool and reads the configuration (spec §1.1, §6.8 step 1):
+    /// `--spool` > `$VMTOOL_SPOOL` > astspooldir of asterisk.conf > /var/spool/asterisk.
+    pub fn discover(g: &GlobalArgs, env: Environment, rep: &mut Reporter) -> Result<Setup> {
+        let default_ast = Path::new("/etc/asterisk/asterisk.conf");
+        let astconf = if g.asterisk_conf.exists() || g.asterisk_conf != default_ast {
+            Some(AsteriskConf::load(&g.asterisk_conf)?)
+        } else {
+            None
+        };
+        let (spool_dir, how) = if let Some(s) = &g.spool {
+            (s.clone(), "--spool")
+        } else if let Some(s) = &env.spool {
+            (s.clone(), "$VMTOOL_SPOOL")
+        } else if let Some(s) = astconf.as_ref().and_then(|a| a.astspooldir.clone()) {
+            (s, "astspooldir in asterisk.conf")
+        } else {
+            (PathBuf::from("/var/spool/asterisk"), "the default")
+        };
+        if !spool_dir.is_dir() {
+            return Err(Error::NotFound(format!(
+                "spool directory {} (from {how}) does not exist; give it with --spool DIR or $VMTOOL_SPOOL",
+                spool_dir.display()
+            )));
+        }
+        let spool = Spool::from_dir(&spool_dir);
+        if g.verbose {
+            rep.note(&format!("spool: {} (from {how})", spool.root().display()));
+        }
+        let etc_dir = astconf
+            .as_ref()
+            .and_then(|a| a.astetcdir.clone())
+            .or_else(|| g.asterisk_conf.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("/etc/asterisk"));
+        let vm_path = g
+            .voicemail_conf
+            .clone()
+            .unwrap_or_else(|| etc_dir.join("voicemail.conf"));
+        let vmconf = if vm_path.exists() || g.voicemail_conf.is_some() {
+            let users = g
+                .users_conf
+                .clone()
+                .unwrap_or_else(|| vm_path.with_file_name("users.conf"));
+            // #exec is honoured by Asterisk only with execincludes=yes; vmtool
+            // never runs it but sees the same lines Asterisk sees.
+            let opts = astconf
+                .as_ref()
+                .map(|a| a.load_options())
+                .unwrap_or_default();
+            let conf = VoicemailConf::load_with(&vm_path, Some(&users), &opts)?;
+            if g.verbose {
+                rep.note(&format!(
+                    "voicemail.conf: {} ({} mailboxes)",
+                    vm_path.display(),
+                    conf.mailboxes.len()
+                ));
+            }
+            for w in &conf.warnings {
+                if g.verbose {
+                    rep.warn(w);
+                }
+            }
+            Some(conf)
+        } else {
+            if g.verbose {
+                rep.note(&format!(
+                    "no {}: owner names, limits and zones are unknown (give --voicemail-conf FILE)",
+                    vm_path.display()
+                ));
+            }
+            None
+        };
+        let color = match g.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => env.stdout_tty && !env.no_color,
+        };
+        Ok(Setup {
+            store: FileStore::new(spool),
+            vmconf,
+            astconf,
+            style: Style { color },
+            format: g.format,
+            env,
+        })
+    }
+
+    pub fn mailbox_conf(&self, mb: &MailboxId) -> Option<&MailboxConf> {
+        self.vmconf
+            .as_ref()?
+            .mailbox(mb.context.as_str(), mb.mailbox())
+    }
+
+    /// The zone dates of this mailbox are shown in: its `tz` zone, else local.
+    pub fn zone_for(&self, mb: &MailboxId, utc: bool) -> Zone {
+        if utc {
+            return Zone::Utc;
+        }
+        let named = self.vmconf.as_ref().and_then(|vc| {
+            let m = vc.mailbox(mb.context.as_str(), mb.mailbox())?;
+            vc.zone_timezone(m)?.parse::<chrono_tz::Tz>().ok()
+        });
+        named.map_or_else(Zone::local, Zone::Named)
+    }
+
+    fn configured_boxes(&self, name: &str) -> Vec<MailboxId> {
+        let Some(vc) = &self.vmconf else {
+            return Vec::new();
+        };
+        vc.mailboxes
+            .iter()
+            .filter(|m| m.mailbox == name)
+            .filter_map(|m| MailboxId::new(Context::new(&m.context).ok()?, &m.mailbox).ok())
+            .collect()
+    }
+
+    /// Resolves TARGET arguments; failures are reported and skipped.
+    pub fn resolve_all(&self, args: &[String], rep: &mut Reporter) -> Vec<Target> {
+        let configured = |mb: &MailboxId| self.mailbox_conf(mb).is_some();
+        let named = |n: &str| self.configured_boxes(n);
+        let resolver = Resolver {
+            store: &self.store,
+            configured: &configured,
+            configured_named: &named,
+        };
+        let mut out = Vec::new();
+        for a in args {
+            match resolver.resolve(a) {
+                Ok(t) => out.extend(t),
+                Err(e) => rep.error(&e),
+            }
+        }
+        out
+    }
+
+    /// Mailboxes under a target, in order.
+    fn mailboxes_of(&self, t: &Target) -> Result<Vec<MailboxId>> {
+        Ok(match t {
+            Target::Spool => {
+                let mut all = Vec::new();
+                for ctx in self.store.contexts()? {
+                    all.extend(self.store.mailboxes(&ctx)?);
+                }
+                all
+            }
+            Target::Context(c) => self.store.mailboxes(c)?,
+            Target::Mailbox(mb) | Target::Folder(mb, _) | Target::Message(mb, _, _) => {
+                vec![mb.clone()]
+            }
+        })
+    }
+}
+
+/// Parses `--since`/`--until`: an age (`30d`, `12h`, `2w`, `90m`, `45s`), `@epoch`,
+/// or a date `YYYY-MM-DD[ HH:MM[:SS]]` in the display zone (local, or UTC).
+pub fn parse_when(s: &str, now: i64, utc: bool) -> Result<i64> {
+    let t = s.trim();
+    let bad = || {
+        Error::Usage(format!(
+            "\"{s}\" is not a date or an age: use e.g. 30d, 12h, 2w, 2026-11-01 or \"2026-11-01 08:00\""
+        ))
+    };
+    if let Some(epoch) = t.strip_prefix('@') {
+        return epoch.parse().map_err(|_| bad());
+    }
+    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic()) {
+        let num = &t[..t.len() - 1];
+        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+            let n: i64 = num.parse().map_err(|_| bad())?;
+            let secs = match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                'w' => 7 * 86400,
+                _ => return Err(bad()),
+            };
+            return n.checked_mul(secs).map(|a| now - a).ok_or_else(bad);
+        }
+    }
+    let naive = if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        d.and_hms_opt(0, 0, 0).ok_or_else(bad)?
+    } else {
+        [
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%dT%H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .ok_or_else(bad)?
+    };
+    if utc {
+        Ok(naive.and_utc().timestamp())
+    } else {
+        Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|d| d.timestamp())
+            .ok_or_else(bad)
+    }
+}
+
+/// Runs a parsed command line. Never panics on bad input; returns the exit status.
+pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let mut rep = Reporter::new(err);
+    let result = match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "vmtool", out);
+            return Exit::Ok;
+        }
+        Command::Man { out: dir } => {
+            return match write_man_pages(dir) {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    rep.error(&Error::io("write man pages into", dir, e));
+                    Exit::Partial
+                }
+            };
+        }
+        _ => Setup::discover(&cli.global, env, &mut rep).and_then(|setup| match &cli.command {
+            Command::Ls(a) => cmd_ls(&setup, a, out, &mut rep),
+            Command::Show(a) => cmd_show(&setup, a, out, &mut rep),
+            Command::Boxes(a) => cmd_boxes(&setup, a, out, &mut rep),
+            Command::Count(a) => cmd_count(&setup, a, out, &mut rep),
+            Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Exit::Ok,
+        Err(e) => {
+            rep.error(&e);
+            e.exit()
+        }
+    }
+}
+
+/// Writes `vmtool.1` and one page per subcommand (clap_mangen).
+pub fn write_man_pages(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(cmd, dir)
+}
+
+fn out_err(e: io::Error) -> Error {
+    Error::io("write", "standard output", e)
+}
+
+/// Builds the listing row of one message.
+fn message_row(
+    setup: &Setup,
+    mb: &MailboxId,
+    folder: &Folder,
+    files: &MsgFiles,
+    meta: Option<&Metadata>,
+    zone: Zone,
+) -> MessageRow {
+    let cid = meta.and_then(|m| m.callerid());
+    let origtime = meta.and_then(|m| m.origtime());
+    MessageRow {
+        context: mb.context.to_string(),
+        mailbox: mb.mailbox().to_string(),
+        folder: folder.to_string(),
+        number: files.num.to_string(),
+        msg_id: meta.and_then(|m| m.msg_id()).map(str::to_string),
+        callerid: meta.and_then(|m| m.callerid_raw()).map(str::to_string),
+        callerid_name: cid.as_ref().and_then(|c| c.name.clone()),
+        callerid_num: cid.as_ref().and_then(|c| c.number.clone()),
+        origtime,
+        date: origtime.and_then(|t| zone.format(t, "%Y-%m-%dT%H:%M:%S%:z")),
+        duration: meta.and_then(|m| m.duration()),
+        urgent: meta.is_some_and(|m| m.flag_urgent()),
+        formats: files.audio.clone(),
+        path: setup
+            .store
+            .location(mb, folder, files.num)
+            .display()
+            .to_string(),
+        state: files.state(),
+    }
+}
+
+struct LsFilter {
+    folders: Vec<Folder>,
+    new_only: bool,
+    since: Option<i64>,
+    until: Option<i64>,
+    caller: Option<String>,
+}
+
+impl LsFilter {
+    fn folder_ok(&self, f: &Folder) -> bool {
+        (self.folders.is_empty() || self.folders.contains(f)) && (!self.new_only || f.is_new())
+    }
+
+    fn row_ok(&self, row: &MessageRow) -> bool {
+        if self.since.is_some() || self.until.is_some() {
+            let Some(t) = row.origtime else { return false };
+            if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u) {
+                return false;
+            }
+        }
+        if let Some(c) = &self.caller {
+            let hit =
+                |s: &Option<String>| s.as_deref().is_some_and(|v| v.to_lowercase().contains(c));
+            if !hit(&row.callerid_name) && !hit(&row.callerid_num) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
+    let now = setup.env.now();
+    let mut folders = Vec::new();
+    for f in &a.folder {
+        folders.push(Folder::known(f).unwrap_or(Folder::from_dir_name(f)?));
+    }
+    let filter = LsFilter {
+        folders,
+        new_only: a.new,
+        since: a
+            .since
+            .as_deref()
+            .map(|s| parse_when(s, now, a.utc))
+            .transpose()?,
+        until: a
+            .until
+            .as_deref()
+            .map(|s| parse_when(s, now, a.utc))
+            .transpose()?,
+        caller: a.caller.as_ref().map(|c| c.to_lowercase()),
+    };
+    let targets = if a.targets.is_empty() {
+        vec![Target::Spool]
+    } else {
+        setup.resolve_all(&a.targets, rep)
+    };
+    let mut w = MessageWriter::new(io::BufWriter::new(out), setup.format, setup.style);
+    let mut listed = 0usize;
+    for t in &targets {
+        let boxes = match setup.mailboxes_of(t) {
+            Ok(b) => b,
+            Err(e) => {
+                rep.error(&e);
+                continue;
+            }
+        };
+        for mb in boxes {
+            let zone = setup.zone_for(&mb, a.utc);
+            let folders = match t {
+                Target::Folder(_, f) | Target::Message(_, f, _) => vec![f.clone()],
+                _ => match setup.store.folders(&mb) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        rep.error(&e);
+                        continue;
+                    }
+                },
+            };
+            for folder in folders.iter().filter(|f| filter.folder_ok(f)) {
+                let scan = match setup.store.scan_folder(&mb, folder) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        rep.error(&e);
+                        continue;
+                    }
+                };
+                let mut found_target = false;
+                for files in &scan.messages {
+                    if let Target::Message(_, _, n) = t {
+                        if files.num != *n {
+                            continue;
+                        }
+                        found_target = true;
+                    }
+                    if !files.txt {
+                        continue; // orphans are for show/check
+                    }
+                    let meta = match setup.store.read_metadata(&mb, folder, files.num) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            rep.error(&e);
+                            continue;
+                        }
+                    };
+                    let row = message_row(setup, &mb, folder, files, meta.as_ref(), zone);
+                    if !filter.row_ok(&row) {
+                        continue;
+                    }
+                    let date = row
+                        .origtime
+                        .and_then(|t| zone.format(t, "%Y-%m-%d %H:%M"))
+                        .unwrap_or_else(|| "?".into());
+                    w.write(&row, &date).map_err(out_err)?;
+                    listed += 1;
+                }
+                if let Target::Message(_, _, n) = t {
+                    if !found_target {
+                        rep.error(&Error::NotFound(format!(
+                            "no message {} in {}",
+                            n.stem(),
+                            target::describe(&Target::Folder(mb.clone(), folder.clone()))
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    w.finish().map_err(out_err)?;
+    Ok(rep.finish(listed))
+}
+
+/// One message for `show`: files, metadata (or why not), audio facts.
+fn show_one(
+    setup: &Setup,
+    mb: &MailboxId,
+    folder: &Folder,
+    files: &MsgFiles,
+    a: &ShowArgs,
+    out: &mut dyn Write,
+    json: bool,
+) -> Result<()> {
+    let zone = setup.zone_for(mb, a.utc);
+    let mut problems: Vec<String> = Vec::new();
+    let meta = if files.txt {
+        match setup.store.read_metadata(mb, folder, files.num) {
+            Ok(m) => {
+                problems.extend(m.problems());
+                problems.extend(m.warnings.iter().cloned());
+                Some(m)
+            }
+            Err(e) => {
+                problems.push(format!("metadata unreadable: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    match files.state() {
+        MsgState::Phantom => problems.push(
+            "phantom: .txt without audio; counted as a message but cannot be played, and it stops Asterisk's compaction".into(),
+        ),
+        MsgState::Orphan => problems.push(
+            "orphan: audio without .txt; invisible to counts, and adopted by the next message given this number".into(),
+        ),
+        MsgState::Complete => {}
+    }
+    if folder.is_known()
+        && folder == &Folder::Urgent
+        && meta.as_ref().is_some_and(|m| !m.flag_urgent())
+    {
+        problems.push("in Urgent/ without flag=Urgent (still counted as urgent by MWI)".into());
+    }
+    let mut audio = Vec::new();
+    for ext in &files.audio {
+        let path = setup.store.spool().msg_file(mb, folder, files.num, ext);
+        let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+        match setup.store.audio_info(mb, folder, files.num, ext) {
+            Ok(info) => {
+                for w in &info.warnings {
+                    problems.push(format!("{}.{ext}: {w}", files.num.stem()));
+                }
+                if let (Some(d), Some(m)) = (
+                    info.duration_secs(),
+                    meta.as_ref().and_then(|m| m.duration()),
+                ) {
+                    // Asterisk truncates; more than 2 s apart means a damaged or foreign file.
+                    if (d - m as f64).abs() > 2.0 {
+                        problems.push(format!(
+                            "{}.{ext}: audio lasts {d:.2} s but duration={m}",
+                            files.num.stem()
+                        ));
+                    }
+                }
+                audio.push((
+                    ext.clone(),
+                    info.format.name(),
+                    size.unwrap_or(info.bytes),
+                    info.duration_secs(),
+                    None,
+                ));
+            }
+            Err(e) => {
+                let why = match &e {
+                    Error::Audio { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                problems.push(format!("{}.{ext}: {why}", files.num.stem()));
+                audio.push((
+                    ext.clone(),
+                    crate::audio::AudioFormat::from_extension(ext).name(),
+                    size.unwrap_or(0),
+                    None,
+                    Some(why),
+                ));
+            }
+        }
+    }
+    let here = target::describe(&Target::Message(mb.clone(), folder.clone(), files.num));
+    let path = setup.store.location(mb, folder, files.num);
+    if json {
+        let fields: serde_json::Map<String, serde_json::Value> = meta
+            .as_ref()
+            .map(|m| {
+                m.fields()
+                    .iter()
+                    .map(|f| (f.key.clone(), serde_json::Value::String(f.value.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let row = message_row(setup, mb, folder, files, meta.as_ref(), zone);
+        let audio_json: Vec<_> = audio
+            .iter()
+            .map(|(ext, fmt, size, dur, err)| {
+                serde_json::json!({"extension": ext, "format": fmt, "bytes": size, "seconds": dur, "error": err})
+            })
+            .collect();
+        let mut obj = serde_json::to_value(&row).map_err(|e| Error::Usage(e.to_string()))?;
+        if let Some(o) = obj.as_object_mut() {
+            o.insert("fields".into(), serde_json::Value::Object(fields));
+            o.insert("audio".into(), serde_json::Value::Array(audio_json));
+            o.insert("problems".into(), serde_json::json!(problems));
+        }
+        serde_json::to_writer(&mut *out, &obj).map_err(|e| out_err(e.into()))?;
+        writeln!(out).map_err(out_err)?;
+        return Ok(());
+    }
+    let st = setup.style;
+    let state = match files.state() {
+        MsgState::Complete => "complete",
+        MsgState::Phantom => "phantom",
+        MsgState::Orphan => "orphan",
+    };
+    writeln!(out, "{} ({state})", st.bold(&sanitize(&here))).map_err(out_err)?;
+    writeln!(out, "  file: {}", sanitize(&path.display().to_string())).map_err(out_err)?;
+    if let Some(m) = &meta {
+        if m.rewritten {
+            writeln!(
+                out,
+                "  (this .txt was regenerated by Asterisk: ';!' header)"
+            )
+            .map_err(out_err)?;
+        }
+        writeln!(out, "  fields:").map_err(out_err)?;
+        let width = m.fields().iter().map(|f| f.key.len()).max().unwrap_or(0);
+        for f in m.fields() {
+            writeln!(
+                out,
+                "    {:width$} = {}",
+                sanitize(&f.key),
+                sanitize(&f.value)
+            )
+            .map_err(out_err)?;
+            if a.explain {
+                let text = metadata::explain(&f.key)
+                    .unwrap_or("Not a key Asterisk writes; kept as found.");
+                writeln!(out, "    {:width$}   {}", "", text).map_err(out_err)?;
+            }
+        }
+        writeln!(out, "  read as:").map_err(out_err)?;
+        if let Some(c) = m.callerid() {
+            let who = if c.is_unknown() {
+                "no caller ID (Unknown)".to_string()
+            } else {
+                match (&c.name, &c.number) {
+                    (Some(n), Some(num)) => format!("{n} <{num}>"),
+                    (Some(n), None) => n.clone(),
+                    (None, Some(num)) => num.clone(),
+                    (None, None) => "-".into(),
+                }
+            };
+            writeln!(out, "    caller:   {}", sanitize(&who)).map_err(out_err)?;
+        }
+        if let Some(t) = m.origtime() {
+            let shown = zone
+                .format(t, "%Y-%m-%d %H:%M:%S %Z")
+                .unwrap_or_else(|| "?".into());
+            writeln!(out, "    recorded: {shown} (origtime {t})").map_err(out_err)?;
+        }
+        if let Some(d) = m.duration() {
+            writeln!(
+                out,
+                "    duration: {} ({d} s, from the .txt)",
+                render::duration_text(d)
+            )
+            .map_err(out_err)?;
+        }
+        let state_word = if folder.is_new() {
+            "new (unheard)"
+        } else if folder == &Folder::Old {
+            "old (heard)"
+        } else {
+            "saved in a folder"
+        };
+        writeln!(
+            out,
+            "    state:    {state_word}{}",
+            if m.flag_urgent() { ", urgent" } else { "" }
+        )
+        .map_err(out_err)?;
+    }
+    writeln!(out, "  audio:").map_err(out_err)?;
+    if audio.is_empty() {
+        writeln!(out, "    none").map_err(out_err)?;
+    }
+    for (ext, fmt, size, dur, err) in &audio {
+        let d = match (dur, err) {
+            (Some(d), _) => format!("{d:.2} s"),
+            (None, Some(_)) => "cannot measure".into(),
+            (None, None) => "?".into(),
+        };
+        writeln!(
+            out,
+            "    {}.{:6} {:6} {:>9} bytes  {d}",
+            files.num.stem(),
+            sanitize(ext),
+            fmt,
+            size
+        )
+        .map_err(out_err)?;
+    }
+    writeln!(out, "  problems:").map_err(out_err)?;
+    if problems.is_empty() {
+        writeln!(out, "    none").map_err(out_err)?;
+    }
+    for p in &problems {
+        writeln!(out, "    {}", st.yellow(&sanitize(p))).map_err(out_err)?;
+    }
+    Ok(())
+}
+
+fn cmd_show(setup: &Setup, a: &ShowArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
+    let json = setup.format == Format::Json;
+    let mut shown = 0usize;
+    let mut first = true;
+    for t in setup.resolve_all(&a.targets, rep) {
+        let boxes = match setup.mailboxes_of(&t) {
+            Ok(b) => b,
+            Err(e) => {
+                rep.error(&e);
+                continue;
+            }
+        };
+        for mb in boxes {
+            let folders = match &t {
+                Target::Folder(_, f) | Target::Message(_, f, _) => vec![f.clone()],
+                _ => setup.store.folders(&mb)?,
+            };
+            for folder in folders {
+                let scan = match setup.store.scan_folder(&mb, &folder) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        rep.error(&e);
+                        continue;
+                    }
+                };
+                let mut hit = false;
+                for files in &scan.messages {
+                    if let Target::Message(_, _, n) = &t {
+                        if files.num != *n {
+                            continue;
+                        }
+                    }
+                    hit = true;
+                    if !first && !json {
+                        writeln!(out).map_err(out_err)?;
+                    }
+                    first = false;
+                    show_one(setup, &mb, &folder, files, a, out, json)?;
+                    shown += 1;
+                }
+                if let Target::Message(_, _, n) = &t {
+                    if !hit {
+                        rep.error(&Error::NotFound(format!(
+                            "no message {} in {}",
+                            n.stem(),
+                            target::describe(&Target::Folder(mb.clone(), folder.clone()))
+                        )));
+                    }
+                } else if !json && !scan.noise.is_empty() && !matches!(t, Target::Message(..)) {
+                    for n in &scan.noise {
+                        let why = match n {
+                            Noise::Lock(_) => "lock file (Asterisk or vmtool is working here)",
+                            Noise::Backup(_) => "backup left by an unfinished prepend-forward",
+                            Noise::Prepend(_) => "prepend recording in progress or abandoned",
+                            Noise::Stray(_, why) => why,
+                            Noise::Foreign(_) => "not an Asterisk file",
+                        };
+                        rep.warn(&format!(
+                            "{}: {} — {why}",
+                            target::describe(&Target::Folder(mb.clone(), folder.clone())),
+                            n.name()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(rep.finish(shown))
+}
+
+/// One mailbox line of `boxes`.
+#[derive(Debug, serde::Serialize)]
+struct BoxRow {
+    context: String,
+    #[serde(rename = "box")]
+    mailbox: String,
+    owner: Option<String>,
+    /// INBOX + Urgent, as `voicemail show users` and MWI count.
+    new: u32,
+    old: u32,
+    urgent: u32,
+    /// INBOX alone (AMI MailboxCount `NewMessages`).
+    inbox: u32,
+    folders: BTreeMap<String, u32>,
+    maxmsg: Option<u32>,
+    /// INBOX counted the way the deposit capacity check counts.
+    inbox_capacity_count: u32,
+    full: bool,
+    configured: bool,
+    directory: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn box_row(
+    setup: &Setup,
+    mb: &MailboxId,
+    conf: Option<&MailboxConf>,
+    bytes: bool,
+) -> Result<BoxRow> {
+    let exists = setup.store.mailbox_exists(mb);
+    let mut folders = BTreeMap::new();
+    let (mut urgent, mut inbox, mut old, mut cap) = (0, 0, 0, 0);
+    if exists {
+        for f in setup.store.folders(mb)? {
+            let c = setup.store.folder_counts(mb, &f)?;
+            match f {
+                Folder::Urgent => urgent = c.mwi,
+                Folder::Inbox => {
+                    inbox = c.mwi;
+                    cap = c.capacity;
+                }
+                Folder::Old => old = c.mwi,
+                other => {
+                    if c.mwi > 0 {
+                        folders.insert(other.to_string(), c.mwi);
+                    }
+                }
+            }
+        }
+    }
+    let maxmsg = conf
+        .map(|c| c.maxmsg)
+        .or_else(|| setup.vmconf.as_ref().map(|v| v.general.maxmsg));
+    Ok(BoxRow {
+        context: mb.context.to_string(),
+        mailbox: mb.mailbox().to_string(),
+        owner: conf.map(|c| c.fullname.clone()),
+        new: inbox + urgent,
+        old,
+        urgent,
+        inbox,
+        folders,
+        maxmsg,
+        inbox_capacity_count: cap,
+        full: maxmsg.is_some_and(|m| cap >= m),
+        configured: conf.is_some(),
+        directory: exists,
+        bytes: (bytes && exists).then(|| dir_bytes(&setup.store.spool().mailbox_dir(mb))),
+    })
+}
+
+fn cmd_boxes(
+    setup: &Setup,
+    a: &BoxesArgs,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    if a.like_asterisk {
+        return show_users_like_asterisk(setup, a, out);
+    }
+    let mut contexts: Vec<Context> = Vec::new();
+    if a.contexts.is_empty() {
+        contexts.extend(setup.store.contexts()?);
+        if let Some(vc) = &setup.vmconf {
+            for m in &vc.mailboxes {
+                if let Ok(c) = Context::new(&m.context) {
+                    if !contexts.contains(&c) {
+                        contexts.push(c);
+                    }
+                }
+            }
+        }
+        contexts.sort();
+    } else {
+        for c in &a.contexts {
+            let ctx = Context::new(c)?;
+            let configured = setup
+                .vmconf
+                .as_ref()
+                .is_some_and(|v| v.mailboxes.iter().any(|m| m.context == ctx.as_str()));
+            if !setup.store.context_exists(&ctx) && !configured {
+                rep.error(&Error::NotFound(format!(
+                    "no context \"{ctx}\": no directory in {} and not in voicemail.conf",
+                    setup.store.describe()
+                )));
+                continue;
+            }
+            contexts.push(ctx);
+        }
+    }
+    let mut table = io::BufWriter::new(out);
+    if setup.format == Format::Table {
+        let mut h = format!(
+            "{} {} {:>4} {:>4} {:>6} {:>7} ",
+            render::fit("MAILBOX", 16),
+            render::fit("OWNER", 22),
+            "NEW",
+            "OLD",
+            "URGENT",
+            "MAXMSG"
+        );
+        if a.bytes {
+            h.push_str(&format!("{:>10} ", "BYTES"));
+        }
+        h.push_str("FOLDERS / STATE");
+        writeln!(table, "{}", setup.style.bold(&h)).map_err(out_err)?;
+    }
+    let mut rows = 0usize;
+    for ctx in &contexts {
+        let mut boxes: Vec<MailboxId> = if setup.store.context_exists(ctx) {
+            setup.store.mailboxes(ctx)?
+        } else {
+            Vec::new()
+        };
+        if let Some(vc) = &setup.vmconf {
+            for m in vc.mailboxes.iter().filter(|m| m.context == ctx.as_str()) {
+                if let Ok(mb) = MailboxId::new(ctx.clone(), &m.mailbox) {
+                    if !boxes.contains(&mb) {
+                        boxes.push(mb);
+                    }
+                }
+            }
+        }
+        boxes.sort();
+        for mb in boxes {
+            let conf = setup.mailbox_conf(&mb);
+            let row = match box_row(setup, &mb, conf, a.bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    rep.error(&e);
+                    continue;
+                }
+            };
+            rows += 1;
+            match setup.format {
+                Format::Json => {
+                    serde_json::to_writer(&mut table, &row).map_err(|e| out_err(e.into()))?;
+                    writeln!(table).map_err(out_err)?;
+                }
+                Format::Csv => {
+                    if rows == 1 {
+                        render::csv_record(
+                            &mut table,
+                            &[
+                                "context",
+                                "box",
+                                "owner",
+                                "new",
+                                "old",
+                                "urgent",
+                                "inbox",
+                                "folders",
+                                "maxmsg",
+                                "full",
+                                "configured",
+                                "directory",
+                                "bytes",
+                            ],
+                        )
+                        .map_err(out_err)?;
+                    }
+                    let folders = row
+                        .folders
+                        .iter()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    render::csv_record(
+                        &mut table,
+                        &[
+                            render::csv_text(&row.context).into_owned(),
+                            render::csv_text(&row.mailbox).into_owned(),
+                            render::csv_text(row.owner.as_deref().unwrap_or("")).into_owned(),
+                            row.new.to_string(),
+                            row.old.to_string(),
+                            row.urgent.to_string(),
+                            row.inbox.to_string(),
+                            folders,
+                            row.maxmsg.map(|m| m.to_string()).unwrap_or_default(),
+                            row.full.to_string(),
+                            row.configured.to_string(),
+                            row.directory.to_string(),
+                            row.bytes.map(|b| b.to_string()).unwrap_or_default(),
+                        ],
+                    )
+                    .map_err(out_err)?;
+                }
+                Format::Table => {
+                    let owner = row.owner.as_deref().map(str::trim).unwrap_or("");
+                    let maxmsg = match row.maxmsg {
+                        Some(m) => format!("{}/{m}", row.inbox_capacity_count),
+                        None => "-".into(),
+                    };
+                    let mut state: Vec<String> = row
+                        .folders
+                        .iter()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .collect();
+                    if row.full {
+                        state.push(setup.style.red("FULL").into_owned());
+                    }
+                    if !row.configured {
+                        state.push(setup.style.yellow("not in voicemail.conf").into_owned());
+                    }
+                    if !row.directory {
+                        state.push("no directory yet".into());
+                    }
+                    let mut line = format!(
+                        "{} {} {:>4} {:>4} {:>6} {:>7} ",
+                        render::fit(&sanitize(&format!("{}@{}", row.mailbox, row.context)), 16),
+                        render::fit(&sanitize(owner), 22),
+                        row.new,
+                        row.old,
+                        row.urgent,
+                        maxmsg
+                    );
+                    if a.bytes {
+                        line.push_str(&format!(
+                            "{:>10} ",
+                            row.bytes
+                                .map(|b| b.to_string())
+                                .unwrap_or_else(|| "-".into())
+                        ));
+                    }
+                    line.push_str(&state.join(" "));
+                    writeln!(table, "{}", line.trim_end()).map_err(out_err)?;
+                }
+            }
+        }
+    }
+    table.flush().map_err(out_err)?;
+    Ok(rep.finish(rows))
+}
+
+/// `voicemail show users [for CONTEXT]`, byte for byte: configured mailboxes in
+/// load order, `%-10s %-5s %-25s %-10s %6s` (C pads by bytes, not characters).
+fn show_users_like_asterisk(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write) -> Result<Exit> {
+    let Some(vc) = &setup.vmconf else {
+        return Err(Error::NotFound(
+            "voicemail show users needs voicemail.conf: give --voicemail-conf FILE".into(),
+        ));
+    };
+    let context = a.contexts.first();
+    if a.contexts.len() > 1 {
+        return Err(Error::Usage(
+            "voicemail show users takes at most one context".into(),
+        ));
+    }
+    let pad = |s: &str, w: usize, right: bool| -> Vec<u8> {
+        let mut v = Vec::new();
+        let fill = w.saturating_sub(s.len());
+        if right {
+            v.extend(std::iter::repeat_n(b' ', fill));
+        }
+        v.extend_from_slice(s.as_bytes());
+        if !right {
+            v.extend(std::iter::repeat_n(b' ', fill));
+        }
+        v
+    };
+    let line = |cols: [&str; 5]| -> Vec<u8> {
+        let mut v = Vec::new();
+        for (i, (c, w)) in cols.iter().zip([10, 5, 25, 10, 6]).enumerate() {
+            if i > 0 {
+                v.push(b' ');
+            }
+            v.extend(pad(c, w, i == 4));
+        }
+        v.push(b'\n');
+        v
+    };
+    if let Some(c) = context {
+        if !vc.mailboxes.iter().any(|m| &m.context == c) {
+            writeln!(out, "No such voicemail context \"{c}\"").map_err(out_err)?;
+            return Ok(Exit::NotFound);
+        }
+    }
+    out.write_all(&line(["Context", "Mbox", "User", "Zone", "NewMsg"]))
+        .map_err(out_err)?;
+    let mut n = 0;
+    for m in vc
+        .mailboxes
+        .iter()
+        .filter(|m| context.is_none_or(|c| &m.context == c))
+    {
+        let new = match MailboxId::new(Context::new(&m.context)?, &m.mailbox) {
+            Ok(mb) => setup.store.count(&mb).map(|c| c.new_total()).unwrap_or(0),
+            Err(_) => 0,
+        };
+        let zone = m.tz.clone().unwrap_or_default();
+        out.write_all(&line([
+            &m.context,
+            &m.mailbox,
+            &m.fullname,
+            &zone,
+            &new.to_string(),
+        ]))
+        .map_err(out_err)?;
+        n += 1;
+    }
+    writeln!(out, "{n} voicemail users configured.").map_err(out_err)?;
+    Ok(Exit::Ok)
+}
+
+fn cmd_count(
+    setup: &Setup,
+    a: &CountArgs,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    let mut ok = 0usize;
+    for t in setup.resolve_all(&a.boxes, rep) {
+        let Target::Mailbox(mb) = &t else {
+            rep.error(&Error::Usage(format!(
+                "count takes a mailbox (box@context), not {}",
+                target::describe(&t)
+            )));
+            continue;
+        };
+        let c = match setup.store.count(mb) {
+            Ok(c) => c,
+            Err(e) => {
+                rep.error(&e);
+                continue;
+            }
+        };
+        let line = match setup.format {
+            Format::Json => serde_json::json!({"mailbox": mb.to_string(), "urgent": c.urgent, "new": c.new, "old": c.old}).to_string(),
+            Format::Csv => {
+                if ok == 0 {
+                    writeln!(out, "mailbox,urgent,new,old").map_err(out_err)?;
+                }
+                format!("{},{},{},{}", render::csv_text(&mb.to_string()), c.urgent, c.new, c.old)
+            }
+            Format::Table => format!("{} urgent={} new={} old={}", sanitize(&mb.to_string()), c.urgent, c.new, c.old),
+        };
+        writeln!(out, "{line}").map_err(out_err)?;
+        ok += 1;
+    }
+    Ok(rep.finish(ok))
+}

@@ -1,0 +1,221 @@
+//! What the user typed: the clap definitions (also the source of the man pages
+//! and shell completions). Nothing here runs anything.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+// Help texts shared by the long help, the subcommands and the man pages.
+macro_rules! targets_text {
+    () => {
+        "Targets:
+  ctx[/box[/Folder[/N]]]     e.g. compta, compta/1202, compta/1202/Old/3
+  box[@ctx][/Folder[/N]]     e.g. 1202@compta, 1202@compta/INBOX/msg0003
+  N is 3, 0003 or msg0003; folder names are case-insensitive. A bare word is a
+  context when that directory exists, else a box searched in every context.
+  A msg_id (e.g. 1795689259-0000000b) selects the message(s) carrying it."
+    };
+}
+macro_rules! exit_text {
+    () => {
+        "Exit status (all commands):
+  0    success
+  1    some items failed (the others were done; each failure was reported)
+  2    usage error (bad arguments, ambiguous or unsafe target)
+  3    not found (unknown context, box, folder or message)
+  4    lock busy (Asterisk or another vmtool holds it: retry later)
+  5    problems found (check)
+  130  interrupted"
+    };
+}
+
+const TARGETS: &str = targets_text!();
+const LS_LONG_HELP: &str = concat!(
+    targets_text!(),
+    "
+
+Dates come from origtime (never origdate) and are shown in the mailbox's tz zone
+from voicemail.conf, else in local time (--utc for UTC). FLAGS: U = flag=Urgent
+(it stays set after the message is heard), phantom = .txt without audio.
+
+JSON (--format json): one object per line with these fields (also used by watch
+and the archive manifest):
+  context, box, folder, number    where the message is (number is NNNN)
+  msg_id                          Asterisk's id (copies share it), or null
+  callerid                        the raw callerid= text
+  callerid_name, callerid_num     split the way Asterisk splits it, or null
+  origtime                        epoch seconds (UTC), or null
+  date                            RFC 3339 in the display zone
+  duration                        seconds, from the .txt
+  urgent                          flag=Urgent
+  formats                         audio file extensions present (case kept)
+  path                            the .txt file
+  state                           complete or phantom
+CSV has the same columns, with a header line."
+);
+const LONG_HELP: &str = concat!(
+    targets_text!(),
+    "\n\nEnvironment:
+  VMTOOL_SPOOL   spool directory when --spool is not given
+  VMTOOL_NOW     epoch seconds used instead of the clock for ages (--since 30d)
+  NO_COLOR       disables colour (as --color never)\n\n",
+    exit_text!()
+);
+
+/// Manage Asterisk voicemail spools the way Asterisk itself does.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmtool",
+    version,
+    about = "Manage Asterisk voicemail spools the way Asterisk itself does",
+    long_about = "vmtool reads and manages the voicemail that Asterisk's app_voicemail keeps in \
+                  <astspooldir>/voicemail/<context>/<box>/<Folder>/msgNNNN.{txt,wav,WAV,gsm}: \
+                  listings and counts that agree with Asterisk's own, every field of a message, \
+                  and (in later commands) safe changes under Asterisk's folder locks.",
+    after_help = exit_text!(),
+    after_long_help = LONG_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Spool directory: astspooldir (containing voicemail/) or the voicemail root itself
+    /// [default: $VMTOOL_SPOOL, else astspooldir from asterisk.conf, else /var/spool/asterisk]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+
+    /// asterisk.conf to read astspooldir, astetcdir, lockmode and runuser from
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/etc/asterisk/asterisk.conf"
+    )]
+    pub asterisk_conf: PathBuf,
+
+    /// voicemail.conf [default: voicemail.conf in astetcdir]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub voicemail_conf: Option<PathBuf>,
+
+    /// users.conf (Asterisk 22 and older make mailboxes from it) [default: beside voicemail.conf]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub users_conf: Option<PathBuf>,
+
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say which spool and configuration files are used
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Colour in tables: auto (terminal and no NO_COLOR), always, never
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List messages (no target: the whole spool)
+    #[command(after_help = TARGETS, after_long_help = LS_LONG_HELP)]
+    Ls(LsArgs),
+    /// Show every field of messages, their audio files and the problems found
+    #[command(after_help = TARGETS)]
+    Show(ShowArgs),
+    /// One line per mailbox: configuration joined with the spool, Asterisk's counts
+    Boxes(BoxesArgs),
+    /// AMI MailboxCount numbers (urgent, new = INBOX only, old) for scripts
+    Count(CountArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages into a directory
+    #[command(hide = true)]
+    Man {
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Contexts, boxes, folders or messages (default: the whole spool)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Only these folders (repeatable, case-insensitive)
+    #[arg(long, value_name = "FOLDER")]
+    pub folder: Vec<String>,
+    /// Only new messages (INBOX and Urgent)
+    #[arg(long)]
+    pub new: bool,
+    /// Only messages recorded at or after this date (YYYY-MM-DD[ HH:MM[:SS]]) or age (30d, 12h, 2w, 90m)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only messages recorded before this date or age
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only messages whose caller name or number contains this text (case-insensitive)
+    #[arg(long, value_name = "TEXT")]
+    pub caller: Option<String>,
+    /// Show dates in UTC instead of the mailbox's zone
+    #[arg(long)]
+    pub utc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Message(s) to show; a box or folder shows each of its messages
+    #[arg(value_name = "TARGET", required = true)]
+    pub targets: Vec<String>,
+    /// Add a plain sentence explaining each field
+    #[arg(long)]
+    pub explain: bool,
+    /// Show dates in UTC instead of the mailbox's zone
+    #[arg(long)]
+    pub utc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BoxesArgs {
+    /// Contexts to list (default: all)
+    #[arg(value_name = "CONTEXT")]
+    pub contexts: Vec<String>,
+    /// Add disk use (one stat per file)
+    #[arg(long)]
+    pub bytes: bool,
+    /// Print exactly what Asterisk's CLI `voicemail show users [for CONTEXT]` prints
+    #[arg(long, conflicts_with = "bytes")]
+    pub like_asterisk: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// box@context (or a box name found in one context)
+    #[arg(value_name = "BOX", required = true)]
+    pub boxes: Vec<String>,
+}

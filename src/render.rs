@@ -1,0 +1,319 @@
+//! Output: table, JSON lines and CSV into any `impl Write`, and the escaping of
+//! untrusted text (caller-ID names come from the phone network).
+
+use serde::Serialize;
+use std::borrow::Cow;
+use std::io::{self, Write};
+use unicode_width::UnicodeWidthStr;
+
+/// One message as every listing prints it; also the JSON object of `ls`,
+/// reused by `watch` and the archive manifest. Field names are documented in
+/// the man page and must not change.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRow {
+    pub context: String,
+    #[serde(rename = "box")]
+    pub mailbox: String,
+    pub folder: String,
+    pub number: String,
+    pub msg_id: Option<String>,
+    pub callerid: Option<String>,
+    pub callerid_name: Option<String>,
+    pub callerid_num: Option<String>,
+    pub origtime: Option<i64>,
+    pub date: Option<String>,
+    pub duration: Option<u64>,
+    pub urgent: bool,
+    pub formats: Vec<String>,
+    pub path: String,
+    pub state: crate::scan::MsgState,
+}
+
+/// Makes untrusted text safe for a terminal: control characters (C0, DEL, C1,
+/// and bidi overrides) become visible escapes, so no ANSI/OSC sequence passes.
+pub fn sanitize(s: &str) -> Cow<'_, str> {
+    let bad =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// CSV cell for free text: a leading `=`, `+`, `-`, `@`, tab or CR would make a
+/// spreadsheet run it as a formula; phone numbers (`+33…`) stay as they are.
+pub fn csv_text(s: &str) -> Cow<'_, str> {
+    let risky = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let phone = s.len() > 1
+        && s.starts_with('+')
+        && s[1..].bytes().all(|b| b.is_ascii_digit() || b == b' ');
+    if risky && !phone {
+        Cow::Owned(format!("'{s}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Writes one CSV record (RFC 4180 quoting) to `out`.
+pub fn csv_record<W: Write, S: AsRef<[u8]>>(out: &mut W, fields: &[S]) -> io::Result<()> {
+    let mut w = csv::WriterBuilder::new()
+        .buffer_capacity(256)
+        .from_writer(out);
+    w.write_record(fields)?;
+    w.flush()
+}
+
+/// Seconds as `m:ss` (hours as `h:mm:ss`).
+pub fn duration_text(secs: u64) -> String {
+    if secs >= 3600 {
+        format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        format!("{}:{:02}", secs / 60, secs % 60)
+    }
+}
+
+/// Terminal styling, on or off.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub fn paint<'a>(&self, code: &str, s: &'a str) -> Cow<'a, str> {
+        if self.color && !s.is_empty() {
+            Cow::Owned(format!("\x1b[{code}m{s}\x1b[0m"))
+        } else {
+            Cow::Borrowed(s)
+        }
+    }
+    pub fn bold<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        self.paint("1", s)
+    }
+    pub fn red<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        self.paint("31", s)
+    }
+    pub fn yellow<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        self.paint("33", s)
+    }
+}
+
+/// A fixed-width column: text is cut to the width (by display width) and padded.
+pub fn fit(s: &str, width: usize) -> String {
+    let w = UnicodeWidthStr::width(s);
+    if w <= width {
+        let mut out = String::with_capacity(s.len() + width - w);
+        out.push_str(s);
+        out.extend(std::iter::repeat_n(' ', width - w));
+        return out;
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let cw = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + cw + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += cw;
+    }
+    out.push('…');
+    used += 1;
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(used)));
+    out
+}
+
+/// Streaming writer for message listings in the three formats.
+pub struct MessageWriter<W: Write> {
+    out: W,
+    format: crate::cli::Format,
+    style: Style,
+    header_done: bool,
+}
+
+const TABLE_COLS: [(&str, usize); 9] = [
+    ("MAILBOX", 16),
+    ("FOLDER", 7),
+    ("MSG", 4),
+    ("DATE", 16),
+    ("CALLER", 22),
+    ("NUMBER", 14),
+    ("DUR", 6),
+    ("FLAGS", 7),
+    ("FORMATS", 0),
+];
+
+impl<W: Write> MessageWriter<W> {
+    pub fn new(out: W, format: crate::cli::Format, style: Style) -> Self {
+        MessageWriter {
+            out,
+            format,
+            style,
+            header_done: false,
+        }
+    }
+
+    pub fn write(&mut self, row: &MessageRow, table_date: &str) -> io::Result<()> {
+        match self.format {
+            crate::cli::Format::Json => {
+                serde_json::to_writer(&mut self.out, row)?;
+                self.out.write_all(b"\n")
+            }
+            crate::cli::Format::Csv => self.write_csv(row),
+            crate::cli::Format::Table => self.write_table(row, table_date),
+        }
+    }
+
+    fn write_table(&mut self, row: &MessageRow, date: &str) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            let mut h = String::new();
+            for (name, w) in TABLE_COLS {
+                if w == 0 {
+                    h.push_str(name);
+                } else {
+                    h.push_str(&fit(name, w));
+                    h.push(' ');
+                }
+            }
+            writeln!(self.out, "{}", self.style.bold(h.trim_end()))?;
+        }
+        let mailbox = format!("{}@{}", row.mailbox, row.context);
+        let name = row.callerid_name.as_deref().unwrap_or("");
+        let num = row.callerid_num.as_deref().unwrap_or("");
+        let dur = row
+            .duration
+            .map(duration_text)
+            .unwrap_or_else(|| "?".into());
+        let mut flags = String::new();
+        if row.urgent {
+            flags.push('U');
+        }
+        if row.state == crate::scan::MsgState::Phantom {
+            flags.push_str(if flags.is_empty() {
+                "phantom"
+            } else {
+                ",phantom"
+            });
+        }
+        let formats = if row.formats.is_empty() {
+            "-".to_string()
+        } else {
+            row.formats.join(",")
+        };
+        let flags_cell = fit(&flags, 7);
+        let flags_cell = if row.state == crate::scan::MsgState::Phantom {
+            self.style.yellow(&flags_cell).into_owned()
+        } else if row.urgent {
+            self.style.red(&flags_cell).into_owned()
+        } else {
+            flags_cell
+        };
+        writeln!(
+            self.out,
+            "{} {} {} {} {} {} {} {} {}",
+            fit(&sanitize(&mailbox), 16),
+            fit(&sanitize(&row.folder), 7),
+            fit(&row.number, 4),
+            fit(date, 16),
+            fit(&sanitize(name), 22),
+            fit(&sanitize(num), 14),
+            fit(&dur, 6),
+            flags_cell,
+            sanitize(&formats)
+        )
+    }
+
+    fn write_csv(&mut self, row: &MessageRow) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            csv_record(
+                &mut self.out,
+                &[
+                    "context",
+                    "box",
+                    "folder",
+                    "number",
+                    "msg_id",
+                    "callerid",
+                    "callerid_name",
+                    "callerid_num",
+                    "origtime",
+                    "date",
+                    "duration",
+                    "urgent",
+                    "formats",
+                    "path",
+                    "state",
+                ],
+            )?;
+        }
+        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        csv_record(
+            &mut self.out,
+            &[
+                csv_text(&row.context).into_owned(),
+                csv_text(&row.mailbox).into_owned(),
+                csv_text(&row.folder).into_owned(),
+                row.number.clone(),
+                csv_text(&opt(&row.msg_id)).into_owned(),
+                csv_text(&opt(&row.callerid)).into_owned(),
+                csv_text(&opt(&row.callerid_name)).into_owned(),
+                csv_text(&opt(&row.callerid_num)).into_owned(),
+                row.origtime.map(|t| t.to_string()).unwrap_or_default(),
+                opt(&row.date),
+                row.duration.map(|d| d.to_string()).unwrap_or_default(),
+                row.urgent.to_string(),
+                row.formats.join(" "),
+                csv_text(&row.path).into_owned(),
+                serde_json::to_value(row.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            ],
+        )
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_terminal_controls() {
+        assert_eq!(sanitize("Zoé Lambert"), "Zoé Lambert");
+        let evil = "x\x1b]0;pwned\x07\x1b[2J";
+        let s = sanitize(evil);
+        assert!(!s.contains('\x1b') && !s.contains('\x07'));
+        assert!(!sanitize("a\u{202E}b").contains('\u{202E}'));
+    }
+
+    #[test]
+    fn csv_formula_guard() {
+        assert_eq!(csv_text("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_text("+33612345670"), "+33612345670");
+        assert_eq!(csv_text("-2+3"), "'-2+3");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("Karim"), "Karim");
+    }
+
+    #[test]
+    fn widths() {
+        assert_eq!(fit("Chloé", 7), "Chloé  ");
+        assert_eq!(fit("abcdefghij", 5), "abcd…");
+        assert_eq!(duration_text(20), "0:20");
+        assert_eq!(duration_text(3725), "1:02:05");
+    }
+}

@@ -1,0 +1,277 @@
+//! Read one folder directory into messages (spec §12.1) and count it the way
+//! Asterisk does (spec §2.3, §8.1). Scanning never changes anything.
+
+use crate::spool::MsgNum;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+/// Files of one `msgNNNN` in a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MsgFiles {
+    pub num: MsgNum,
+    /// `msgNNNN.txt` exists.
+    pub txt: bool,
+    /// Audio extensions present, sorted, case kept (`WAV` and `wav` both).
+    pub audio: Vec<String>,
+}
+
+/// Complete = `.txt` + audio; phantom = `.txt` only; orphan = audio only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MsgState {
+    Complete,
+    Phantom,
+    Orphan,
+}
+
+impl MsgFiles {
+    pub fn state(&self) -> MsgState {
+        match (self.txt, self.audio.is_empty()) {
+            (true, false) => MsgState::Complete,
+            (true, true) => MsgState::Phantom,
+            (false, _) => MsgState::Orphan,
+        }
+    }
+}
+
+/// Entries of a folder that are not message files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Noise {
+    /// `.lock`, `.lock-XXXXXXXX` (lockfile mode) or `lock` (flock mode).
+    Lock(String),
+    /// `msgNNNN-bak.*`, left by a prepend-forward that did not finish.
+    Backup(String),
+    /// `msgNNNN-prepend.*`, a prepend recording in progress or abandoned.
+    Prepend(String),
+    /// A name some Asterisk scanner may count or adopt but that is not a
+    /// message file (`msg0001.TXT`, `msg12.txt`, `msg-001.txt`, `msg0001.txt.bak`,
+    /// `msg9999.*`); the text says what Asterisk does with it.
+    Stray(String, &'static str),
+    /// Anything else (other files, subdirectories, names that are not UTF-8).
+    Foreign(String),
+}
+
+impl Noise {
+    pub fn name(&self) -> &str {
+        match self {
+            Noise::Lock(n) | Noise::Backup(n) | Noise::Prepend(n) | Noise::Foreign(n) => n,
+            Noise::Stray(n, _) => n,
+        }
+    }
+}
+
+/// Asterisk's counts for one folder, from names only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FolderCounts {
+    /// `__has_voicemail()`: names starting `msg` (any case) with `txt` (any case)
+    /// at offset 8. This is what MWI, MailboxCount and `voicemail show users` use.
+    pub mwi: u32,
+    /// `count_messages()`: `.txt` at offset 7 (capacity check on deposit).
+    pub capacity: u32,
+    /// Some entry starts with `msg` (the short-circuit of `has_voicemail()`).
+    pub any_msg: bool,
+}
+
+/// The whole content of a folder directory.
+#[derive(Debug, Clone, Default)]
+pub struct FolderScan {
+    /// By number, ascending.
+    pub messages: Vec<MsgFiles>,
+    pub noise: Vec<Noise>,
+    pub counts: FolderCounts,
+}
+
+/// Counts one directory entry name into `counts` with Asterisk's rules.
+fn count_name(name: &[u8], counts: &mut FolderCounts) {
+    if name.len() >= 3 && name[..3].eq_ignore_ascii_case(b"msg") {
+        counts.any_msg = true;
+        // strncasecmp(d_name + 8, "txt", 3): shorter names cannot match.
+        if name.len() >= 11 && name[8..11].eq_ignore_ascii_case(b"txt") {
+            counts.mwi += 1;
+        }
+    }
+    // count_messages(): strlen > 7 && !strncmp(d_name + 7, ".txt", 4)
+    if name.len() >= 11 && &name[7..11] == b".txt" {
+        counts.capacity += 1;
+    }
+}
+
+/// `msgNNNN.<ext>` → (number, ext); `None` for any other shape.
+fn split_msg_name(name: &str) -> Option<(u16, &str)> {
+    let rest = name.strip_prefix("msg")?;
+    let digits = rest.get(..4)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ext = rest[4..].strip_prefix('.')?;
+    if ext.is_empty() {
+        return None;
+    }
+    Some((digits.parse().ok()?, ext))
+}
+
+fn classify_noise(name: &str) -> Noise {
+    if name == ".lock" || name == "lock" || is_lock_helper(name) {
+        return Noise::Lock(name.to_string());
+    }
+    if let Some(rest) = name.strip_prefix("msg") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 4 && rest[4..].starts_with("-bak.") {
+            return Noise::Backup(name.to_string());
+        }
+        if digits == 4 && rest[4..].starts_with("-prepend.") {
+            return Noise::Prepend(name.to_string());
+        }
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("msg") {
+        let b = name.as_bytes();
+        let why = if b.len() >= 11 && b[8..11].eq_ignore_ascii_case(b"txt") {
+            "counted as a message by MWI but not a real message file"
+        } else {
+            "starts with msg: has_voicemail() sees it, and it may confuse Asterisk's scanners"
+        };
+        return Noise::Stray(name.to_string(), why);
+    }
+    Noise::Foreign(name.to_string())
+}
+
+fn is_lock_helper(name: &str) -> bool {
+    name.strip_prefix(".lock-")
+        .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Reads a folder directory. A missing directory is an empty folder (Asterisk
+/// creates folders lazily).
+pub fn scan_folder(dir: &Path) -> io::Result<FolderScan> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FolderScan::default()),
+        Err(e) => return Err(e),
+    };
+    let mut by_num: BTreeMap<u16, MsgFiles> = BTreeMap::new();
+    let mut scan = FolderScan::default();
+    for entry in rd {
+        let entry = entry?;
+        let os_name = entry.file_name();
+        count_name(os_name.as_encoded_bytes(), &mut scan.counts);
+        let Some(name) = os_name.to_str() else {
+            scan.noise
+                .push(Noise::Foreign(os_name.to_string_lossy().into_owned()));
+            continue;
+        };
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let parsed = if is_dir { None } else { split_msg_name(name) };
+        match parsed {
+            Some((n, ext)) if n <= MsgNum::MAX && is_message_ext(ext) => {
+                let Some(num) = MsgNum::new(n) else { continue };
+                let m = by_num.entry(n).or_insert_with(|| MsgFiles {
+                    num,
+                    txt: false,
+                    audio: Vec::new(),
+                });
+                if ext == "txt" {
+                    m.txt = true;
+                } else {
+                    m.audio.push(ext.to_string());
+                }
+            }
+            Some((9999, _)) => scan.noise.push(Noise::Stray(
+                name.to_string(),
+                "number 9999 is invisible to Asterisk and gets overwritten",
+            )),
+            _ if is_dir => scan.noise.push(Noise::Foreign(format!("{name}/"))),
+            _ => scan.noise.push(classify_noise(name)),
+        }
+    }
+    scan.messages = by_num
+        .into_values()
+        .map(|mut m| {
+            m.audio.sort();
+            m
+        })
+        .collect();
+    scan.noise.sort_by(|a, b| a.name().cmp(b.name()));
+    Ok(scan)
+}
+
+/// `txt`, or an audio extension: one word, no dots, and not a case variant of `txt`.
+fn is_message_ext(ext: &str) -> bool {
+    ext == "txt"
+        || (!ext.contains('.')
+            && !ext.eq_ignore_ascii_case("txt")
+            && ext
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+}
+
+/// Counts a folder with Asterisk's name rules only (no `.txt` is opened).
+pub fn count_folder(dir: &Path) -> io::Result<FolderCounts> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FolderCounts::default()),
+        Err(e) => return Err(e),
+    };
+    let mut counts = FolderCounts::default();
+    for entry in rd {
+        count_name(entry?.file_name().as_encoded_bytes(), &mut counts);
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(names: &[&str]) -> FolderCounts {
+        let mut c = FolderCounts::default();
+        for n in names {
+            count_name(n.as_bytes(), &mut c);
+        }
+        c
+    }
+
+    #[test]
+    fn asterisk_counting_rules() {
+        assert_eq!(counts(&["msg0000.txt", "msg0000.wav"]).mwi, 1);
+        assert_eq!(
+            counts(&["msg0001.TXT"]).mwi,
+            1,
+            "MWI compares txt case-insensitively"
+        );
+        assert_eq!(counts(&["msg0001.TXT"]).capacity, 0);
+        assert_eq!(counts(&["MSG0001.txt"]).mwi, 1);
+        assert_eq!(counts(&["msg0001.txt.bak"]).mwi, 1, "prefix compare only");
+        assert_eq!(counts(&["msg0001.txt.bak"]).capacity, 1);
+        assert_eq!(counts(&["msg12.txt"]).mwi, 0);
+        assert_eq!(counts(&["msg-001.txt"]).mwi, 1);
+        assert_eq!(counts(&["msg0001.wav"]).mwi, 0);
+        assert!(counts(&["msg0001.wav"]).any_msg);
+        assert_eq!(counts(&["abcdefg.txt"]).capacity, 1);
+        assert_eq!(counts(&["abcdefg.txt"]).mwi, 0);
+        assert_eq!(counts(&["msg"]).mwi, 0);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(split_msg_name("msg0003.WAV"), Some((3, "WAV")));
+        assert_eq!(split_msg_name("msg0003.txt.bak"), Some((3, "txt.bak")));
+        assert_eq!(split_msg_name("msg12.txt"), None);
+        assert_eq!(split_msg_name("msg0003"), None);
+        assert!(!is_message_ext("txt.bak"));
+        assert!(!is_message_ext("TXT"));
+        assert!(is_message_ext("wav16"));
+        assert!(matches!(classify_noise(".lock-0a1b2c3d"), Noise::Lock(_)));
+        assert!(matches!(
+            classify_noise("msg0001-bak.txt"),
+            Noise::Backup(_)
+        ));
+        assert!(matches!(
+            classify_noise("msg0001-prepend.wav"),
+            Noise::Prepend(_)
+        ));
+        assert!(matches!(classify_noise("msg-001.txt"), Noise::Stray(..)));
+        assert!(matches!(classify_noise("notes.md"), Noise::Foreign(_)));
+    }
+}

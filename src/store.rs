@@ -1,0 +1,219 @@
+//! The mailbox store: the one narrow interface through which messages are read.
+//!
+//! The file spool is the only implementation today; Asterisk's ODBC storage
+//! (messages as rows of one SQL table) is planned as the second one, so nothing
+//! above this trait may assume files.
+
+use crate::audio::{self, AudioInfo};
+use crate::error::{Error, Result};
+use crate::metadata::{MetaError, Metadata};
+use crate::scan::{self, FolderCounts, FolderScan};
+use crate::spool::{Context, Folder, MailboxId, MsgNum, Spool};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A `.txt` larger than this is not a message file; refuse it quickly.
+pub const MAX_TXT_BYTES: u64 = 1 << 20;
+
+/// AMI `MailboxCount` numbers: `urgent` = Urgent, `new` = INBOX only, `old` = Old.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub urgent: u32,
+    pub new: u32,
+    pub old: u32,
+}
+
+impl Counts {
+    /// New as `voicemail show users` and MWI count it: INBOX + Urgent.
+    pub fn new_total(&self) -> u32 {
+        self.new + self.urgent
+    }
+}
+
+/// Read access to mailboxes, whatever keeps them.
+pub trait MailboxStore {
+    /// Where the messages live, for messages to the user.
+    fn describe(&self) -> String;
+    /// Contexts, sorted by name.
+    fn contexts(&self) -> Result<Vec<Context>>;
+    /// Mailboxes of a context, sorted by name.
+    fn mailboxes(&self, ctx: &Context) -> Result<Vec<MailboxId>>;
+    fn context_exists(&self, ctx: &Context) -> bool;
+    fn mailbox_exists(&self, mb: &MailboxId) -> bool;
+    /// Folders that exist for a mailbox, in Asterisk's order, unknown ones last.
+    fn folders(&self, mb: &MailboxId) -> Result<Vec<Folder>>;
+    /// All entries of one folder, grouped into messages.
+    fn scan_folder(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderScan>;
+    /// One message's metadata.
+    fn read_metadata(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> Result<Metadata>;
+    /// Counts of one folder by Asterisk's rules, without reading any message.
+    fn folder_counts(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderCounts>;
+    /// Format, size and measured duration of one audio file of a message.
+    fn audio_info(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        num: MsgNum,
+        ext: &str,
+    ) -> Result<AudioInfo>;
+    /// Where a message's metadata is, for display and JSON (`path`).
+    fn location(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> PathBuf;
+
+    /// `MailboxCount`: Urgent, INBOX and Old by Asterisk's name rule.
+    fn count(&self, mb: &MailboxId) -> Result<Counts> {
+        Ok(Counts {
+            urgent: self.folder_counts(mb, &Folder::Urgent)?.mwi,
+            new: self.folder_counts(mb, &Folder::Inbox)?.mwi,
+            old: self.folder_counts(mb, &Folder::Old)?.mwi,
+        })
+    }
+}
+
+/// The file spool, `<astspooldir>/voicemail/<context>/<box>/<folder>/msgNNNN.*`.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    spool: Spool,
+}
+
+/// Subdirectory names in `dir`, sorted; names that are not valid UTF-8 or not
+/// safe path components are returned separately so callers can report them.
+fn subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let mut names = Vec::new();
+    let mut bad = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let ft = match entry.file_type() {
+            Ok(ft) => ft,
+            Err(_) => continue,
+        };
+        // Symlinked directories are listed (reading through them is harmless).
+        let is_dir = ft.is_dir() || (ft.is_symlink() && entry.path().is_dir());
+        if !is_dir {
+            continue;
+        }
+        match entry.file_name().into_string() {
+            Ok(n) => names.push(n),
+            Err(os) => bad.push(os.to_string_lossy().into_owned()),
+        }
+    }
+    names.sort();
+    Ok((names, bad))
+}
+
+impl FileStore {
+    pub fn new(spool: Spool) -> FileStore {
+        FileStore { spool }
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    fn read_txt(path: &Path) -> Result<Metadata> {
+        let mut last = None;
+        // Asterisk rewrites .txt files in place without a lock (spec §3.5): an
+        // empty or partial read is retried once before it is reported.
+        for attempt in 0..2 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(75));
+            }
+            let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+            let mut data = Vec::new();
+            file.take(MAX_TXT_BYTES + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| Error::io("read", path, e))?;
+            if data.len() as u64 > MAX_TXT_BYTES {
+                return Err(Error::Metadata {
+                    path: path.to_path_buf(),
+                    source: MetaError::Invalid {
+                        line: 0,
+                        reason: format!("larger than {} bytes, not a message file", MAX_TXT_BYTES),
+                    },
+                });
+            }
+            match Metadata::parse(&data) {
+                Ok(m) => return Ok(m),
+                Err(e @ (MetaError::Empty | MetaError::NoMessageSection)) => last = Some(e),
+                Err(e) => {
+                    return Err(Error::Metadata {
+                        path: path.to_path_buf(),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Err(Error::Metadata {
+            path: path.to_path_buf(),
+            source: last.unwrap_or(MetaError::Empty),
+        })
+    }
+}
+
+impl MailboxStore for FileStore {
+    fn describe(&self) -> String {
+        self.spool.root().display().to_string()
+    }
+
+    fn contexts(&self) -> Result<Vec<Context>> {
+        let (names, _) = subdirs(self.spool.root())?;
+        Ok(names.iter().filter_map(|n| Context::new(n).ok()).collect())
+    }
+
+    fn mailboxes(&self, ctx: &Context) -> Result<Vec<MailboxId>> {
+        let (names, _) = subdirs(&self.spool.context_dir(ctx))?;
+        Ok(names
+            .iter()
+            .filter_map(|n| MailboxId::new(ctx.clone(), n).ok())
+            .collect())
+    }
+
+    fn context_exists(&self, ctx: &Context) -> bool {
+        self.spool.context_dir(ctx).is_dir()
+    }
+
+    fn mailbox_exists(&self, mb: &MailboxId) -> bool {
+        self.spool.mailbox_dir(mb).is_dir()
+    }
+
+    fn folders(&self, mb: &MailboxId) -> Result<Vec<Folder>> {
+        let (names, _) = subdirs(&self.spool.mailbox_dir(mb))?;
+        let mut folders: Vec<Folder> = names
+            .iter()
+            .filter(|n| n.as_str() != "tmp")
+            .filter_map(|n| Folder::from_dir_name(n).ok())
+            .collect();
+        folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        Ok(folders)
+    }
+
+    fn scan_folder(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderScan> {
+        let dir = self.spool.folder_dir(mb, folder);
+        scan::scan_folder(&dir).map_err(|e| Error::io("read folder", dir, e))
+    }
+
+    fn read_metadata(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> Result<Metadata> {
+        Self::read_txt(&self.spool.txt_path(mb, folder, num))
+    }
+
+    fn folder_counts(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderCounts> {
+        let dir = self.spool.folder_dir(mb, folder);
+        scan::count_folder(&dir).map_err(|e| Error::io("read folder", dir, e))
+    }
+
+    fn audio_info(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        num: MsgNum,
+        ext: &str,
+    ) -> Result<AudioInfo> {
+        let path = self.spool.msg_file(mb, folder, num, ext);
+        audio::probe_file(&path, ext).map_err(|source| Error::Audio { path, source })
+    }
+
+    fn location(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> PathBuf {
+        self.spool.txt_path(mb, folder, num)
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the built `vmtool` binary on temp copies of real spools.
+
+mod util;
+
+mod docs;
+mod example;
+mod fixture;
+mod readonly;
+mod synthetic;
