@@ -2,6 +2,7 @@
 //! one function per subcommand. Output goes to the writers it is given; the
 //! binary only parses arguments and exits with the status returned here.
 
+use crate::change::{self, ChangeKind};
 use crate::cli::{
     BoxesArgs, Cli, ColorChoice, Command, CountArgs, Format, GlobalArgs, LsArgs, ShowArgs,
 };
@@ -106,6 +107,11 @@ impl<'a> Reporter<'a> {
     pub fn failed(&self) -> bool {
         self.failures > 0
     }
+
+    /// Where reports go (standard error), for summary lines.
+    pub fn err_writer(&mut self) -> &mut dyn Write {
+        self.err
+    }
 }
 
 /// Display zone for dates.
@@ -149,6 +155,9 @@ pub struct Setup {
     pub style: Style,
     pub format: Format,
     pub env: Environment,
+    /// Where asterisk.conf says the other config files are (`astetcdir`).
+    pub etc_dir: PathBuf,
+    pub quiet: bool,
 }
 
 impl Setup {
@@ -235,6 +244,8 @@ impl Setup {
             style: Style { color },
             format: g.format,
             env,
+            etc_dir,
+            quiet: g.quiet,
         })
     }
 
@@ -358,6 +369,18 @@ pub fn parse_when(s: &str, now: i64, utc: bool) -> Result<i64> {
 /// Runs a parsed command line. Never panics on bad input; returns the exit status.
 pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let mut rep = Reporter::new(err);
+    if matches!(
+        cli.command,
+        Command::Mv(_)
+            | Command::Cp(_)
+            | Command::Read(_)
+            | Command::Unread(_)
+            | Command::Rm(_)
+            | Command::Resequence(_)
+            | Command::Check(_)
+    ) {
+        change::install_interrupt_handler();
+    }
     let result = match &cli.command {
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -378,6 +401,20 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             Command::Show(a) => cmd_show(&setup, a, out, &mut rep),
             Command::Boxes(a) => cmd_boxes(&setup, a, out, &mut rep),
             Command::Count(a) => cmd_count(&setup, a, out, &mut rep),
+            Command::Mv(a) => change::cmd_transfer(&setup, &cli.global, a, false, out, &mut rep),
+            Command::Cp(a) => change::cmd_transfer(&setup, &cli.global, a, true, out, &mut rep),
+            Command::Read(a) => {
+                change::cmd_change(&setup, &cli.global, a, ChangeKind::Read, out, &mut rep)
+            }
+            Command::Unread(a) => {
+                change::cmd_change(&setup, &cli.global, a, ChangeKind::Unread, out, &mut rep)
+            }
+            Command::Rm(a) => {
+                change::cmd_change(&setup, &cli.global, a, ChangeKind::Rm, out, &mut rep)
+            }
+            Command::Resequence(a) => change::cmd_resequence(&setup, &cli.global, a, out, &mut rep),
+            Command::Check(a) => crate::check::cmd_check(&setup, &cli.global, a, out, &mut rep),
+            Command::Unlock(a) => change::cmd_unlock(&setup, a, out, &mut rep),
             Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
         }),
     };
@@ -398,7 +435,7 @@ pub fn write_man_pages(dir: &Path) -> io::Result<()> {
     clap_mangen::generate_to(cmd, dir)
 }
 
-fn out_err(e: io::Error) -> Error {
+pub fn out_err(e: io::Error) -> Error {
     Error::io("write", "standard output", e)
 }
 

@@ -121,6 +121,32 @@ pub struct GlobalArgs {
     /// Colour in tables: auto (terminal and no NO_COLOR), always, never
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    /// Folder lock mode [default: lockmode from asterisk.conf, else lockfile]
+    #[arg(long, global = true, value_enum)]
+    pub lockmode: Option<LockModeArg>,
+
+    /// Seconds to wait for a busy folder lock before giving up (exit 4)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 5.0)]
+    pub lock_timeout: f64,
+
+    /// AMI to tell Asterisk about changes: [user[:secret]@]host[:port] [default: $VMTOOL_AMI, else manager.conf]
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub ami: Option<String>,
+
+    /// manager.conf to find an AMI user with write=user [default: manager.conf in astetcdir]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub manager_conf: Option<PathBuf>,
+
+    /// Do not send VoicemailRefresh after changes (phones' lamps update at Asterisk's next poll, if pollmailboxes=yes)
+    #[arg(long, global = true)]
+    pub no_ami: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LockModeArg {
+    Lockfile,
+    Flock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +175,28 @@ pub enum Command {
     Boxes(BoxesArgs),
     /// AMI MailboxCount numbers (urgent, new = INBOX only, old) for scripts
     Count(CountArgs),
+    /// Move messages to another folder or box (DEST: Old, Work, compta/1202, 1202@compta/Old, …)
+    #[command(after_help = TARGETS)]
+    Mv(TransferArgs),
+    /// Copy messages into another box or folder (the .txt verbatim, msg_id kept, as Asterisk forwards)
+    #[command(visible_alias = "forward", after_help = TARGETS)]
+    Cp(TransferArgs),
+    /// Mark messages heard, as a first listen does: INBOX/Urgent -> Old
+    #[command(after_help = TARGETS)]
+    Read(ChangeArgs),
+    /// Mark messages unheard: Old -> INBOX
+    #[command(after_help = TARGETS)]
+    Unread(ChangeArgs),
+    /// Delete messages (into Deleted when backupdeleted is set, as Asterisk does)
+    #[command(after_help = TARGETS)]
+    Rm(ChangeArgs),
+    /// Close numbering gaps in a folder (only on request: see the warning in the man page)
+    Resequence(ResequenceArgs),
+    /// Report problems (phantoms, orphans, gaps, stale locks, half-done moves, …); --fix repairs what is safe
+    #[command(after_help = TARGETS)]
+    Check(CheckArgs),
+    /// Break a stale folder lock left by a crash (only locks older than --older-than)
+    Unlock(UnlockArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -211,6 +259,71 @@ pub struct BoxesArgs {
     /// Print exactly what Asterisk's CLI `voicemail show users [for CONTEXT]` prints
     #[arg(long, conflicts_with = "bytes")]
     pub like_asterisk: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Messages or folders, then the destination (a folder of the same box, or box[/Folder]; no folder = INBOX)
+    #[arg(value_name = "TARGET… DEST", required = true, num_args = 2..)]
+    pub args: Vec<String>,
+    /// Print the plan and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Needed when a whole folder or more than one message is named
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// Messages, folders or (read/unread) boxes
+    #[arg(value_name = "TARGET", required = true)]
+    pub targets: Vec<String>,
+    /// Print the plan and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Needed by rm when a whole folder or more than one message is named
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResequenceArgs {
+    /// box[/Folder] (default: every folder of the box)
+    #[arg(value_name = "BOX[/FOLDER]")]
+    pub target: String,
+    /// Print the renames and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Go on even when AMI is not configured, so open VoiceMailMain sessions cannot be checked
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Contexts, boxes or folders (default: the whole spool)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Repair what is safe: finish or undo half-done moves, quarantine phantoms, orphans and -bak leftovers
+    #[arg(long)]
+    pub fix: bool,
+    /// Age in seconds after which a lock or a tmp/ leftover is stale
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub stale_after: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The folder whose lock to break, e.g. compta/1202/INBOX
+    #[arg(value_name = "FOLDER")]
+    pub target: String,
+    /// Required: only a stale lock (older than --older-than) is ever broken
+    #[arg(long, required = true)]
+    pub stale: bool,
+    /// Seconds after which a lock counts as stale
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub older_than: u64,
 }
 
 #[derive(Debug, Args)]

@@ -24,14 +24,7 @@ const MAX_FORMATS: usize = 10;
 const FIELD: usize = 80;
 
 /// How Asterisk locks spool folders (`asterisk.conf [options] lockmode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LockMode {
-    /// `lockfile` (default): `.lock` link files.
-    #[default]
-    Lockfile,
-    /// `flock`: `flock()` on a `.lock` file.
-    Flock,
-}
+pub use crate::lock::LockMode;
 
 /// What vmtool needs from `asterisk.conf`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,12 @@ pub enum Error {
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// A lock (Asterisk's or another vmtool's) stayed busy: retry later.
+    #[error("{0}")]
+    LockBusy(String),
+    /// An item failed for a reason given in the text.
+    #[error("{0}")]
+    Failed(String),
 }
 
 fn io_hint(e: &io::Error) -> &'static str {
@@ -76,6 +82,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::NotFound(_) => Exit::NotFound,
+            Error::LockBusy(_) => Exit::LockBusy,
             Error::Usage(_) | Error::Ambiguous(_) | Error::Name(_) => Exit::Usage,
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Exit::NotFound,
             _ => Exit::Partial,

@@ -16,15 +16,21 @@
 //! }
 //! ```
 
+pub mod ami;
 pub mod app;
 pub mod audio;
 pub mod callerid;
+pub mod change;
+pub mod check;
 pub mod cli;
 pub mod conf;
 pub mod config;
 pub mod dialect;
 pub mod error;
+pub mod fsutil;
+pub mod lock;
 pub mod metadata;
+pub mod ops;
 pub mod render;
 pub mod scan;
 pub mod spool;

@@ -112,7 +112,7 @@ fn split_msg_name(name: &str) -> Option<(u16, &str)> {
 }
 
 fn classify_noise(name: &str) -> Noise {
-    if name == ".lock" || name == "lock" || is_lock_helper(name) {
+    if crate::lock::lock_file_kind(name).is_some() {
         return Noise::Lock(name.to_string());
     }
     if let Some(rest) = name.strip_prefix("msg") {
@@ -135,11 +135,6 @@ fn classify_noise(name: &str) -> Noise {
         return Noise::Stray(name.to_string(), why);
     }
     Noise::Foreign(name.to_string())
-}
-
-fn is_lock_helper(name: &str) -> bool {
-    name.strip_prefix(".lock-")
-        .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Reads a folder directory. A missing directory is an empty folder (Asterisk
@@ -206,6 +201,77 @@ fn is_message_ext(ext: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
 }
 
+/// `sscanf(name, "msg%30d.%3s")` with `strcmp(ext, "txt") == 0`: the number, if
+/// this name marks a message for `last_message_index()`.
+fn sscanf_msg_txt(name: &[u8]) -> Option<i64> {
+    let rest = name.strip_prefix(b"msg")?;
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut i = rest.iter().take_while(|b| is_ws(b)).count();
+    let width_start = i;
+    let neg = match rest.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits_start = i;
+    while i < rest.len() && i - width_start < 30 && rest[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == digits_start {
+        return None;
+    }
+    let v: i64 = std::str::from_utf8(&rest[digits_start..i])
+        .ok()?
+        .parse()
+        .ok()?;
+    let rest = rest[i..].strip_prefix(b".")?;
+    let skip = rest.iter().take_while(|b| is_ws(b)).count();
+    let word: Vec<u8> = rest[skip..]
+        .iter()
+        .take_while(|b| !is_ws(b))
+        .take(3)
+        .copied()
+        .collect();
+    (word == b"txt").then_some(if neg { -v } else { v })
+}
+
+/// `last_message_index()` exactly (spec §2.4): the highest number Asterisk
+/// thinks is used, `None` for an empty folder. Its quirk is kept: duplicate or
+/// negative hits (`msg0001.txt` + `msg0001.txt.bak`, `msg-001.txt`) keep its
+/// counter from reaching zero and it answers 9998.
+pub fn last_message_index(dir: &Path) -> io::Result<Option<u16>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut map = vec![false; 9999];
+    let mut stopcount = 0usize;
+    for entry in rd {
+        let name = entry?.file_name();
+        if let Some(n) = sscanf_msg_txt(name.as_encoded_bytes()) {
+            if n < 9999 {
+                if n >= 0 {
+                    map[n as usize] = true;
+                }
+                stopcount += 1;
+            }
+        }
+    }
+    let mut x = 0usize;
+    while x < 9999 && stopcount > 0 {
+        stopcount -= usize::from(map[x]);
+        x += 1;
+    }
+    Ok(x.checked_sub(1).map(|v| v as u16))
+}
+
 /// Counts a folder with Asterisk's name rules only (no `.txt` is opened).
 pub fn count_folder(dir: &Path) -> io::Result<FolderCounts> {
     let rd = match std::fs::read_dir(dir) {
@@ -251,6 +317,30 @@ mod tests {
         assert_eq!(counts(&["abcdefg.txt"]).capacity, 1);
         assert_eq!(counts(&["abcdefg.txt"]).mwi, 0);
         assert_eq!(counts(&["msg"]).mwi, 0);
+    }
+
+    #[test]
+    fn last_message_index_like_asterisk() {
+        let d = tempfile::tempdir().unwrap();
+        let lmi = || last_message_index(d.path()).unwrap();
+        assert_eq!(lmi(), None);
+        let touch = |n: &str| std::fs::write(d.path().join(n), b"").unwrap();
+        touch("msg0000.wav");
+        assert_eq!(lmi(), None, "audio alone is not counted");
+        touch("msg0003.txt");
+        assert_eq!(lmi(), Some(3), "highest, gaps ignored");
+        touch("msg12.txt");
+        assert_eq!(lmi(), Some(12));
+        touch("msg0012.txt.bak");
+        assert_eq!(
+            lmi(),
+            Some(9998),
+            "duplicate hit: Asterisk's counter never reaches 0"
+        );
+        assert_eq!(sscanf_msg_txt(b"msg-001.txt"), Some(-1));
+        assert_eq!(sscanf_msg_txt(b"msg0001.TXT"), None);
+        assert_eq!(sscanf_msg_txt(b"msg0001.tx"), None);
+        assert_eq!(sscanf_msg_txt(b"msg 7.txt"), Some(7));
     }
 
     #[test]

@@ -1,0 +1,498 @@
+//! `vmtool check [--fix]`: everything spec §11 and §12.8 say can be wrong in a
+//! spool, one finding per line with the file and the fix. `--fix` repairs only
+//! what is safe (half-done moves, quarantine of phantoms, orphans and
+//! leftovers); nothing that exists only once is ever deleted.
+
+use crate::app::{out_err, Reporter, Setup};
+use crate::cli::{CheckArgs, Format, GlobalArgs};
+use crate::error::{Error, Exit, Result};
+use crate::fsutil::{self, Perms};
+use crate::lock::{self, FolderLock};
+use crate::metadata::Metadata;
+use crate::ops::Engine;
+use crate::scan::{MsgState, Noise};
+use crate::spool::{Context, Folder, MailboxId};
+use crate::store::MailboxStore;
+use crate::target::Target;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// One problem found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    pub path: String,
+    pub kind: &'static str,
+    pub problem: String,
+    pub fix: String,
+    pub fixed: bool,
+}
+
+struct Checker<'a> {
+    setup: &'a Setup,
+    engine: Engine<'a>,
+    fix: bool,
+    stale: Duration,
+    findings: Vec<Finding>,
+    runuser_uid: Option<u32>,
+}
+
+fn age(path: &Path) -> Duration {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
+}
+
+/// uid of a user name, from /etc/passwd.
+fn uid_of(user: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == user).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+impl Checker<'_> {
+    fn add(&mut self, path: &Path, kind: &'static str, problem: String, fix: String, fixed: bool) {
+        let rel = self
+            .setup
+            .store
+            .spool()
+            .relative(path)
+            .display()
+            .to_string();
+        self.findings.push(Finding {
+            path: rel,
+            kind,
+            problem,
+            fix,
+            fixed,
+        });
+    }
+
+    fn quarantine(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        files: &[PathBuf],
+    ) -> std::io::Result<PathBuf> {
+        let qdir = self
+            .setup
+            .store
+            .spool()
+            .tmp_dir(mb)
+            .join("vmtool-quarantine")
+            .join(folder.dir_name());
+        let perms = Perms::observe(&self.setup.store.spool().mailbox_dir(mb))?;
+        fsutil::create_dir_like(&qdir, &perms)?;
+        for f in files {
+            if let Some(name) = f.file_name() {
+                let mut to = qdir.join(name);
+                let mut i = 1;
+                while to.exists() {
+                    to = qdir.join(format!("{}.{i}", name.to_string_lossy()));
+                    i += 1;
+                }
+                std::fs::rename(f, &to)?;
+            }
+        }
+        fsutil::sync_dir(&qdir)?;
+        Ok(qdir)
+    }
+
+    fn check_owner(&mut self, path: &Path) {
+        let Some(uid) = self.runuser_uid else { return };
+        if let Ok(md) = std::fs::symlink_metadata(path) {
+            let writable = md.mode() & 0o200 != 0;
+            if md.uid() != uid || (md.is_dir() && !writable) {
+                self.add(
+                    path,
+                    "owner",
+                    format!(
+                        "owned by uid {} mode {:o}; Asterisk runs as uid {uid} and cannot {} it (it then works unlocked, spec §6.5)",
+                        md.uid(),
+                        md.mode() & 0o7777,
+                        if md.is_dir() { "create files in" } else { "replace" }
+                    ),
+                    format!("chown {uid} {}", path.display()),
+                    false,
+                );
+            }
+        }
+    }
+
+    fn check_mailbox(&mut self, mb: &MailboxId, only: Option<&Folder>) -> Result<()> {
+        let spool = self.setup.store.spool().clone();
+        let mdir = spool.mailbox_dir(mb);
+        self.check_owner(&mdir);
+        // Half-done changes (their intent records).
+        let pending = self.engine.pending(mb);
+        if !pending.is_empty() {
+            if self.fix {
+                match self.engine.recover(mb) {
+                    Ok(done) => {
+                        for d in done {
+                            self.add(&spool.tmp_dir(mb), "half-done", d, String::new(), true);
+                        }
+                    }
+                    Err(e) => self.add(
+                        &spool.tmp_dir(mb),
+                        "half-done",
+                        format!("interrupted change could not be finished: {e}"),
+                        "retry `vmtool check --fix` when the folder is not busy".into(),
+                        false,
+                    ),
+                }
+            } else {
+                for p in pending {
+                    self.add(
+                        &p,
+                        "half-done",
+                        "an interrupted vmtool change (move/copy/delete) is not finished".into(),
+                        format!("vmtool check --fix {}", mb),
+                        false,
+                    );
+                }
+            }
+        }
+        // Leftovers in tmp/ (crashed recordings, staged copies).
+        if let Ok(rd) = std::fs::read_dir(spool.tmp_dir(mb)) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let p = e.path();
+                if name == ".vmtool-lock"
+                    || name == "vmtool-quarantine"
+                    || name.starts_with(".vmtool-intent-")
+                {
+                    continue;
+                }
+                if age(&p) > self.stale.max(Duration::from_secs(3600)) {
+                    self.add(
+                        &p,
+                        "tmp-leftover",
+                        format!(
+                            "left in tmp/ for {} h (a crashed recording or copy)",
+                            age(&p).as_secs() / 3600
+                        ),
+                        format!("inspect, then remove {}", p.display()),
+                        false,
+                    );
+                }
+            }
+        }
+        let folders = match only {
+            Some(f) => vec![f.clone()],
+            None => self.setup.store.folders(mb)?,
+        };
+        let maxmsg = self.engine.maxmsg(mb);
+        for folder in folders {
+            self.check_folder(mb, &folder, maxmsg)?;
+        }
+        Ok(())
+    }
+
+    fn check_folder(&mut self, mb: &MailboxId, folder: &Folder, maxmsg: u32) -> Result<()> {
+        let spool = self.setup.store.spool().clone();
+        let dir = spool.folder_dir(mb, folder);
+        self.check_owner(&dir);
+        if let Folder::Other(name) = folder {
+            let hint = match Folder::known(name) {
+                Some(k) => format!("a case variant of {k}: Asterisk never looks in it"),
+                None => "not an Asterisk folder: Asterisk ignores it".into(),
+            };
+            self.add(
+                &dir,
+                "foreign-folder",
+                hint,
+                "move its messages with vmtool mv, then remove it".into(),
+                false,
+            );
+        }
+        let scan = self.setup.store.scan_folder(mb, folder)?;
+        for info in lock::inspect(&dir, self.stale).unwrap_or_default() {
+            if info.stale {
+                self.add(
+                    &info.path,
+                    "stale-lock",
+                    format!("lock left for {} s (a crash): deposits into this folder are lost after a 5-s wait", info.age.as_secs()),
+                    format!("vmtool unlock --stale {}/{}/{folder}", mb.context, mb.mailbox()),
+                    false,
+                );
+            }
+        }
+        let mut expected = 0u16;
+        let mut phantoms_orphans = Vec::new();
+        for m in &scan.messages {
+            let base = spool.msg_file(mb, folder, m.num, "txt");
+            match m.state() {
+                MsgState::Phantom | MsgState::Orphan => phantoms_orphans.push(m.clone()),
+                MsgState::Complete => {}
+            }
+            if m.txt {
+                if m.num.get() != expected {
+                    self.add(
+                        &base,
+                        "gap",
+                        format!("numbering gap before {} (expected msg{expected:04}); Asterisk closes it the next time the folder is opened", m.num.stem()),
+                        format!("none needed (or vmtool resequence {}/{}/{folder})", mb.context, mb.mailbox()),
+                        false,
+                    );
+                    expected = m.num.get();
+                }
+                expected += 1;
+                match std::fs::read(&base) {
+                    Ok(bytes) => match Metadata::parse(&bytes) {
+                        Ok(meta) => {
+                            for p in meta.problems() {
+                                self.add(
+                                    &base,
+                                    "metadata",
+                                    p,
+                                    "restore the line from a backup or the archive".into(),
+                                    false,
+                                );
+                            }
+                        }
+                        Err(e) => self.add(
+                            &base,
+                            "metadata",
+                            e.to_string(),
+                            "restore the file from a backup".into(),
+                            false,
+                        ),
+                    },
+                    Err(e) => self.add(
+                        &base,
+                        "metadata",
+                        format!("cannot read: {e}"),
+                        "check permissions".into(),
+                        false,
+                    ),
+                }
+            }
+        }
+        for m in phantoms_orphans {
+            let mut files: Vec<PathBuf> = m
+                .audio
+                .iter()
+                .map(|e| spool.msg_file(mb, folder, m.num, e))
+                .collect();
+            if m.txt {
+                files.push(spool.txt_path(mb, folder, m.num));
+            }
+            let (kind, what) = match m.state() {
+                MsgState::Phantom => ("phantom", "a .txt without audio: counted as a message but cannot be played; it stops Asterisk's compaction"),
+                _ => ("orphan", "audio without .txt: invisible, and adopted by the next message given this number"),
+            };
+            let old = files.iter().all(|f| age(f) > Duration::from_secs(5));
+            let mut fixed = false;
+            if self.fix && old {
+                // Seen again under the folder lock before anything moves.
+                let lock = FolderLock::acquire(&dir, &self.engine.lock)
+                    .map_err(crate::ops::OpError::from)?;
+                let again = crate::scan::scan_folder(&dir)
+                    .map(|s| s.messages.iter().any(|x| x == &m))
+                    .unwrap_or(false);
+                if again {
+                    fixed = self.quarantine(mb, folder, &files).is_ok();
+                }
+                drop(lock);
+            }
+            self.add(
+                &spool.msg_file(mb, folder, m.num, "*"),
+                kind,
+                what.into(),
+                if fixed {
+                    format!(
+                        "quarantined in {}/{}/tmp/vmtool-quarantine/{folder}",
+                        mb.context,
+                        mb.mailbox()
+                    )
+                } else {
+                    format!(
+                        "vmtool check --fix {}/{}/{folder}",
+                        mb.context,
+                        mb.mailbox()
+                    )
+                },
+                fixed,
+            );
+        }
+        for n in &scan.noise {
+            let p = dir.join(n.name());
+            let (kind, problem, fix): (&'static str, String, String) = match n {
+                Noise::Lock(_) => continue,
+                Noise::Backup(name) => (
+                    "backup",
+                    format!("{name}: left by a prepend-forward that did not finish"),
+                    "vmtool check --fix".into(),
+                ),
+                Noise::Prepend(name) => (
+                    "prepend",
+                    format!("{name}: an abandoned prepend recording"),
+                    "inspect, then remove it".into(),
+                ),
+                Noise::Stray(name, why) => (
+                    "stray",
+                    format!("{name}: {why}"),
+                    "move it out of the folder".into(),
+                ),
+                Noise::Foreign(name) => (
+                    "foreign",
+                    format!("{name}: not an Asterisk file"),
+                    "move it out of the folder".into(),
+                ),
+            };
+            let mut fixed = false;
+            if self.fix && matches!(n, Noise::Backup(_)) && age(&p) > self.stale {
+                fixed = self.fix_backup(mb, folder, &p).unwrap_or(false);
+            }
+            self.add(&p, kind, problem, fix, fixed);
+        }
+        if folder == &Folder::Inbox && scan.counts.capacity >= maxmsg {
+            self.add(
+                &dir,
+                "full",
+                format!("{} messages for maxmsg={maxmsg}: Asterisk refuses new messages (callers hear \"mailbox full\")", scan.counts.capacity),
+                format!("vmtool read or vmtool archive {}/{}", mb.context, mb.mailbox()),
+                false,
+            );
+        }
+        Ok(())
+    }
+
+    /// `msgNNNN-bak.*`: quarantined when `msgNNNN.*` exists, else renamed back
+    /// (what the interrupted forward would have done).
+    fn fix_backup(&self, mb: &MailboxId, folder: &Folder, p: &Path) -> std::io::Result<bool> {
+        let dir = self.setup.store.spool().folder_dir(mb, folder);
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some((stem, ext)) = name.split_once("-bak.") else {
+            return Ok(false);
+        };
+        let _lock = FolderLock::acquire(&dir, &self.engine.lock).map_err(std::io::Error::other)?;
+        let main = dir.join(format!("{stem}.{ext}"));
+        if main.exists() {
+            self.quarantine(mb, folder, &[p.to_path_buf()])?;
+        } else {
+            std::fs::rename(p, &main)?;
+            fsutil::sync_dir(&dir)?;
+        }
+        Ok(true)
+    }
+}
+
+pub fn cmd_check(
+    setup: &Setup,
+    g: &GlobalArgs,
+    a: &CheckArgs,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    let engine = crate::change::engine_for(setup, g)?;
+    let runuser_uid = setup
+        .astconf
+        .as_ref()
+        .and_then(|c| c.runuser.as_deref())
+        .and_then(uid_of);
+    let mut ck = Checker {
+        setup,
+        engine,
+        fix: a.fix,
+        stale: Duration::from_secs(a.stale_after),
+        findings: Vec::new(),
+        runuser_uid,
+    };
+    let targets = if a.targets.is_empty() {
+        vec![Target::Spool]
+    } else {
+        setup.resolve_all(&a.targets, rep)
+    };
+    for t in &targets {
+        let (contexts, boxes): (Vec<Context>, Vec<(MailboxId, Option<Folder>)>) = match t {
+            Target::Spool => (setup.store.contexts()?, Vec::new()),
+            Target::Context(c) => (vec![c.clone()], Vec::new()),
+            Target::Mailbox(mb) => (Vec::new(), vec![(mb.clone(), None)]),
+            Target::Folder(mb, f) | Target::Message(mb, f, _) => {
+                (Vec::new(), vec![(mb.clone(), Some(f.clone()))])
+            }
+        };
+        let mut all = boxes;
+        for ctx in contexts {
+            let mbs = setup.store.mailboxes(&ctx)?;
+            // Case variants: find_user() matches case-insensitively, so `Bob`
+            // dialled as `bob` gets a second directory (spec §1.7).
+            let mut seen: BTreeMap<String, String> = BTreeMap::new();
+            for mb in &mbs {
+                if let Some(prev) =
+                    seen.insert(mb.mailbox().to_lowercase(), mb.mailbox().to_string())
+                {
+                    let d = setup.store.spool().mailbox_dir(mb);
+                    ck.add(
+                        &d,
+                        "case-variant",
+                        format!("{} and {prev} differ only in case: Asterisk uses one or the other depending on how the box was dialled", mb.mailbox()),
+                        "merge them with vmtool mv, then remove the empty one".to_string(),
+                        false,
+                    );
+                }
+            }
+            all.extend(mbs.into_iter().map(|m| (m, None)));
+        }
+        for (mb, f) in all {
+            if let Err(e) = ck.check_mailbox(&mb, f.as_ref()) {
+                rep.error(&e);
+            }
+        }
+    }
+    let open = ck.findings.iter().filter(|f| !f.fixed).count();
+    for f in &ck.findings {
+        match setup.format {
+            Format::Json => {
+                serde_json::to_writer(&mut *out, f).map_err(|e| out_err(e.into()))?;
+                writeln!(out).map_err(out_err)?;
+            }
+            _ => {
+                let tail = if f.fixed {
+                    "fixed".to_string()
+                } else {
+                    format!("fix: {}", f.fix)
+                };
+                writeln!(
+                    out,
+                    "{}: {} [{}] — {}",
+                    crate::render::sanitize(&f.path),
+                    crate::render::sanitize(&f.problem),
+                    f.kind,
+                    crate::render::sanitize(&tail)
+                )
+                .map_err(out_err)?;
+            }
+        }
+    }
+    if !setup.quiet && setup.format == Format::Table {
+        let _ = writeln!(
+            rep.err_writer(),
+            "vmtool: {} problem(s) found, {} fixed",
+            ck.findings.len(),
+            ck.findings.len() - open
+        );
+    }
+    if rep.failed() {
+        return Ok(rep.finish(0));
+    }
+    Ok(if open > 0 { Exit::Problems } else { Exit::Ok })
+}
+
+/// For errors raised while checking.
+impl From<lock::LockError> for Error {
+    fn from(e: lock::LockError) -> Error {
+        Error::from(crate::ops::OpError::from(e))
+    }
+}

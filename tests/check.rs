@@ -1,0 +1,131 @@
+//! `vmtool check` on a fixture copy with every kind of damage the spec lists.
+
+use crate::util::*;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+fn make_old(p: &Path) {
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+}
+
+#[test]
+fn clean_fixture_has_no_problems() {
+    let sb = Sandbox::team2();
+    let r = sb.run(&["check"]);
+    assert_eq!(r.code, 5, "{}\n{}", r.stdout, r.stderr);
+    // The only finding on Asterisk's own spool: 2201 is full (maxmsg=3).
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("compta/2201/INBOX: 3 messages for maxmsg=3"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(sb.run(&["check", "finance", "direction"]).ok().stdout, "");
+}
+
+#[test]
+fn damage_is_found_and_safe_fixes_applied() {
+    let sb = Sandbox::team2();
+    let vm = sb.voicemail();
+    let inbox = vm.join("finance/2101/INBOX");
+    // Phantom (.txt without audio) at 5, orphan audio at 7, a -bak leftover,
+    // a stray upper-case .TXT, a foreign folder and a case-variant box.
+    fs::copy(inbox.join("msg0000.txt"), inbox.join("msg0005.txt")).unwrap();
+    fs::copy(inbox.join("msg0000.wav"), inbox.join("msg0007.wav")).unwrap();
+    fs::copy(inbox.join("msg0001.txt"), inbox.join("msg0001-bak.txt")).unwrap();
+    fs::write(inbox.join("msg0009.TXT"), "x").unwrap();
+    fs::create_dir_all(vm.join("finance/2101/inbox")).unwrap();
+    fs::create_dir_all(vm.join("compta/2202x")).unwrap();
+    fs::create_dir_all(vm.join("compta/2202X")).unwrap();
+    // A .txt without callerid and a stale Asterisk lock elsewhere.
+    let old_txt = vm.join("compta/2202/Old/msg0000.txt");
+    let t = fs::read_to_string(&old_txt)
+        .unwrap()
+        .replace("callerid=\"Support Client\" <3900>\n", "");
+    fs::write(&old_txt, t).unwrap();
+    let lock = vm.join("direction/2301/INBOX/.lock");
+    fs::write(&lock, "").unwrap();
+    for p in [
+        inbox.join("msg0005.txt"),
+        inbox.join("msg0007.wav"),
+        inbox.join("msg0001-bak.txt"),
+    ] {
+        make_old(&p);
+    }
+    let r = sb.run(&["check"]);
+    assert_eq!(r.code, 5);
+    for want in [
+        "finance/2101/INBOX/msg0005.*: a .txt without audio",
+        "finance/2101/INBOX/msg0007.*: audio without .txt",
+        "[gap]",
+        "msg0001-bak.txt: left by a prepend-forward",
+        "msg0009.TXT: counted as a message by MWI",
+        "finance/2101/inbox: a case variant of INBOX",
+        "differ only in case",
+        "compta/2202/Old/msg0000.txt: no callerid= line",
+        "[full]",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "missing {want:?} in:\n{}",
+            r.stdout
+        );
+    }
+    let j = sb.run(&["--format", "json", "check"]).json_lines();
+    assert!(j.iter().all(|f| f["fixed"] == false));
+    // --fix: phantom, orphan and backup are repaired; nothing that exists only
+    // once is deleted (they are quarantined in tmp/).
+    let r = sb.run(&["--no-ami", "check", "--fix"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(!inbox.join("msg0005.txt").exists());
+    assert!(!inbox.join("msg0007.wav").exists());
+    assert!(!inbox.join("msg0001-bak.txt").exists());
+    let q = vm.join("finance/2101/tmp/vmtool-quarantine/INBOX");
+    for n in ["msg0005.txt", "msg0007.wav", "msg0001-bak.txt"] {
+        assert!(q.join(n).exists(), "{n} not quarantined");
+    }
+    // The lock is reported (young: not stale yet), never removed by check.
+    assert!(lock.exists());
+}
+
+#[test]
+fn stale_lock_is_reported_and_broken_only_on_request() {
+    let sb = Sandbox::team2();
+    let inbox = sb.voicemail().join("direction/2301/INBOX");
+    fs::write(inbox.join(".lock"), "").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = sb.run(&["check", "--stale-after", "1", "direction"]);
+    assert_eq!(r.code, 5);
+    assert!(
+        r.stdout
+            .contains("direction/2301/INBOX/.lock: lock left for"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("vmtool unlock --stale direction/2301/INBOX"),
+        "{}",
+        r.stdout
+    );
+    // A young lock is not broken.
+    let r = sb.run(&["unlock", "--stale", "direction/2301/INBOX"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(inbox.join(".lock").exists());
+    let r = sb
+        .run(&[
+            "unlock",
+            "--stale",
+            "--older-than",
+            "1",
+            "direction/2301/INBOX",
+        ])
+        .ok();
+    assert!(r.stdout.contains("stale lock broken"), "{}", r.stdout);
+    assert!(!inbox.join(".lock").exists());
+    assert_eq!(sb.run(&["check", "direction"]).ok().stdout, "");
+}
