@@ -267,7 +267,8 @@ pub fn notify_asterisk(
     }
 }
 
-/// `--ami`, else `$VMTOOL_AMI`, else the first suitable user of manager.conf.
+/// `--ami`, else `$VMTOOL_AMI`, else the first suitable user of manager.conf
+/// (which also fills in a user or secret the spec leaves out).
 fn ami_target(
     setup: &Setup,
     g: &GlobalArgs,
@@ -280,31 +281,8 @@ fn ami_target(
         .manager_conf
         .clone()
         .unwrap_or_else(|| setup.etc_dir.join("manager.conf"));
-    let from_conf =
-        || -> std::result::Result<Option<crate::ami::AmiTarget>, crate::ami::AmiError> {
-            if manager.exists() {
-                crate::ami::AmiTarget::from_manager_conf(&manager)
-            } else {
-                Ok(None)
-            }
-        };
-    match spec {
-        Some(s) => {
-            let mut t = crate::ami::AmiTarget::parse(&s)?;
-            if t.username.is_empty() || t.secret.is_empty() {
-                if let Some(c) = from_conf()? {
-                    if t.username.is_empty() {
-                        t.username = c.username;
-                    }
-                    if t.secret.is_empty() {
-                        t.secret = c.secret;
-                    }
-                }
-            }
-            Ok(Some(t))
-        }
-        None => from_conf(),
-    }
+    let manager = (g.manager_conf.is_some() || manager.exists()).then_some(manager);
+    crate::ami::AmiTarget::resolve(spec.as_deref(), manager.as_deref())
 }
 
 /// The engine with this run's lock options.

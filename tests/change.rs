@@ -504,7 +504,6 @@ fn concurrent_changes_and_deposits() {
     }
 }
 
-#[cfg(any())]
 #[test]
 fn tells_asterisk_over_ami() {
     let sb = Sandbox::team2();

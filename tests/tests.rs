@@ -1,7 +1,8 @@
 //! Integration tests: the built `vmtool` binary on temp copies of real spools.
 
+mod ami;
+mod ami_server;
 mod util;
-// mod ami_server;
 
 mod change;
 mod check;
