@@ -504,7 +504,89 @@ impl LsFilter {
     }
 }
 
+/// One mailbox's part of a listing, rendered by a worker thread.
+struct BoxListing {
+    bytes: Vec<u8>,
+    rows: usize,
+    errors: Vec<Error>,
+}
+
+/// Lists one mailbox (all its folders, or the target's folder/message) into a buffer.
+fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: bool) -> BoxListing {
+    let mut listing = BoxListing {
+        bytes: Vec::new(),
+        rows: 0,
+        errors: Vec::new(),
+    };
+    let zone = setup.zone_for(mb, utc);
+    let folders = match t {
+        Target::Folder(_, f) | Target::Message(_, f, _) => vec![f.clone()],
+        _ => match setup.store.folders(mb) {
+            Ok(f) => f,
+            Err(e) => {
+                listing.errors.push(e);
+                return listing;
+            }
+        },
+    };
+    let mut w = MessageWriter::body_only(&mut listing.bytes, setup.format, setup.style);
+    for folder in folders.iter().filter(|f| filter.folder_ok(f)) {
+        let scan = match setup.store.scan_folder(mb, folder) {
+            Ok(s) => s,
+            Err(e) => {
+                listing.errors.push(e);
+                continue;
+            }
+        };
+        let mut found_target = false;
+        for files in &scan.messages {
+            if let Target::Message(_, _, n) = t {
+                if files.num != *n {
+                    continue;
+                }
+                found_target = true;
+            }
+            if !files.txt {
+                continue; // orphans are for show/check
+            }
+            let meta = match setup.store.read_metadata(mb, folder, files.num) {
+                Ok(m) => m,
+                Err(e) => {
+                    listing.errors.push(e);
+                    continue;
+                }
+            };
+            let row = message_row(setup, mb, folder, files, Some(&meta), zone);
+            if !filter.row_ok(&row) {
+                continue;
+            }
+            let date = row
+                .origtime
+                .and_then(|t| zone.format(t, "%Y-%m-%d %H:%M"))
+                .unwrap_or_else(|| "?".into());
+            // Writing into a Vec cannot fail.
+            let _ = w.write(&row, &date);
+            listing.rows += 1;
+        }
+        if let Target::Message(_, _, n) = t {
+            if !found_target {
+                listing.errors.push(Error::NotFound(format!(
+                    "no message {} in {}",
+                    n.stem(),
+                    target::describe(&Target::Folder(mb.clone(), folder.clone()))
+                )));
+            }
+        }
+    }
+    listing
+}
+
+/// Mailboxes rendered in parallel per chunk; output keeps the spool's order
+/// and memory stays bounded by the chunk.
+const LS_CHUNK: usize = 64;
+
 fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
+    use rayon::prelude::*;
     let now = setup.env.now();
     let mut folders = Vec::new();
     for f in &a.folder {
@@ -530,73 +612,47 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
     } else {
         setup.resolve_all(&a.targets, rep)
     };
-    let mut w = MessageWriter::new(io::BufWriter::new(out), setup.format, setup.style);
+    let mut w = MessageWriter::new(
+        io::BufWriter::with_capacity(1 << 16, out),
+        setup.format,
+        setup.style,
+    );
     let mut listed = 0usize;
     for t in &targets {
-        let boxes = match setup.mailboxes_of(t) {
-            Ok(b) => b,
-            Err(e) => {
-                rep.error(&e);
-                continue;
-            }
-        };
-        for mb in boxes {
-            let zone = setup.zone_for(&mb, a.utc);
-            let folders = match t {
-                Target::Folder(_, f) | Target::Message(_, f, _) => vec![f.clone()],
-                _ => match setup.store.folders(&mb) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        rep.error(&e);
-                        continue;
-                    }
-                },
-            };
-            for folder in folders.iter().filter(|f| filter.folder_ok(f)) {
-                let scan = match setup.store.scan_folder(&mb, folder) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        rep.error(&e);
-                        continue;
-                    }
-                };
-                let mut found_target = false;
-                for files in &scan.messages {
-                    if let Target::Message(_, _, n) = t {
-                        if files.num != *n {
-                            continue;
-                        }
-                        found_target = true;
-                    }
-                    if !files.txt {
-                        continue; // orphans are for show/check
-                    }
-                    let meta = match setup.store.read_metadata(&mb, folder, files.num) {
-                        Ok(m) => Some(m),
-                        Err(e) => {
-                            rep.error(&e);
-                            continue;
-                        }
-                    };
-                    let row = message_row(setup, &mb, folder, files, meta.as_ref(), zone);
-                    if !filter.row_ok(&row) {
-                        continue;
-                    }
-                    let date = row
-                        .origtime
-                        .and_then(|t| zone.format(t, "%Y-%m-%d %H:%M"))
-                        .unwrap_or_else(|| "?".into());
-                    w.write(&row, &date).map_err(out_err)?;
-                    listed += 1;
+        // Contexts one at a time, so only one context's box names are held.
+        let contexts: Vec<Option<Context>> = match t {
+            Target::Spool => match setup.store.contexts() {
+                Ok(c) => c.into_iter().map(Some).collect(),
+                Err(e) => {
+                    rep.error(&e);
+                    continue;
                 }
-                if let Target::Message(_, _, n) = t {
-                    if !found_target {
-                        rep.error(&Error::NotFound(format!(
-                            "no message {} in {}",
-                            n.stem(),
-                            target::describe(&Target::Folder(mb.clone(), folder.clone()))
-                        )));
+            },
+            _ => vec![None],
+        };
+        for ctx in contexts {
+            let boxes = match &ctx {
+                Some(c) => setup.store.mailboxes(c),
+                None => setup.mailboxes_of(t),
+            };
+            let boxes = match boxes {
+                Ok(b) => b,
+                Err(e) => {
+                    rep.error(&e);
+                    continue;
+                }
+            };
+            for chunk in boxes.chunks(LS_CHUNK) {
+                let parts: Vec<BoxListing> = chunk
+                    .par_iter()
+                    .map(|mb| list_box(setup, t, mb, &filter, a.utc))
+                    .collect();
+                for part in parts {
+                    for e in &part.errors {
+                        rep.error(e);
                     }
+                    w.write_rendered(&part.bytes).map_err(out_err)?;
+                    listed += part.rows;
                 }
             }
         }

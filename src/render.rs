@@ -130,6 +130,24 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
+const CSV_COLS: [&str; 15] = [
+    "context",
+    "box",
+    "folder",
+    "number",
+    "msg_id",
+    "callerid",
+    "callerid_name",
+    "callerid_num",
+    "origtime",
+    "date",
+    "duration",
+    "urgent",
+    "formats",
+    "path",
+    "state",
+];
+
 /// Streaming writer for message listings in the three formats.
 pub struct MessageWriter<W: Write> {
     out: W,
@@ -160,7 +178,52 @@ impl<W: Write> MessageWriter<W> {
         }
     }
 
+    /// A writer for rows only (the header is someone else's): for workers
+    /// that render a part of a listing into a buffer.
+    pub fn body_only(out: W, format: crate::cli::Format, style: Style) -> Self {
+        MessageWriter {
+            out,
+            format,
+            style,
+            header_done: true,
+        }
+    }
+
+    /// Writes the header line (table, CSV) if it was not written yet.
+    pub fn header(&mut self) -> io::Result<()> {
+        if self.header_done {
+            return Ok(());
+        }
+        self.header_done = true;
+        match self.format {
+            crate::cli::Format::Json => Ok(()),
+            crate::cli::Format::Csv => csv_record(&mut self.out, &CSV_COLS),
+            crate::cli::Format::Table => {
+                let mut h = String::new();
+                for (name, w) in TABLE_COLS {
+                    if w == 0 {
+                        h.push_str(name);
+                    } else {
+                        h.push_str(&fit(name, w));
+                        h.push(' ');
+                    }
+                }
+                writeln!(self.out, "{}", self.style.bold(h.trim_end()))
+            }
+        }
+    }
+
+    /// Copies rows rendered elsewhere (by a `body_only` writer), after the header.
+    pub fn write_rendered(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.header()?;
+        self.out.write_all(bytes)
+    }
+
     pub fn write(&mut self, row: &MessageRow, table_date: &str) -> io::Result<()> {
+        self.header()?;
         match self.format {
             crate::cli::Format::Json => {
                 serde_json::to_writer(&mut self.out, row)?;
@@ -172,19 +235,6 @@ impl<W: Write> MessageWriter<W> {
     }
 
     fn write_table(&mut self, row: &MessageRow, date: &str) -> io::Result<()> {
-        if !self.header_done {
-            self.header_done = true;
-            let mut h = String::new();
-            for (name, w) in TABLE_COLS {
-                if w == 0 {
-                    h.push_str(name);
-                } else {
-                    h.push_str(&fit(name, w));
-                    h.push(' ');
-                }
-            }
-            writeln!(self.out, "{}", self.style.bold(h.trim_end()))?;
-        }
         let mailbox = format!("{}@{}", row.mailbox, row.context);
         let name = row.callerid_name.as_deref().unwrap_or("");
         let num = row.callerid_num.as_deref().unwrap_or("");
@@ -232,29 +282,6 @@ impl<W: Write> MessageWriter<W> {
     }
 
     fn write_csv(&mut self, row: &MessageRow) -> io::Result<()> {
-        if !self.header_done {
-            self.header_done = true;
-            csv_record(
-                &mut self.out,
-                &[
-                    "context",
-                    "box",
-                    "folder",
-                    "number",
-                    "msg_id",
-                    "callerid",
-                    "callerid_name",
-                    "callerid_num",
-                    "origtime",
-                    "date",
-                    "duration",
-                    "urgent",
-                    "formats",
-                    "path",
-                    "state",
-                ],
-            )?;
-        }
         let opt = |s: &Option<String>| s.clone().unwrap_or_default();
         csv_record(
             &mut self.out,

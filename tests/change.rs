@@ -642,9 +642,17 @@ fn resequence_only_when_no_voicemailmain_is_open() {
     assert!(inbox.join("msg0001.txt").exists());
     // Nobody: the gap is closed, order kept, and Asterisk is told.
     ami.set_channels(&[]);
-    let r = sb.run(&["--ami", &spec, "resequence", "2201@compta/INBOX"]).ok();
-    assert_eq!(r.stdout, "2201@compta/INBOX: msg0001 -> msg0000\n2201@compta/INBOX: msg0002 -> msg0001\n");
-    assert_eq!(names(&inbox).iter().filter(|n| n.ends_with(".txt")).count(), 2);
+    let r = sb
+        .run(&["--ami", &spec, "resequence", "2201@compta/INBOX"])
+        .ok();
+    assert_eq!(
+        r.stdout,
+        "2201@compta/INBOX: msg0001 -> msg0000\n2201@compta/INBOX: msg0002 -> msg0001\n"
+    );
+    assert_eq!(
+        names(&inbox).iter().filter(|n| n.ends_with(".txt")).count(),
+        2
+    );
     assert!(inbox.join("msg0000.wav").exists() && !inbox.join("msg0002.wav").exists());
     assert_eq!(ami.log(), vec![("compta".to_string(), "2201".to_string())]);
 }
@@ -653,12 +661,24 @@ fn resequence_only_when_no_voicemailmain_is_open() {
 fn check_reports_what_asterisk_could_not_write() {
     let sb = Sandbox::team2();
     // Asterisk runs as "nobody" here; the copy belongs to whoever runs the test.
-    fs::write(sb.path().join("etc/asterisk.conf"), "[options]\nrunuser = nobody\n").unwrap();
+    fs::write(
+        sb.path().join("etc/asterisk.conf"),
+        "[options]\nrunuser = nobody\n",
+    )
+    .unwrap();
     let r = sb.run(&["check", "direction"]);
     if unsafe_geteuid() == 65534 {
         return;
     }
     assert_eq!(r.code, 5, "{}", r.stderr);
-    assert!(r.stdout.contains("direction/2301/INBOX: owned by uid"), "{}", r.stdout);
-    assert!(r.stdout.contains("cannot create files in it"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("direction/2301/INBOX: owned by uid"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("cannot create files in it"),
+        "{}",
+        r.stdout
+    );
 }
