@@ -415,6 +415,13 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             Command::Resequence(a) => change::cmd_resequence(&setup, &cli.global, a, out, &mut rep),
             Command::Check(a) => crate::check::cmd_check(&setup, &cli.global, a, out, &mut rep),
             Command::Unlock(a) => change::cmd_unlock(&setup, a, out, &mut rep),
+            Command::Archive(a) => {
+                crate::retention::cmd_archive(&setup, &cli.global, a, out, &mut rep)
+            }
+            Command::Purge(a) => crate::retention::cmd_purge(&setup, &cli.global, a, out, &mut rep),
+            Command::Restore(a) => {
+                crate::retention::cmd_restore(&setup, &cli.global, a, out, &mut rep)
+            }
             Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
         }),
     };
@@ -440,7 +447,7 @@ pub fn out_err(e: io::Error) -> Error {
 }
 
 /// Builds the listing row of one message.
-fn message_row(
+pub(crate) fn message_row(
     setup: &Setup,
     mb: &MailboxId,
     folder: &Folder,
@@ -473,20 +480,20 @@ fn message_row(
     }
 }
 
-struct LsFilter {
-    folders: Vec<Folder>,
-    new_only: bool,
-    since: Option<i64>,
-    until: Option<i64>,
-    caller: Option<String>,
+pub(crate) struct LsFilter {
+    pub folders: Vec<Folder>,
+    pub new_only: bool,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub caller: Option<String>,
 }
 
 impl LsFilter {
-    fn folder_ok(&self, f: &Folder) -> bool {
+    pub fn folder_ok(&self, f: &Folder) -> bool {
         (self.folders.is_empty() || self.folders.contains(f)) && (!self.new_only || f.is_new())
     }
 
-    fn row_ok(&self, row: &MessageRow) -> bool {
+    pub fn row_ok(&self, row: &MessageRow) -> bool {
         if self.since.is_some() || self.until.is_some() {
             let Some(t) = row.origtime else { return false };
             if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t >= u) {
@@ -585,28 +592,30 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
 /// and memory stays bounded by the chunk.
 const LS_CHUNK: usize = 64;
 
+impl LsFilter {
+    pub fn from_args(setup: &Setup, a: &LsArgs) -> Result<LsFilter> {
+        let now = setup.env.now();
+        let mut folders = Vec::new();
+        for f in &a.folder {
+            folders.push(Folder::known(f).unwrap_or(Folder::from_dir_name(f)?));
+        }
+        let when = |w: &Option<String>| w.as_deref().map(|s| parse_when(s, now, a.utc)).transpose();
+        Ok(LsFilter {
+            folders,
+            new_only: a.new,
+            since: when(&a.since)?,
+            until: when(&a.until)?,
+            caller: a.caller.as_ref().map(|c| c.to_lowercase()),
+        })
+    }
+}
+
 fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
     use rayon::prelude::*;
-    let now = setup.env.now();
-    let mut folders = Vec::new();
-    for f in &a.folder {
-        folders.push(Folder::known(f).unwrap_or(Folder::from_dir_name(f)?));
+    let filter = LsFilter::from_args(setup, a)?;
+    if let Some(dir) = &a.archive {
+        return crate::retention::ls_archive(setup, a, &filter, dir, out, rep);
     }
-    let filter = LsFilter {
-        folders,
-        new_only: a.new,
-        since: a
-            .since
-            .as_deref()
-            .map(|s| parse_when(s, now, a.utc))
-            .transpose()?,
-        until: a
-            .until
-            .as_deref()
-            .map(|s| parse_when(s, now, a.utc))
-            .transpose()?,
-        caller: a.caller.as_ref().map(|c| c.to_lowercase()),
-    };
     let targets = if a.targets.is_empty() {
         vec![Target::Spool]
     } else {
@@ -882,6 +891,9 @@ fn show_one(
 }
 
 fn cmd_show(setup: &Setup, a: &ShowArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
+    if let Some(dir) = &a.archive {
+        return crate::retention::show_archive(setup, a, dir, out, rep);
+    }
     let json = setup.format == Format::Json;
     let mut shown = 0usize;
     let mut first = true;

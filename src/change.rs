@@ -47,7 +47,7 @@ impl From<OpError> for Error {
 }
 
 /// Refuses changes where the files are not the truth (spec §3.8, §10).
-fn check_file_storage(setup: &Setup) -> Result<()> {
+pub(crate) fn check_file_storage(setup: &Setup) -> Result<()> {
     let Some(vc) = &setup.vmconf else {
         return Ok(());
     };

@@ -29,6 +29,19 @@ macro_rules! exit_text {
 }
 
 const TARGETS: &str = targets_text!();
+const ARCHIVE_HELP: &str = "\
+Messages are selected by origtime (never file mtimes), from every folder except
+INBOX and Urgent unless --include-new or --folder say otherwise. Each is copied
+into DIR/<context>/<box>/<YYYY>/<MM>/<origtime>-<folder>-<NNNN>-<msg_id>/ with
+every msgNNNN.* file verbatim, recorded in DIR/manifest.jsonl (fields, sizes,
+SHA-256), verified, and only then deleted from the spool under Asterisk's lock,
+without renumbering. A run killed at any point loses nothing; the next run
+finishes the job and never archives a message twice. Two runs never overlap
+(the second exits with status 4). Silent on success unless -v or --summary.
+
+Cron (examples/cron/vmtool-archive):
+  17 3 * * *  asterisk  vmtool archive --older-than 90d --to /srv/voicemail-archive --summary
+systemd: examples/systemd/vmtool-archive.service and .timer";
 const LS_LONG_HELP: &str = concat!(
     targets_text!(),
     "
@@ -197,6 +210,13 @@ pub enum Command {
     Check(CheckArgs),
     /// Break a stale folder lock left by a crash (only locks older than --older-than)
     Unlock(UnlockArgs),
+    /// Move old messages into an archive directory (by origtime; cron-friendly)
+    #[command(after_help = ARCHIVE_HELP)]
+    Archive(ArchiveArgs),
+    /// Put archived messages back into a box (import procedure: highest+1, files verbatim)
+    Restore(RestoreArgs),
+    /// Delete old messages without archiving (by origtime)
+    Purge(PurgeArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -233,6 +253,9 @@ pub struct LsArgs {
     /// Show dates in UTC instead of the mailbox's zone
     #[arg(long)]
     pub utc: bool,
+    /// List an archive made by `vmtool archive` instead of the spool
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +269,9 @@ pub struct ShowArgs {
     /// Show dates in UTC instead of the mailbox's zone
     #[arg(long)]
     pub utc: bool,
+    /// Show messages of an archive made by `vmtool archive`
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -324,6 +350,74 @@ pub struct UnlockArgs {
     /// Seconds after which a lock counts as stale
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub older_than: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Contexts, boxes or folders (default: the whole spool)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Age (30d, 12w, …) or date: messages recorded (origtime) before it
+    #[arg(long, value_name = "AGE", required = true)]
+    pub older_than: String,
+    /// Only these folders (default: every folder except INBOX and Urgent)
+    #[arg(long, value_name = "FOLDER")]
+    pub folder: Vec<String>,
+    /// Take unheard messages (INBOX, Urgent) too
+    #[arg(long)]
+    pub include_new: bool,
+    /// At most this many messages in this run
+    #[arg(long, value_name = "N")]
+    pub max: Option<usize>,
+    /// Print what would be done and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Print a one-line summary at the end
+    #[arg(long)]
+    pub summary: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Archive directory (outside the spool, on a case-sensitive file system)
+    #[arg(long, value_name = "DIR", required = true)]
+    pub to: PathBuf,
+    /// Copy only: leave the messages in the spool (a backup)
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Required: purged messages are gone for good
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Archive directory
+    #[arg(long, value_name = "DIR", required = true)]
+    pub from: PathBuf,
+    /// Archived messages: ctx[/box[/Folder[/N]]], box@ctx[/Folder[/N]] or a msg_id (several allowed)
+    #[arg(value_name = "SELECTION", required = true)]
+    pub selection: Vec<String>,
+    /// Destination box[/Folder] (default: where each message was archived from)
+    #[arg(long, value_name = "BOX[/FOLDER]")]
+    pub to: Option<String>,
+    /// Only messages recorded at or after this date or age
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only messages recorded before this date or age
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Print what would be restored and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

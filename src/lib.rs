@@ -18,6 +18,7 @@
 
 pub mod ami;
 pub mod app;
+pub mod archive;
 pub mod audio;
 pub mod callerid;
 pub mod change;
@@ -32,6 +33,7 @@ pub mod lock;
 pub mod metadata;
 pub mod ops;
 pub mod render;
+pub mod retention;
 pub mod scan;
 pub mod spool;
 pub mod store;

@@ -124,6 +124,15 @@ pub struct Plan {
     pub action: Action,
 }
 
+/// How a destination's capacity is judged: by the number to allocate
+/// (`save_to_folder()`, `copy_message()`) or by the count of `.txt` files
+/// (deposits and imports, `count_messages()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Capacity {
+    Number,
+    Count,
+}
+
 /// What was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -155,7 +164,7 @@ const STAGE_PREFIX: &str = ".vmtool-stage-";
 
 /// Hooks that let tests kill vmtool at a chosen step: `VMTOOL_TEST_KILL_AT`
 /// names a step; set only by the crash tests, never by accident.
-fn failpoint(step: &str) {
+pub(crate) fn failpoint(step: &str) {
     if let Some(want) = std::env::var_os("VMTOOL_TEST_KILL_AT") {
         if want == step {
             // SIGKILL-like: no destructors, no unlock.
@@ -328,6 +337,67 @@ impl Engine<'_> {
         dfolder: &Folder,
         keep_source: bool,
     ) -> Result<MsgRef> {
+        let files = src
+            .exts
+            .iter()
+            .map(|ext| Ok((ext.clone(), self.file_of(&src.at, ext)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let op = if keep_source { "copy" } else { "move" };
+        self.stage_commit(src, &files, op, dmb, dfolder, Capacity::Number, keep_source)
+    }
+
+    /// Puts a message from outside the spool (an archive entry: `files` are
+    /// `(extension, path)`, the `.txt` among them) into `(dmb, dfolder)` with
+    /// the import procedure of spec §12.7: staged copies, highest+1, refused
+    /// when the folder holds `maxmsg` messages.
+    pub fn import(
+        &self,
+        files: &[(String, PathBuf)],
+        dmb: &MailboxId,
+        dfolder: &Folder,
+    ) -> Result<MsgRef> {
+        let _guard = self.guard(dmb)?;
+        self.recover_locked(dmb)?;
+        let txt = files
+            .iter()
+            .find(|(e, _)| e == "txt")
+            .ok_or_else(|| OpError::Refused("no .txt among the files to import".into()))?;
+        let bytes = fs::read(&txt.1).map_err(OpError::io("read", &txt.1))?;
+        // The intent of an import lives in the destination box; its "source"
+        // names the destination folder (nothing is ever removed from it).
+        let pseudo = Located {
+            at: MsgRef {
+                context: dmb.context.to_string(),
+                mailbox: dmb.mailbox().to_string(),
+                folder: dfolder.dir_name().to_string(),
+                num: 0,
+            },
+            exts: files.iter().map(|(e, _)| e.clone()).collect(),
+            txt_sha: sha(&bytes),
+            msg_id: None,
+        };
+        self.stage_commit(
+            &pseudo,
+            files,
+            "import",
+            dmb,
+            dfolder,
+            Capacity::Count,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stage_commit(
+        &self,
+        src: &Located,
+        files: &[(String, PathBuf)],
+        op: &str,
+        dmb: &MailboxId,
+        dfolder: &Folder,
+        capacity: Capacity,
+        keep_source: bool,
+    ) -> Result<MsgRef> {
         let smb = src.at.mailbox_id()?;
         let src_tmp = self.mailbox_tmp(&smb)?;
         let dst_tmp = self.mailbox_tmp(dmb)?;
@@ -342,7 +412,7 @@ impl Engine<'_> {
         let id = unique_id();
         let mut intent = Intent {
             id: id.clone(),
-            op: if keep_source { "copy" } else { "move" }.into(),
+            op: op.into(),
             src: src.at.clone(),
             files: Vec::new(),
             dest_context: Some(dmb.context.to_string()),
@@ -362,8 +432,8 @@ impl Engine<'_> {
             }
             let _ = fs::remove_file(&intent_path);
         };
-        for ext in &src.exts {
-            let from = self.file_of(&src.at, ext)?;
+        for (ext, from) in files {
+            let from = from.clone();
             let to = dst_tmp.join(format!("{STAGE_PREFIX}{id}.{ext}"));
             match fsutil::copy_durable(&from, &to, &perms) {
                 Ok(sum) => {
@@ -401,7 +471,7 @@ impl Engine<'_> {
                 return Err(e.into());
             }
         };
-        let num = match self.allocate(&dst_dir, dmb, dfolder) {
+        let num = match self.allocate(&dst_dir, dmb, dfolder, capacity) {
             Ok(n) => n,
             Err(e) => {
                 drop(lock);
@@ -451,14 +521,33 @@ impl Engine<'_> {
     /// the way `save_to_folder()` refuses; any stray `msgMMMM.*` at that number
     /// is quarantined first so nothing is adopted (spec §4.6). For `Deleted`
     /// with `backupdeleted`, Asterisk's FIFO rotation (spec §2.7).
-    fn allocate(&self, dir: &Path, mb: &MailboxId, folder: &Folder) -> Result<MsgNum> {
+    fn allocate(
+        &self,
+        dir: &Path,
+        mb: &MailboxId,
+        folder: &Folder,
+        capacity: Capacity,
+    ) -> Result<MsgNum> {
         let last = last_message_index(dir).map_err(OpError::io("read folder", dir))?;
+        if capacity == Capacity::Count {
+            // Deposits and imports count .txt files (count_messages()).
+            let count = scan::count_folder(dir)
+                .map_err(OpError::io("read folder", dir))?
+                .capacity;
+            let max = self.maxmsg(mb);
+            if count >= max {
+                return Err(OpError::Full(format!(
+                    "{} is full: it holds {count} messages and maxmsg is {max}; nothing was changed",
+                    dir.display()
+                )));
+            }
+        }
         let mut next = last.map_or(0, |l| u32::from(l) + 1);
         let backup = self.backupdeleted(mb);
         if folder == &Folder::Deleted && backup > 0 && next >= backup {
             next -= 1;
             self.rotate_deleted(dir, next)?;
-        } else {
+        } else if capacity == Capacity::Number {
             let max = self.maxmsg(mb);
             if next >= max {
                 return Err(OpError::Full(format!(
@@ -586,6 +675,20 @@ impl Engine<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Deletes a message outright (no `Deleted` backup): for archive and purge.
+    pub fn delete_plain(&self, loc: &Located) -> Result<()> {
+        let mb = loc.at.mailbox_id()?;
+        let _guard = self.guard(&mb)?;
+        self.recover_locked(&mb)?;
+        let cur = self.find_current(loc)?.ok_or_else(|| {
+            OpError::Gone(format!(
+                "{} is gone or changed since it was selected; nothing was done",
+                loc.at
+            ))
+        })?;
+        self.delete(&cur)
     }
 
     fn delete(&self, src: &Located) -> Result<()> {
@@ -740,8 +843,8 @@ impl Engine<'_> {
                     return Ok(format!("{src}: {op} to {d} left as is (copy incomplete but its .txt is there; see check)"));
                 }
                 let _ = state;
-                if op == "copy" {
-                    return Ok(format!("{src}: interrupted copy to {d} was complete"));
+                if op == "copy" || op == "import" {
+                    return Ok(format!("{src}: interrupted {op} to {d} was complete"));
                 }
                 // Move: the copy is complete; remove the source if it is still
                 // the same message (its .txt bytes), so it exists exactly once.

@@ -1,7 +1,7 @@
 //! Output: table, JSON lines and CSV into any `impl Write`, and the escaping of
 //! untrusted text (caller-ID names come from the phone network).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::io::{self, Write};
 use unicode_width::UnicodeWidthStr;
@@ -9,7 +9,7 @@ use unicode_width::UnicodeWidthStr;
 /// One message as every listing prints it; also the JSON object of `ls`,
 /// reused by `watch` and the archive manifest. Field names are documented in
 /// the man page and must not change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageRow {
     pub context: String,
     #[serde(rename = "box")]

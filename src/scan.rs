@@ -17,7 +17,7 @@ pub struct MsgFiles {
 }
 
 /// Complete = `.txt` + audio; phantom = `.txt` only; orphan = audio only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MsgState {
     Complete,

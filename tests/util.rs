@@ -100,6 +100,11 @@ impl Sandbox {
 
     /// Runs vmtool on this sandbox's spool and configuration.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(&[], args)
+    }
+
+    /// Like `run`, with extra environment variables (e.g. VMTOOL_NOW).
+    pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmtool"));
         cmd.arg("--spool")
             .arg(self.path().join("spool"))
@@ -108,7 +113,7 @@ impl Sandbox {
             .arg("--voicemail-conf")
             .arg(self.path().join("etc/voicemail.conf"))
             .args(args);
-        run_cmd(cmd)
+        run_cmd_env(cmd, env)
     }
 }
 
@@ -119,11 +124,19 @@ pub fn vmtool(args: &[&str]) -> Run {
     run_cmd(cmd)
 }
 
-fn run_cmd(mut cmd: Command) -> Run {
+fn run_cmd(cmd: Command) -> Run {
+    run_cmd_env(cmd, &[])
+}
+
+fn run_cmd_env(mut cmd: Command, env: &[(&str, &str)]) -> Run {
     cmd.env_remove("VMTOOL_SPOOL")
         .env_remove("VMTOOL_NOW")
+        .env_remove("VMTOOL_AMI")
         .env_remove("NO_COLOR")
         .env("TZ", "UTC");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let out = cmd.output().expect("run vmtool");
     Run {
         stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),

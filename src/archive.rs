@@ -1,0 +1,520 @@
+//! Archive and retention: `archive`, `restore`, `purge`, and reading an archive
+//! for `ls --archive` / `show --archive`.
+//!
+//! An archive is a plain directory tree that keeps every message file verbatim
+//! (extension case kept: `.WAV` and `.wav` both):
+//! `DIR/<context>/<box>/<YYYY>/<MM>/<origtime>-<folder>-<NNNN>-<msg_id>/msgNNNN.*`,
+//! plus one `DIR/manifest.jsonl` line per message (the `ls --format json`
+//! fields, every `.txt` field, and each file's name, size and SHA-256).
+//!
+//! Order per message: files into `<entry>.partial/` (hard links for audio when
+//! the archive shares the file system, copies otherwise; the `.txt` is always
+//! copied because Asterisk rewrites it in place), fsync, verify checksums,
+//! rename to `<entry>/`, append the manifest line and fsync it, and only then
+//! delete the message from the spool with the locked delete procedure (no
+//! renumbering). Killed at any point, nothing is lost and a re-run finishes the
+//! job without archiving anything twice.
+
+use crate::error::{Error, Result};
+use crate::fsutil::{self, hex};
+use crate::metadata::Metadata;
+use crate::ops::{Engine, Located};
+use crate::render::MessageRow;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST: &str = "manifest.jsonl";
+const RUN_LOCK: &str = ".vmtool-archive.lock";
+
+/// One archived file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One line of `manifest.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Where the message was (context, box, folder, number) and what `ls` shows;
+    /// `path` is the archived `.txt`, relative to the archive.
+    #[serde(flatten)]
+    pub row: MessageRow,
+    /// Every field of the `.txt`, in file order.
+    pub fields: Vec<(String, String)>,
+    pub files: Vec<ArchivedFile>,
+    /// The entry directory, relative to the archive.
+    pub dir: String,
+    pub txt_sha256: String,
+    /// When it was archived (epoch seconds).
+    pub archived_at: i64,
+}
+
+impl ManifestEntry {
+    /// The identity that makes re-runs idempotent: place, time, id and content.
+    pub fn identity(&self) -> [u8; 16] {
+        identity(
+            &self.row.context,
+            &self.row.mailbox,
+            &self.row.folder,
+            &self.row.number,
+            self.row.origtime,
+            self.row.msg_id.as_deref(),
+            &self.txt_sha256,
+        )
+    }
+}
+
+fn identity(
+    ctx: &str,
+    mbox: &str,
+    folder: &str,
+    num: &str,
+    origtime: Option<i64>,
+    id: Option<&str>,
+    sha: &str,
+) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for part in [
+        ctx,
+        mbox,
+        folder,
+        num,
+        &origtime.map(|t| t.to_string()).unwrap_or_default(),
+        id.unwrap_or(""),
+        sha,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let full: [u8; 32] = h.finalize().into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// A name part made safe for any file system: letters, digits and `._@+-`.
+pub fn sanitize_part(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._@+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with('.') {
+        out.insert(0, '_');
+    }
+    out.truncate(100);
+    out
+}
+
+/// An archive directory opened for writing: its run lock is held.
+pub struct Archive {
+    root: PathBuf,
+    manifest: File,
+    known: HashSet<[u8; 16]>,
+    _run_lock: File,
+    same_fs_as_spool: bool,
+}
+
+/// Refuses an archive on a case-insensitive file system: `.WAV` and `.wav`
+/// are two formats of one message and must both survive (spec §11 item 21).
+fn check_case_sensitive(dir: &Path) -> Result<()> {
+    let a = dir.join(".vmtool-case-probe-a");
+    let b = dir.join(".vmtool-case-probe-A");
+    let _ = fs::remove_file(&a);
+    let _ = fs::remove_file(&b);
+    File::create(&a).map_err(|e| Error::io("write into", dir, e))?;
+    let clash = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&b)
+        .is_err();
+    let _ = fs::remove_file(&a);
+    let _ = fs::remove_file(&b);
+    if clash {
+        return Err(Error::Usage(format!(
+            "{} is on a case-insensitive file system: msgNNNN.WAV and msgNNNN.wav would overwrite each other; use another directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the manifest, repairing a torn last line (a run killed while writing
+/// it); returns the entries.
+pub fn read_manifest(root: &Path) -> Result<Vec<ManifestEntry>> {
+    let mut out = Vec::new();
+    for_each_entry(root, |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Streams the manifest entries (constant memory); bad lines are skipped.
+pub fn for_each_entry(root: &Path, mut f: impl FnMut(ManifestEntry) -> Result<()>) -> Result<()> {
+    let path = root.join(MANIFEST);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(format!(
+                "{}: no archive manifest here",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(|e| Error::io("read", &path, e))?;
+        if let Ok(entry) = serde_json::from_str::<ManifestEntry>(&line) {
+            f(entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Cuts a last line that has no newline (torn write); returns whether it did.
+fn repair_torn_tail(file: &mut File) -> io::Result<bool> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut data = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_end(&mut data)?;
+    if data.ends_with(b"\n") {
+        return Ok(false);
+    }
+    let keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    file.set_len(keep as u64)?;
+    file.sync_all()?;
+    file.seek(SeekFrom::End(0))?;
+    Ok(true)
+}
+
+/// A message to archive: where it is, its files `(extension, path)`, its
+/// metadata and its listing row.
+pub struct Candidate {
+    pub loc: Located,
+    pub files: Vec<(String, PathBuf)>,
+    pub meta: Metadata,
+    pub row: MessageRow,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Archived,
+    /// Already in the archive (an earlier run was interrupted): only the
+    /// removal from the spool was finished (or nothing, with `--keep`).
+    AlreadyArchived,
+}
+
+impl Archive {
+    /// Opens (creates) an archive directory for a run: refuses one inside the
+    /// spool or on a case-insensitive file system, and takes the run lock so
+    /// two cron runs never overlap.
+    pub fn open(root: &Path, spool_root: &Path) -> Result<Archive> {
+        fs::create_dir_all(root).map_err(|e| Error::io("create", root, e))?;
+        let real = fs::canonicalize(root).map_err(|e| Error::io("resolve", root, e))?;
+        let spool =
+            fs::canonicalize(spool_root).map_err(|e| Error::io("resolve", spool_root, e))?;
+        if real.starts_with(&spool) || spool.starts_with(&real) {
+            return Err(Error::Usage(format!(
+                "archive directory {} is inside the spool {} (or contains it): choose a directory outside it",
+                root.display(),
+                spool.display()
+            )));
+        }
+        let lock_path = root.join(RUN_LOCK);
+        let run_lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open", &lock_path, e))?;
+        if run_lock.try_lock().is_err() {
+            return Err(Error::LockBusy(format!(
+                "another vmtool run is using the archive {} (its lock {} is held): retry later",
+                root.display(),
+                lock_path.display()
+            )));
+        }
+        check_case_sensitive(root)?;
+        let mpath = root.join(MANIFEST);
+        let mut manifest = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&mpath)
+            .map_err(|e| Error::io("open", &mpath, e))?;
+        repair_torn_tail(&mut manifest).map_err(|e| Error::io("repair", &mpath, e))?;
+        let mut known = HashSet::new();
+        for_each_entry(root, |e| {
+            known.insert(e.identity());
+            Ok(())
+        })?;
+        use std::os::unix::fs::MetadataExt;
+        let same_fs = fs::metadata(&real)
+            .and_then(|a| fs::metadata(&spool).map(|b| a.dev() == b.dev()))
+            .unwrap_or(false);
+        Ok(Archive {
+            root: root.to_path_buf(),
+            manifest,
+            known,
+            _run_lock: run_lock,
+            same_fs_as_spool: same_fs,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Entry directory of a message, relative to the archive.
+    pub fn entry_dir(row: &MessageRow) -> PathBuf {
+        let (y, m) = row
+            .origtime
+            .and_then(|t| chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0))
+            .map(|d| (d.format("%Y").to_string(), d.format("%m").to_string()))
+            .unwrap_or_else(|| ("unknown".into(), "00".into()));
+        PathBuf::from(sanitize_part(&row.context))
+            .join(sanitize_part(&row.mailbox))
+            .join(y)
+            .join(m)
+            .join(format!(
+                "{}-{}-{}-{}",
+                row.origtime.unwrap_or(0),
+                sanitize_part(&row.folder),
+                row.number,
+                sanitize_part(row.msg_id.as_deref().unwrap_or("noid"))
+            ))
+    }
+
+    /// Archives one message (its files are `(extension, path)` in the spool)
+    /// and, unless `keep`, removes it from the spool.
+    pub fn archive(
+        &mut self,
+        engine: &Engine,
+        c: Candidate,
+        now: i64,
+        keep: bool,
+    ) -> Result<Outcome> {
+        let Candidate {
+            loc,
+            files,
+            meta,
+            mut row,
+        } = c;
+        let (loc, files) = (&loc, &files[..]);
+        let txt_sha = hex(&loc.txt_sha);
+        let id = identity(
+            &row.context,
+            &row.mailbox,
+            &row.folder,
+            &row.number,
+            row.origtime,
+            row.msg_id.as_deref(),
+            &txt_sha,
+        );
+        let rel = Self::entry_dir(&row);
+        let fin = self.root.join(&rel);
+        if self.known.contains(&id) {
+            if !keep {
+                engine.delete_plain(loc)?;
+            }
+            return Ok(Outcome::AlreadyArchived);
+        }
+        let stem = format!("msg{}", row.number);
+        let archived = if fin.is_dir() && self.entry_matches(&fin, &stem, files)? {
+            // Renamed into place but the manifest line was not written.
+            self.describe_files(&fin, &stem, files)?
+        } else {
+            if fin.exists() {
+                let aside = fin.with_extension(format!("replaced-{now}"));
+                fs::rename(&fin, &aside).map_err(|e| Error::io("move aside", &fin, e))?;
+            }
+            self.write_entry(&fin, &stem, files)?
+        };
+        row.path = rel.join(format!("{stem}.txt")).display().to_string();
+        let entry = ManifestEntry {
+            row,
+            fields: meta
+                .fields()
+                .iter()
+                .map(|f| (f.key.clone(), f.value.clone()))
+                .collect(),
+            files: archived,
+            dir: rel.display().to_string(),
+            txt_sha256: txt_sha,
+            archived_at: now,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| Error::Failed(e.to_string()))?;
+        line.push(b'\n');
+        let mpath = self.root.join(MANIFEST);
+        self.manifest
+            .write_all(&line)
+            .map_err(|e| Error::io("write", &mpath, e))?;
+        self.manifest
+            .sync_data()
+            .map_err(|e| Error::io("sync", &mpath, e))?;
+        self.known.insert(id);
+        crate::ops::failpoint("archive-manifest");
+        if !keep {
+            engine.delete_plain(loc)?;
+        }
+        Ok(Outcome::Archived)
+    }
+
+    /// Files into `<entry>.partial/`, fsynced and verified, then renamed to `<entry>/`.
+    fn write_entry(
+        &self,
+        fin: &Path,
+        stem: &str,
+        files: &[(String, PathBuf)],
+    ) -> Result<Vec<ArchivedFile>> {
+        let partial = fin.with_extension("partial");
+        if partial.exists() {
+            fs::remove_dir_all(&partial).map_err(|e| Error::io("remove", &partial, e))?;
+        }
+        fs::create_dir_all(&partial).map_err(|e| Error::io("create", &partial, e))?;
+        let perms =
+            fsutil::Perms::observe(&self.root).map_err(|e| Error::io("read", &self.root, e))?;
+        let mut out = Vec::new();
+        for (ext, src) in files {
+            let name = format!("{stem}.{ext}");
+            let dst = partial.join(&name);
+            // Audio is never rewritten in place by Asterisk: a hard link is a
+            // safe zero-copy snapshot. The .txt may be rewritten: copy it.
+            let linked = self.same_fs_as_spool && ext != "txt" && fs::hard_link(src, &dst).is_ok();
+            let sum = if linked {
+                File::open(&dst)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io("sync", &dst, e))?;
+                fsutil::sha256_file(&dst).map_err(|e| Error::io("read", &dst, e))?
+            } else {
+                let sum = fsutil::copy_durable(src, &dst, &perms)
+                    .map_err(|e| Error::io("copy", src, e))?;
+                // Verify what landed on disk, not what was read.
+                let again = fsutil::sha256_file(&dst).map_err(|e| Error::io("read", &dst, e))?;
+                if again != sum {
+                    return Err(Error::Failed(format!(
+                        "{}: checksum mismatch after copy; nothing removed",
+                        dst.display()
+                    )));
+                }
+                sum
+            };
+            let size = fs::metadata(&dst)
+                .map_err(|e| Error::io("read", &dst, e))?
+                .len();
+            out.push(ArchivedFile {
+                name,
+                size,
+                sha256: hex(&sum),
+            });
+            crate::ops::failpoint("archive-file");
+        }
+        fsutil::sync_dir(&partial).map_err(|e| Error::io("sync", &partial, e))?;
+        fs::rename(&partial, fin).map_err(|e| Error::io("rename", &partial, e))?;
+        if let Some(parent) = fin.parent() {
+            fsutil::sync_dir(parent).map_err(|e| Error::io("sync", parent, e))?;
+        }
+        crate::ops::failpoint("archive-renamed");
+        Ok(out)
+    }
+
+    fn entry_matches(&self, fin: &Path, stem: &str, files: &[(String, PathBuf)]) -> Result<bool> {
+        for (ext, src) in files {
+            let a = fin.join(format!("{stem}.{ext}"));
+            let (Ok(x), Ok(y)) = (fsutil::sha256_file(&a), fsutil::sha256_file(src)) else {
+                return Ok(false);
+            };
+            if x != y {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn describe_files(
+        &self,
+        fin: &Path,
+        stem: &str,
+        files: &[(String, PathBuf)],
+    ) -> Result<Vec<ArchivedFile>> {
+        files
+            .iter()
+            .map(|(ext, _)| {
+                let name = format!("{stem}.{ext}");
+                let p = fin.join(&name);
+                let size = fs::metadata(&p)
+                    .map_err(|e| Error::io("read", &p, e))?
+                    .len();
+                let sum = fsutil::sha256_file(&p).map_err(|e| Error::io("read", &p, e))?;
+                Ok(ArchivedFile {
+                    name,
+                    size,
+                    sha256: hex(&sum),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The archived files of an entry as `(extension, path)`, after checking their
+/// checksums against the manifest.
+pub fn entry_files(root: &Path, e: &ManifestEntry) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for f in &e.files {
+        let p = root.join(&e.dir).join(&f.name);
+        let sum = fsutil::sha256_file(&p).map_err(|err| Error::io("read", &p, err))?;
+        if hex(&sum) != f.sha256 {
+            return Err(Error::Failed(format!(
+                "{}: checksum differs from the manifest (damaged archive); not restored",
+                p.display()
+            )));
+        }
+        let ext = f
+            .name
+            .split_once('.')
+            .map(|(_, x)| x.to_string())
+            .unwrap_or_default();
+        out.push((ext, p));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe() {
+        assert_eq!(sanitize_part("1795689259-0000000b"), "1795689259-0000000b");
+        assert_eq!(sanitize_part("../etc"), "_.._etc");
+        assert_eq!(sanitize_part("a/b c"), "a_b_c");
+        assert_eq!(sanitize_part(""), "_");
+    }
+
+    #[test]
+    fn torn_line_is_cut() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m");
+        fs::write(&p, "{\"a\":1}\n{\"b\":").unwrap();
+        let mut f = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+        assert!(repair_torn_tail(&mut f).unwrap());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
+        assert!(!repair_torn_tail(&mut f).unwrap());
+    }
+}
