@@ -137,6 +137,41 @@ impl Zone {
         }
     }
 
+    /// The two renderings listings need, from one zone conversion and without
+    /// re-parsing a format string per message: RFC 3339 and `YYYY-MM-DD HH:MM`.
+    pub fn stamps(&self, ts: i64) -> Option<(String, String)> {
+        use chrono::{Datelike, Offset, Timelike};
+        let utc = DateTime::<Utc>::from_timestamp(ts, 0)?;
+        let (naive, offset) = match self {
+            Zone::Utc => (utc.naive_utc(), 0),
+            Zone::Local => {
+                let d = utc.with_timezone(&Local);
+                (d.naive_local(), d.offset().fix().local_minus_utc())
+            }
+            Zone::Named(tz) => {
+                let d = utc.with_timezone(tz);
+                (d.naive_local(), d.offset().fix().local_minus_utc())
+            }
+        };
+        let (sign, off) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
+        let day = format!(
+            "{:04}-{:02}-{:02}",
+            naive.year(),
+            naive.month(),
+            naive.day()
+        );
+        let rfc = format!(
+            "{day}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+            naive.hour(),
+            naive.minute(),
+            naive.second(),
+            off / 3600,
+            off / 60 % 60
+        );
+        let table = format!("{day} {:02}:{:02}", naive.hour(), naive.minute());
+        Some((rfc, table))
+    }
+
     pub fn format(&self, ts: i64, fmt: &str) -> Option<String> {
         let utc = DateTime::<Utc>::from_timestamp(ts, 0)?;
         Some(match self {
@@ -457,6 +492,7 @@ pub(crate) fn message_row(
 ) -> MessageRow {
     let cid = meta.and_then(|m| m.callerid());
     let origtime = meta.and_then(|m| m.origtime());
+    let stamps = origtime.and_then(|t| zone.stamps(t));
     MessageRow {
         context: mb.context.to_string(),
         mailbox: mb.mailbox().to_string(),
@@ -467,7 +503,7 @@ pub(crate) fn message_row(
         callerid_name: cid.as_ref().and_then(|c| c.name.clone()),
         callerid_num: cid.as_ref().and_then(|c| c.number.clone()),
         origtime,
-        date: origtime.and_then(|t| zone.format(t, "%Y-%m-%dT%H:%M:%S%:z")),
+        date: stamps.as_ref().map(|s| s.0.clone()),
         duration: meta.and_then(|m| m.duration()),
         urgent: meta.is_some_and(|m| m.flag_urgent()),
         formats: files.audio.clone(),
@@ -477,6 +513,7 @@ pub(crate) fn message_row(
             .display()
             .to_string(),
         state: files.state(),
+        short_date: stamps.map(|s| s.1).unwrap_or_else(|| "?".into()),
     }
 }
 
@@ -538,51 +575,41 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
     };
     let mut w = MessageWriter::body_only(&mut listing.bytes, setup.format, setup.style);
     for folder in folders.iter().filter(|f| filter.folder_ok(f)) {
-        let scan = match setup.store.scan_folder(mb, folder) {
-            Ok(s) => s,
-            Err(e) => {
-                listing.errors.push(e);
-                continue;
-            }
+        let only = match t {
+            Target::Message(_, _, n) => Some(*n),
+            _ => None,
         };
-        let mut found_target = false;
-        for files in &scan.messages {
-            if let Target::Message(_, _, n) = t {
-                if files.num != *n {
-                    continue;
-                }
-                found_target = true;
-            }
-            if !files.txt {
-                continue; // orphans are for show/check
-            }
-            let meta = match setup.store.read_metadata(mb, folder, files.num) {
+        let want = |m: &MsgFiles| only.is_none_or(|n| m.num == n);
+        let (rows, errors) = (&mut listing.rows, &mut listing.errors);
+        let result = setup.store.folder_messages(mb, folder, &want, &mut |files, meta| {
+            let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
-                    listing.errors.push(e);
-                    continue;
+                    errors.push(e);
+                    return;
                 }
             };
             let row = message_row(setup, mb, folder, files, Some(&meta), zone);
-            if !filter.row_ok(&row) {
-                continue;
+            if filter.row_ok(&row) {
+                // Writing into a Vec cannot fail.
+                let _ = w.write(&row, &row.short_date);
+                *rows += 1;
             }
-            let date = row
-                .origtime
-                .and_then(|t| zone.format(t, "%Y-%m-%d %H:%M"))
-                .unwrap_or_else(|| "?".into());
-            // Writing into a Vec cannot fail.
-            let _ = w.write(&row, &date);
-            listing.rows += 1;
-        }
-        if let Target::Message(_, _, n) = t {
-            if !found_target {
-                listing.errors.push(Error::NotFound(format!(
-                    "no message {} in {}",
-                    n.stem(),
-                    target::describe(&Target::Folder(mb.clone(), folder.clone()))
-                )));
+        });
+        match result {
+            Ok(scan) => {
+                if let Some(n) = only {
+                    // Orphans are for show/check; a missing number is an error.
+                    if !scan.messages.iter().any(|m| m.num == n) {
+                        listing.errors.push(Error::NotFound(format!(
+                            "no message {} in {}",
+                            n.stem(),
+                            target::describe(&Target::Folder(mb.clone(), folder.clone()))
+                        )));
+                    }
+                }
             }
+            Err(e) => listing.errors.push(e),
         }
     }
     listing

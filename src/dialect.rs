@@ -8,6 +8,8 @@
 //! `key += value` entry. The comment pass works on bytes with C-string
 //! semantics on purpose: that is what makes its corner cases equal Asterisk's.
 
+use std::borrow::Cow;
+
 /// `fgets(buf, 8192)`: a line of 8191 bytes or more without its newline is skipped.
 pub const LINE_BUFFER: usize = 8192;
 /// Asterisk's `MAX_NESTED_COMMENTS`.
@@ -39,7 +41,16 @@ fn c_strlen(buf: &[u8], from: usize) -> usize {
 /// Removes comments from one line (without its line end) the way
 /// `config_text_file_load()` does, and returns the trimmed text that Asterisk
 /// would hand to `process_text_line()`, or `None` when nothing is left.
-pub fn clean_line(raw: &[u8], state: &mut CommentState) -> Option<Vec<u8>> {
+/// Borrows when there is nothing to remove (most lines: no `;`, no NUL).
+pub fn clean_line<'a>(raw: &'a [u8], state: &mut CommentState) -> Option<Cow<'a, [u8]>> {
+    if state.depth == 0 && !raw.iter().any(|&b| b == b';' || b == 0) {
+        let t = ast_strip(raw);
+        return (!t.is_empty()).then_some(Cow::Borrowed(t));
+    }
+    clean_line_slow(raw, state).map(Cow::Owned)
+}
+
+fn clean_line_slow(raw: &[u8], state: &mut CommentState) -> Option<Vec<u8>> {
     // C string: stops at the first NUL; keep a terminating NUL in the buffer.
     let raw_len = c_strlen(raw, 0);
     let mut buf = Vec::with_capacity(raw_len + 1);
@@ -110,7 +121,7 @@ pub fn ast_strip(s: &[u8]) -> &[u8] {
 
 /// One meaningful line of a config file, after comment removal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub enum Line<'a> {
     /// `[name]` or `[name](options)`; `options` is the raw text inside the parentheses.
     Category {
         name: String,
@@ -119,26 +130,26 @@ pub enum Line {
     /// `#include "file"`, `#tryinclude`, `#exec` or an unknown `#word`.
     Directive { name: String, arg: Option<String> },
     /// `key = value`, `key => value` (`object`), or `key += value` (`append`).
-    Var(VarLine),
+    Var(VarLine<'a>),
     /// A line Asterisk rejects (`fatal`: the whole file is invalid) or ignores.
     Invalid { reason: String, fatal: bool },
 }
 
 /// A variable line split the way `process_text_line()` splits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VarLine {
+pub struct VarLine<'a> {
     /// Stripped key; a leading backslash escape is removed.
-    pub key: Vec<u8>,
+    pub key: &'a [u8],
     /// Text after `=` / `=>`, untrimmed: `+=` appends it with its leading blanks.
-    pub raw_value: Vec<u8>,
+    pub raw_value: &'a [u8],
     pub object: bool,
     pub append: bool,
 }
 
-impl VarLine {
+impl<'a> VarLine<'a> {
     /// The value as stored for a plain assignment (stripped).
-    pub fn value(&self) -> &[u8] {
-        ast_strip(&self.raw_value)
+    pub fn value(&self) -> &'a [u8] {
+        ast_strip(self.raw_value)
     }
 }
 
@@ -152,7 +163,7 @@ pub enum VarProblem {
 }
 
 /// The `key = value` split of `process_text_line()`, on bytes.
-pub fn split_var(text: &[u8]) -> Result<VarLine, VarProblem> {
+pub fn split_var(text: &[u8]) -> Result<VarLine<'_>, VarProblem> {
     let (body, skip) = match text.strip_prefix(b"\\") {
         // C `char` is signed on x86: a byte >= 0x80 is "< 33" there too.
         Some(rest) => match rest.first() {
@@ -177,15 +188,18 @@ pub fn split_var(text: &[u8]) -> Result<VarLine, VarProblem> {
         raw_value = v;
     }
     Ok(VarLine {
-        key: ast_strip(key).to_vec(),
-        raw_value: raw_value.to_vec(),
+        key: ast_strip(key),
+        raw_value,
         object,
         append,
     })
 }
 
 /// Splits one cleaned line (output of [`clean_line`]) as `process_text_line()` does.
-pub fn classify(line: &[u8]) -> Line {
+pub fn classify(line: &[u8]) -> Line<'_> {
+    if !matches!(line.first(), Some(b'[' | b'#')) {
+        return classify_var(line);
+    }
     let text = String::from_utf8_lossy(line);
     let cur: &str = &text;
     if let Some(rest) = cur.strip_prefix('[') {
@@ -222,6 +236,10 @@ pub fn classify(line: &[u8]) -> Line {
         };
         return Line::Directive { name, arg };
     }
+    classify_var(line)
+}
+
+fn classify_var(line: &[u8]) -> Line<'_> {
     match split_var(line) {
         Ok(v) if v.key.is_empty() => Line::Invalid {
             reason: "no variable name".into(),
@@ -284,7 +302,7 @@ mod tests {
 
     fn clean(s: &str) -> Option<String> {
         let mut st = CommentState::default();
-        clean_line(s.as_bytes(), &mut st).map(|v| String::from_utf8(v).unwrap())
+        clean_line(s.as_bytes(), &mut st).map(|v| String::from_utf8(v.into_owned()).unwrap())
     }
 
     #[test]

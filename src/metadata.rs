@@ -1,11 +1,11 @@
 //! `msgNNNN.txt`: read it the way Asterisk reads it, write it the way Asterisk writes it.
 //!
-//! Reading: the dialect's comment and line rules (`dialect`) produce canonical
-//! `key=value` lines that rust-ini (quotes and escapes off) turns into sections and
-//! properties; this layer then applies Asterisk's lookup rules: first non-template
-//! `[message]` category (case-insensitive), case-insensitive keys, last duplicate
-//! wins, `+=` appends. Every key is kept, unknown ones too. Writing produces the
-//! exact layout of `leave_voicemail()` (spec §3.2).
+//! Reading follows `config_text_file_load()` through the shared dialect lexer
+//! (`dialect`) and Asterisk's lookup rules; every key is kept, unknown ones too.
+//! It was first built on rust-ini, which profiling showed cost 6.6 µs of the
+//! 8.3 µs per file, twice `ls`'s whole budget (BENCHMARKS.md); rust-ini remains
+//! the differential reference in the tests. Writing produces the exact layout
+//! of `leave_voicemail()` (spec §3.2).
 
 use crate::callerid::CallerId;
 use crate::dialect::{self, CommentState, Line};
@@ -64,24 +64,24 @@ pub const ASTERISK_KEY_ORDER: [&str; 13] = [
 ];
 
 impl Metadata {
-    /// Parses a `.txt` from its bytes.
+    /// Parses a `.txt` from its bytes, with Asterisk's rules: the dialect's
+    /// comment and line handling, the first non-template `[message]` category
+    /// (case-insensitive), case-insensitive keys, last duplicate wins, `+=`
+    /// appends (matching the key case-sensitively, as Asterisk does).
     pub fn parse(data: &[u8]) -> Result<Metadata, MetaError> {
         if data.is_empty() {
             return Err(MetaError::Empty);
         }
-        let mut warnings = Vec::new();
-        let rewritten = data.starts_with(b";!");
-        // Canonical text for rust-ini: "[message]" for the message category,
-        // a placeholder section for any other, and trimmed "key=value" lines.
-        let mut canon = String::with_capacity(data.len());
+        let mut m = Metadata {
+            fields: Vec::with_capacity(16),
+            warnings: Vec::new(),
+            rewritten: data.starts_with(b";!"),
+        };
         let mut state = CommentState::default();
-        let mut in_category = false;
-        let mut seen_message = false;
-        let mut in_message = false;
-        let mut lossy = false;
+        let (mut in_category, mut seen_message, mut in_message, mut lossy) = (false, false, false, false);
         for (lineno, raw) in dialect::lines(data) {
             let Some(raw) = raw else {
-                warnings.push(format!(
+                m.warnings.push(format!(
                     "line {lineno}: longer than 8190 bytes, skipped (as Asterisk does)"
                 ));
                 continue;
@@ -89,9 +89,6 @@ impl Metadata {
             let Some(clean) = dialect::clean_line(raw, &mut state) else {
                 continue;
             };
-            if std::str::from_utf8(&clean).is_err() {
-                lossy = true;
-            }
             match dialect::classify(&clean) {
                 Line::Category { name, options } => {
                     in_category = true;
@@ -101,23 +98,15 @@ impl Metadata {
                     // Only the first non-template [message] counts (ast_variable_browse).
                     in_message = !seen_message && !template && name.eq_ignore_ascii_case("message");
                     seen_message |= in_message;
-                    canon.push_str(if in_message {
-                        "[message]\n"
-                    } else {
-                        "[other]\n"
-                    });
                 }
                 Line::Directive { name, .. } => {
                     return Err(MetaError::Directive { line: lineno, name });
                 }
                 Line::Invalid { reason, fatal } => {
                     if fatal {
-                        return Err(MetaError::Invalid {
-                            line: lineno,
-                            reason,
-                        });
+                        return Err(MetaError::Invalid { line: lineno, reason });
                     }
-                    warnings.push(format!("line {lineno}: {reason}, ignored"));
+                    m.warnings.push(format!("line {lineno}: {reason}, ignored"));
                 }
                 Line::Var(var) => {
                     if !in_category {
@@ -126,86 +115,31 @@ impl Metadata {
                     if !in_message {
                         continue;
                     }
-                    let key = String::from_utf8_lossy(&var.key);
-                    let value = if var.append {
-                        &var.raw_value[..]
-                    } else {
-                        var.value()
-                    };
-                    let value = String::from_utf8_lossy(value);
-                    if !ini_safe_key(&key) || value.ends_with('\\') || value.contains(APPEND_MARK) {
-                        warnings.push(format!(
-                            "line {lineno}: key {key:?} cannot be read, ignored"
-                        ));
-                        continue;
-                    }
-                    canon.push_str(&key);
+                    let key = text(var.key, &mut lossy);
                     if var.append {
-                        // Markers kept through rust-ini (which trims values): the
-                        // appended text keeps its leading blanks, as in Asterisk.
-                        canon.push_str(APPEND_MARK);
-                        canon.push('=');
-                        canon.push_str(APPEND_MARK);
-                    } else {
-                        canon.push('=');
+                        if let Some(f) = m.fields.iter_mut().rev().find(|f| f.key == key) {
+                            let mut joined = std::mem::take(&mut f.value).into_bytes();
+                            joined.extend_from_slice(var.raw_value);
+                            f.value = text(dialect::ast_strip(&joined), &mut lossy);
+                            continue;
+                        }
                     }
-                    canon.push_str(&value);
-                    canon.push('\n');
+                    let value = text(var.value(), &mut lossy);
+                    match m.fields.iter_mut().find(|f| f.key.eq_ignore_ascii_case(&key)) {
+                        Some(f) => f.value = value,
+                        None => m.fields.push(Field { key, value }),
+                    }
                 }
             }
         }
         if lossy {
-            warnings.push("contains bytes that are not UTF-8 (shown as \u{FFFD})".into());
+            m.warnings
+                .push("contains bytes that are not UTF-8 (shown as \u{FFFD})".into());
         }
         if !seen_message {
             return Err(MetaError::NoMessageSection);
         }
-        let ini = ini::Ini::load_from_str_opt(
-            &canon,
-            ini::ParseOption {
-                enabled_quote: false,
-                enabled_escape: false,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| MetaError::Ini(e.to_string()))?;
-        let mut fields: Vec<Field> = Vec::new();
-        if let Some(props) = ini.section(Some("message")) {
-            for (key, value) in props.iter() {
-                let (key, append) = match key.strip_suffix(APPEND_MARK) {
-                    Some(k) => (k, true),
-                    None => (key, false),
-                };
-                let value = value.strip_prefix(APPEND_MARK).unwrap_or(value);
-                // Asterisk's += matches the name case-sensitively.
-                if append {
-                    if let Some(f) = fields.iter_mut().rev().find(|f| f.key == key) {
-                        let joined = format!("{}{}", f.value, value);
-                        f.value =
-                            String::from_utf8_lossy(crate::dialect::ast_strip(joined.as_bytes()))
-                                .into_owned();
-                        continue;
-                    }
-                }
-                let value = if append {
-                    value.trim_start_matches(|c: char| (c as u32) < 33)
-                } else {
-                    value
-                };
-                match fields.iter_mut().find(|f| f.key.eq_ignore_ascii_case(key)) {
-                    Some(f) => f.value = value.to_string(),
-                    None => fields.push(Field {
-                        key: key.to_string(),
-                        value: value.to_string(),
-                    }),
-                }
-            }
-        }
-        Ok(Metadata {
-            fields,
-            warnings,
-            rewritten,
-        })
+        Ok(m)
     }
 
     /// Builds metadata from fields in the given order (for imports and tests).
@@ -318,11 +252,16 @@ impl Metadata {
     }
 }
 
-const APPEND_MARK: &str = "\u{1}+";
-
-/// Keys rust-ini would split or treat as comments/sections.
-fn ini_safe_key(key: &str) -> bool {
-    !key.contains([':', '=', '\u{1}', '\n', '\r']) && !key.starts_with([';', '#', '['])
+/// Bytes as text; invalid UTF-8 is replaced (and noted) so a message with a
+/// Latin-1 caller name stays readable.
+fn text(bytes: &[u8], lossy: &mut bool) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            *lossy = true;
+            String::from_utf8_lossy(bytes).into_owned()
+        }
+    }
 }
 
 /// `sscanf("%ld")`-like: optional blanks and sign, then digits.

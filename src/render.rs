@@ -27,6 +27,9 @@ pub struct MessageRow {
     pub formats: Vec<String>,
     pub path: String,
     pub state: crate::scan::MsgState,
+    /// `YYYY-MM-DD HH:MM` in the display zone, for tables.
+    #[serde(skip)]
+    pub short_date: String,
 }
 
 /// Makes untrusted text safe for a terminal: control characters (C0, DEL, C1,

@@ -145,23 +145,60 @@ pub fn scan_folder(dir: &Path) -> io::Result<FolderScan> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FolderScan::default()),
         Err(e) => return Err(e),
     };
-    let mut by_num: BTreeMap<u16, MsgFiles> = BTreeMap::new();
-    let mut scan = FolderScan::default();
+    let mut b = ScanBuilder::default();
     for entry in rd {
         let entry = entry?;
-        let os_name = entry.file_name();
-        count_name(os_name.as_encoded_bytes(), &mut scan.counts);
-        let Some(name) = os_name.to_str() else {
-            scan.noise
-                .push(Noise::Foreign(os_name.to_string_lossy().into_owned()));
-            continue;
-        };
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        b.add(entry.file_name().as_encoded_bytes(), is_dir);
+    }
+    Ok(b.finish())
+}
+
+/// Like [`scan_folder`], on an open directory: the caller can then open its
+/// files relative to the same descriptor (no path walk per file).
+pub fn scan_folder_fd(dir: &std::os::fd::OwnedFd) -> io::Result<FolderScan> {
+    use rustix::fs::{Dir, FileType};
+    let mut d = Dir::read_from(dir)?;
+    let mut b = ScanBuilder::default();
+    while let Some(entry) = d.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            // File systems without d_type: ask.
+            FileType::Unknown => rustix::fs::statat(dir, entry.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                .unwrap_or(false),
+            _ => false,
+        };
+        b.add(name, is_dir);
+    }
+    Ok(b.finish())
+}
+
+#[derive(Default)]
+struct ScanBuilder {
+    by_num: BTreeMap<u16, MsgFiles>,
+    scan: FolderScan,
+}
+
+impl ScanBuilder {
+    fn add(&mut self, raw: &[u8], is_dir: bool) {
+        count_name(raw, &mut self.scan.counts);
+        let Ok(name) = std::str::from_utf8(raw) else {
+            self.scan
+                .noise
+                .push(Noise::Foreign(String::from_utf8_lossy(raw).into_owned()));
+            return;
+        };
         let parsed = if is_dir { None } else { split_msg_name(name) };
         match parsed {
             Some((n, ext)) if n <= MsgNum::MAX && is_message_ext(ext) => {
-                let Some(num) = MsgNum::new(n) else { continue };
-                let m = by_num.entry(n).or_insert_with(|| MsgFiles {
+                let Some(num) = MsgNum::new(n) else { return };
+                let m = self.by_num.entry(n).or_insert_with(|| MsgFiles {
                     num,
                     txt: false,
                     audio: Vec::new(),
@@ -172,23 +209,27 @@ pub fn scan_folder(dir: &Path) -> io::Result<FolderScan> {
                     m.audio.push(ext.to_string());
                 }
             }
-            Some((9999, _)) => scan.noise.push(Noise::Stray(
+            Some((9999, _)) => self.scan.noise.push(Noise::Stray(
                 name.to_string(),
                 "number 9999 is invisible to Asterisk and gets overwritten",
             )),
-            _ if is_dir => scan.noise.push(Noise::Foreign(format!("{name}/"))),
-            _ => scan.noise.push(classify_noise(name)),
+            _ if is_dir => self.scan.noise.push(Noise::Foreign(format!("{name}/"))),
+            _ => self.scan.noise.push(classify_noise(name)),
         }
     }
-    scan.messages = by_num
-        .into_values()
-        .map(|mut m| {
-            m.audio.sort();
-            m
-        })
-        .collect();
-    scan.noise.sort_by(|a, b| a.name().cmp(b.name()));
-    Ok(scan)
+
+    fn finish(mut self) -> FolderScan {
+        self.scan.messages = self
+            .by_num
+            .into_values()
+            .map(|mut m| {
+                m.audio.sort();
+                m
+            })
+            .collect();
+        self.scan.noise.sort_by(|a, b| a.name().cmp(b.name()));
+        self.scan
+    }
 }
 
 /// `txt`, or an audio extension: one word, no dots, and not a case variant of `txt`.

@@ -47,6 +47,23 @@ pub trait MailboxStore {
     fn scan_folder(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderScan>;
     /// One message's metadata.
     fn read_metadata(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> Result<Metadata>;
+    /// Scans a folder and reads, in order, the metadata of each message with a
+    /// `.txt` that `want` accepts; returns the scan. The file spool reads them
+    /// relative to the open folder (one path walk per folder, not per file).
+    fn folder_messages(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        want: &dyn Fn(&scan::MsgFiles) -> bool,
+        each: &mut dyn FnMut(&scan::MsgFiles, Result<Metadata>),
+    ) -> Result<FolderScan> {
+        let scan = self.scan_folder(mb, folder)?;
+        for m in scan.messages.iter().filter(|m| m.txt && want(m)) {
+            each(m, self.read_metadata(mb, folder, m.num));
+        }
+        Ok(scan)
+    }
+
     /// Counts of one folder by Asterisk's rules, without reading any message.
     fn folder_counts(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderCounts>;
     /// Format, size and measured duration of one audio file of a message.
@@ -102,6 +119,35 @@ fn subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     Ok((names, bad))
 }
 
+/// Reads a `.txt` in one `read()` when it fits 4 KiB (a short read of a
+/// regular file is its end), else up to `MAX_TXT_BYTES`; larger files are refused.
+fn read_small(path: &Path, mut file: std::fs::File) -> Result<Vec<u8>> {
+    let mut data = vec![0u8; 4096];
+    let n = loop {
+        match file.read(&mut data) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", path, e)),
+        }
+    };
+    data.truncate(n);
+    if n == 4096 {
+        file.take(MAX_TXT_BYTES + 1 - 4096)
+            .read_to_end(&mut data)
+            .map_err(|e| Error::io("read", path, e))?;
+        if data.len() as u64 > MAX_TXT_BYTES {
+            return Err(Error::Metadata {
+                path: path.to_path_buf(),
+                source: MetaError::Invalid {
+                    line: 0,
+                    reason: format!("larger than {MAX_TXT_BYTES} bytes, not a message file"),
+                },
+            });
+        }
+    }
+    Ok(data)
+}
+
 impl FileStore {
     pub fn new(spool: Spool) -> FileStore {
         FileStore { spool }
@@ -112,6 +158,10 @@ impl FileStore {
     }
 
     fn read_txt(path: &Path) -> Result<Metadata> {
+        Self::read_txt_with(path, || std::fs::File::open(path))
+    }
+
+    fn read_txt_with(path: &Path, open: impl Fn() -> std::io::Result<std::fs::File>) -> Result<Metadata> {
         let mut last = None;
         // Asterisk rewrites .txt files in place without a lock (spec §3.5): an
         // empty or partial read is retried once before it is reported.
@@ -119,20 +169,8 @@ impl FileStore {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(75));
             }
-            let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-            let mut data = Vec::new();
-            file.take(MAX_TXT_BYTES + 1)
-                .read_to_end(&mut data)
-                .map_err(|e| Error::io("read", path, e))?;
-            if data.len() as u64 > MAX_TXT_BYTES {
-                return Err(Error::Metadata {
-                    path: path.to_path_buf(),
-                    source: MetaError::Invalid {
-                        line: 0,
-                        reason: format!("larger than {} bytes, not a message file", MAX_TXT_BYTES),
-                    },
-                });
-            }
+            let file = open().map_err(|e| Error::io("open", path, e))?;
+            let data = read_small(path, file)?;
             match Metadata::parse(&data) {
                 Ok(m) => return Ok(m),
                 Err(e @ (MetaError::Empty | MetaError::NoMessageSection)) => last = Some(e),
@@ -195,6 +233,34 @@ impl MailboxStore for FileStore {
 
     fn read_metadata(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> Result<Metadata> {
         Self::read_txt(&self.spool.txt_path(mb, folder, num))
+    }
+
+    fn folder_messages(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        want: &dyn Fn(&scan::MsgFiles) -> bool,
+        each: &mut dyn FnMut(&scan::MsgFiles, Result<Metadata>),
+    ) -> Result<FolderScan> {
+        use rustix::fs::{openat, Mode, OFlags, CWD};
+        let dir = self.spool.folder_dir(mb, folder);
+        let fd = match openat(CWD, &dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(FolderScan::default()),
+            Err(e) => return Err(Error::io("read folder", dir, e.into())),
+        };
+        let scan = scan::scan_folder_fd(&fd).map_err(|e| Error::io("read folder", &dir, e))?;
+        for m in scan.messages.iter().filter(|m| m.txt && want(m)) {
+            let name = format!("{}.txt", m.num.stem());
+            let path = dir.join(&name);
+            let open = || {
+                openat(&fd, name.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                    .map(std::fs::File::from)
+                    .map_err(std::io::Error::from)
+            };
+            each(m, Self::read_txt_with(&path, open));
+        }
+        Ok(scan)
     }
 
     fn folder_counts(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderCounts> {

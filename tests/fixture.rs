@@ -430,3 +430,42 @@ fn txt_writer_reproduces_asterisk_bytes() {
     assert_eq!(n, 13);
     assert_eq!(skewed, vec!["1795689259-0000000b".to_string()]);
 }
+
+/// The .txt reader agrees with rust-ini (quotes and escapes off) on every
+/// real and example file, once Asterisk's comment rules are applied.
+#[test]
+fn metadata_parser_matches_rust_ini() {
+    use vmtool::dialect::{self, CommentState};
+    use vmtool::metadata::Metadata;
+    let mut n = 0;
+    for root in [team2_fixture().join("voicemail"), repo_root().join("examples/spool")] {
+        for e in walkdir::WalkDir::new(root) {
+            let e = e.unwrap();
+            if e.path().extension().is_none_or(|x| x != "txt") {
+                continue;
+            }
+            let bytes = std::fs::read(e.path()).unwrap();
+            let mut canon = String::new();
+            let mut st = CommentState::default();
+            for (_, line) in dialect::lines(&bytes) {
+                if let Some(c) = dialect::clean_line(line.unwrap(), &mut st) {
+                    canon.push_str(std::str::from_utf8(&c).unwrap());
+                    canon.push('\n');
+                }
+            }
+            let opt = ini::ParseOption {
+                enabled_quote: false,
+                enabled_escape: false,
+                ..Default::default()
+            };
+            let reference = ini::Ini::load_from_str_opt(&canon, opt).unwrap();
+            let props = reference.section(Some("message")).unwrap();
+            let ours = Metadata::parse(&bytes).unwrap();
+            let theirs: Vec<(&str, &str)> = props.iter().collect();
+            let mine: Vec<(&str, &str)> = ours.fields().iter().map(|f| (f.key.as_str(), f.value.as_str())).collect();
+            assert_eq!(mine, theirs, "{}", e.path().display());
+            n += 1;
+        }
+    }
+    assert_eq!(n, 25);
+}
