@@ -153,7 +153,11 @@ impl Zone {
                 (d.naive_local(), d.offset().fix().local_minus_utc())
             }
         };
-        let (sign, off) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
+        let (sign, off) = if offset < 0 {
+            ('-', -offset)
+        } else {
+            ('+', offset)
+        };
         let day = format!(
             "{:04}-{:02}-{:02}",
             naive.year(),
@@ -450,6 +454,7 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             Command::Resequence(a) => change::cmd_resequence(&setup, &cli.global, a, out, &mut rep),
             Command::Check(a) => crate::check::cmd_check(&setup, &cli.global, a, out, &mut rep),
             Command::Unlock(a) => change::cmd_unlock(&setup, a, out, &mut rep),
+            Command::Watch(a) => crate::watch_cmd::cmd_watch(&setup, a, out, &mut rep),
             Command::Archive(a) => {
                 crate::retention::cmd_archive(&setup, &cli.global, a, out, &mut rep)
             }
@@ -581,21 +586,23 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
         };
         let want = |m: &MsgFiles| only.is_none_or(|n| m.num == n);
         let (rows, errors) = (&mut listing.rows, &mut listing.errors);
-        let result = setup.store.folder_messages(mb, folder, &want, &mut |files, meta| {
-            let meta = match meta {
-                Ok(m) => m,
-                Err(e) => {
-                    errors.push(e);
-                    return;
+        let result = setup
+            .store
+            .folder_messages(mb, folder, &want, &mut |files, meta| {
+                let meta = match meta {
+                    Ok(m) => m,
+                    Err(e) => {
+                        errors.push(e);
+                        return;
+                    }
+                };
+                let row = message_row(setup, mb, folder, files, Some(&meta), zone);
+                if filter.row_ok(&row) {
+                    // Writing into a Vec cannot fail.
+                    let _ = w.write(&row, &row.short_date);
+                    *rows += 1;
                 }
-            };
-            let row = message_row(setup, mb, folder, files, Some(&meta), zone);
-            if filter.row_ok(&row) {
-                // Writing into a Vec cannot fail.
-                let _ = w.write(&row, &row.short_date);
-                *rows += 1;
-            }
-        });
+            });
         match result {
             Ok(scan) => {
                 if let Some(n) = only {

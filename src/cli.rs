@@ -29,6 +29,18 @@ macro_rules! exit_text {
 }
 
 const TARGETS: &str = targets_text!();
+const WATCH_HELP: &str = "\
+A new message is reported once, as soon as Asterisk has renamed its .txt into
+INBOX or Urgent and released the folder lock; renumbering, moves and unread are
+not new messages. Output: one line per event, or one JSON object per line
+(--format json: the ls fields plus \"event\" and, for moves, \"from_folder\").
+
+--exec runs CMD with these environment variables (never through a shell):
+  VMTOOL_EVENT (new, read, moved, deleted, mailbox-created), VMTOOL_CONTEXT,
+  VMTOOL_BOX, VMTOOL_FOLDER, VMTOOL_NUMBER, VMTOOL_FROM_FOLDER, VMTOOL_MSG_PATH,
+  VMTOOL_CALLERID, VMTOOL_CALLERID_NAME, VMTOOL_CALLERID_NUM, VMTOOL_DURATION,
+  VMTOOL_ORIGTIME, VMTOOL_DATE, VMTOOL_MSG_ID, VMTOOL_URGENT
+e.g. vmtool watch --exec notify-send \"Voicemail\"";
 const ARCHIVE_HELP: &str = "\
 Messages are selected by origtime (never file mtimes), from every folder except
 INBOX and Urgent unless --include-new or --folder say otherwise. Each is copied
@@ -217,6 +229,9 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Delete old messages without archiving (by origtime)
     Purge(PurgeArgs),
+    /// Show new messages the moment Asterisk finishes writing them (--all: reads, moves, deletes too)
+    #[command(after_help = WATCH_HELP)]
+    Watch(WatchArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -418,6 +433,28 @@ pub struct RestoreArgs {
     /// Print what would be restored and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Contexts or boxes to watch (default: the whole spool, including boxes created later)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Also report messages read (INBOX/Urgent -> Old), moved, deleted, and new boxes
+    #[arg(long)]
+    pub all: bool,
+    /// Exit after this many events (e.g. 1: wait for the next voicemail)
+    #[arg(long, value_name = "N")]
+    pub max_events: Option<u64>,
+    /// Commands run at the same time at most, for --exec
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+    /// Events waiting for --exec at most (then the watch waits and warns; none is dropped)
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub queue: usize,
+    /// Run a command per event, with the message in VMTOOL_* environment variables (no shell); must come last
+    #[arg(long, value_name = "CMD [ARG]...", num_args = 1.., allow_hyphen_values = true)]
+    pub exec: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -38,3 +38,5 @@ pub mod scan;
 pub mod spool;
 pub mod store;
 pub mod target;
+pub mod watch;
+pub mod watch_cmd;

@@ -78,7 +78,8 @@ impl Metadata {
             rewritten: data.starts_with(b";!"),
         };
         let mut state = CommentState::default();
-        let (mut in_category, mut seen_message, mut in_message, mut lossy) = (false, false, false, false);
+        let (mut in_category, mut seen_message, mut in_message, mut lossy) =
+            (false, false, false, false);
         for (lineno, raw) in dialect::lines(data) {
             let Some(raw) = raw else {
                 m.warnings.push(format!(
@@ -104,7 +105,10 @@ impl Metadata {
                 }
                 Line::Invalid { reason, fatal } => {
                     if fatal {
-                        return Err(MetaError::Invalid { line: lineno, reason });
+                        return Err(MetaError::Invalid {
+                            line: lineno,
+                            reason,
+                        });
                     }
                     m.warnings.push(format!("line {lineno}: {reason}, ignored"));
                 }
@@ -125,7 +129,11 @@ impl Metadata {
                         }
                     }
                     let value = text(var.value(), &mut lossy);
-                    match m.fields.iter_mut().find(|f| f.key.eq_ignore_ascii_case(&key)) {
+                    match m
+                        .fields
+                        .iter_mut()
+                        .find(|f| f.key.eq_ignore_ascii_case(&key))
+                    {
                         Some(f) => f.value = value,
                         None => m.fields.push(Field { key, value }),
                     }

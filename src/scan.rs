@@ -169,9 +169,13 @@ pub fn scan_folder_fd(dir: &std::os::fd::OwnedFd) -> io::Result<FolderScan> {
         let is_dir = match entry.file_type() {
             FileType::Directory => true,
             // File systems without d_type: ask.
-            FileType::Unknown => rustix::fs::statat(dir, entry.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-                .unwrap_or(false),
+            FileType::Unknown => rustix::fs::statat(
+                dir,
+                entry.file_name(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+            .unwrap_or(false),
             _ => false,
         };
         b.add(name, is_dir);

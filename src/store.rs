@@ -161,7 +161,10 @@ impl FileStore {
         Self::read_txt_with(path, || std::fs::File::open(path))
     }
 
-    fn read_txt_with(path: &Path, open: impl Fn() -> std::io::Result<std::fs::File>) -> Result<Metadata> {
+    fn read_txt_with(
+        path: &Path,
+        open: impl Fn() -> std::io::Result<std::fs::File>,
+    ) -> Result<Metadata> {
         let mut last = None;
         // Asterisk rewrites .txt files in place without a lock (spec §3.5): an
         // empty or partial read is retried once before it is reported.
@@ -244,7 +247,12 @@ impl MailboxStore for FileStore {
     ) -> Result<FolderScan> {
         use rustix::fs::{openat, Mode, OFlags, CWD};
         let dir = self.spool.folder_dir(mb, folder);
-        let fd = match openat(CWD, &dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+        let fd = match openat(
+            CWD,
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => return Ok(FolderScan::default()),
             Err(e) => return Err(Error::io("read folder", dir, e.into())),
@@ -254,9 +262,14 @@ impl MailboxStore for FileStore {
             let name = format!("{}.txt", m.num.stem());
             let path = dir.join(&name);
             let open = || {
-                openat(&fd, name.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                    .map(std::fs::File::from)
-                    .map_err(std::io::Error::from)
+                openat(
+                    &fd,
+                    name.as_str(),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map(std::fs::File::from)
+                .map_err(std::io::Error::from)
             };
             each(m, Self::read_txt_with(&path, open));
         }

@@ -438,7 +438,10 @@ fn metadata_parser_matches_rust_ini() {
     use vmtool::dialect::{self, CommentState};
     use vmtool::metadata::Metadata;
     let mut n = 0;
-    for root in [team2_fixture().join("voicemail"), repo_root().join("examples/spool")] {
+    for root in [
+        team2_fixture().join("voicemail"),
+        repo_root().join("examples/spool"),
+    ] {
         for e in walkdir::WalkDir::new(root) {
             let e = e.unwrap();
             if e.path().extension().is_none_or(|x| x != "txt") {
@@ -462,7 +465,11 @@ fn metadata_parser_matches_rust_ini() {
             let props = reference.section(Some("message")).unwrap();
             let ours = Metadata::parse(&bytes).unwrap();
             let theirs: Vec<(&str, &str)> = props.iter().collect();
-            let mine: Vec<(&str, &str)> = ours.fields().iter().map(|f| (f.key.as_str(), f.value.as_str())).collect();
+            let mine: Vec<(&str, &str)> = ours
+                .fields()
+                .iter()
+                .map(|f| (f.key.as_str(), f.value.as_str()))
+                .collect();
             assert_eq!(mine, theirs, "{}", e.path().display());
             n += 1;
         }

@@ -12,3 +12,4 @@ mod example;
 mod fixture;
 mod readonly;
 mod synthetic;
+mod watch;

@@ -1,24 +1,35 @@
-//! Audio files of voicemail messages: which format an extension means, and how long a
-//! file really is.
+//! Audio files of voicemail messages: which format an extension means, how long a file
+//! really is, and its samples.
 //!
 //! This module owns everything that looks inside `msgNNNN.<ext>` audio files
-//! (spec §4): the extension → format mapping Asterisk uses, and *probing*: measuring
+//! (spec §4): the extension → format mapping Asterisk uses; *probing*: measuring
 //! the duration from the container (header fields, data length) without decoding,
 //! while reporting what Asterisk's own readers would trip over (zero sizes left by an
-//! unfinished recording, truncated blocks, layouts the strict wav49 reader refuses).
-//! Decoders will live here too and reuse [`riff`]'s chunk walker.
+//! unfinished recording, truncated blocks, layouts the strict wav49 reader refuses);
+//! and *decoding* ([`Decoder`]) every format vmtool plays or converts: PCM `.wav`,
+//! `.wav16` and `.sln*`, G.711 µ-law and A-law, and GSM 06.10 both raw (`.gsm`) and
+//! in MS-GSM RIFF files (`.WAV`), with a pure-Rust decoder bit-exact with libgsm
+//! ([`gsm`]). Probing and decoding share [`riff`]'s chunk walker.
 //!
-//! Probing reads headers only (a few hundred bytes at most, whatever the file claims)
-//! and never panics on malformed input. Errors carry no path: callers add it.
+//! Probing reads headers only (a few hundred bytes at most, whatever the file claims);
+//! decoding streams in constant memory. Neither panics on malformed input. Errors carry
+//! no path: callers add it.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 
+mod decode;
+pub mod g711;
+pub mod gsm;
 mod raw;
 pub mod riff;
 mod wav;
 
+pub use decode::{decode_all, open, preferred_format, Decoder};
+
+#[cfg(test)]
+mod decode_tests;
 #[cfg(test)]
 mod tests;
 
@@ -170,7 +181,23 @@ impl AudioInfo {
     }
 }
 
-/// Why an audio file could not be measured.
+/// What was asked of a file whose format vmtool does not handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioOp {
+    Measure,
+    Decode,
+}
+
+impl std::fmt::Display for AudioOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AudioOp::Measure => "measure",
+            AudioOp::Decode => "decode",
+        })
+    }
+}
+
+/// Why an audio file could not be measured or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
     #[error("read error: {0}")]
@@ -178,9 +205,12 @@ pub enum AudioError {
     /// The header is malformed or not what the extension promises.
     #[error("bad header: {reason}")]
     BadHeader { reason: String },
-    /// vmtool does not know how to measure this format.
-    #[error("cannot measure {format} files")]
-    Unsupported { format: String },
+    /// The audio data itself cannot be decoded from `offset` (file offset) on.
+    #[error("bad audio data at byte {offset}: {reason}")]
+    BadData { offset: u64, reason: String },
+    /// vmtool does not know how to measure or decode this format.
+    #[error("cannot {op} {format} files")]
+    Unsupported { format: String, op: AudioOp },
 }
 
 /// Probe the file at `path`, whose extension (without the dot, case as on disk) is
@@ -188,7 +218,10 @@ pub enum AudioError {
 pub fn probe_file(path: &Path, ext: &str) -> Result<AudioInfo, AudioError> {
     let format = AudioFormat::from_extension(ext);
     if let AudioFormat::Other(ext) = format {
-        return Err(AudioError::Unsupported { format: ext });
+        return Err(AudioError::Unsupported {
+            format: ext,
+            op: AudioOp::Measure,
+        });
     }
     let file = File::open(path)?;
     let len = file.metadata()?.len();
@@ -204,6 +237,7 @@ pub fn probe<R: Read + Seek>(
     if let AudioFormat::Other(ext) = &format {
         return Err(AudioError::Unsupported {
             format: ext.clone(),
+            op: AudioOp::Measure,
         });
     }
     let mut info = AudioInfo::new(format, file_len);

@@ -4,7 +4,7 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::riff::read_up_to;
-use super::{AudioError, AudioFormat, AudioInfo};
+use super::{AudioError, AudioFormat, AudioInfo, AudioOp};
 
 /// One GSM 06.10 frame: 33 bytes, 160 samples (20 ms at 8 kHz).
 pub const GSM_FRAME_LEN: u64 = 33;
@@ -129,6 +129,7 @@ pub fn probe_au<R: Read + Seek>(reader: &mut R, info: &mut AudioInfo) -> Result<
     let Some((sample_bytes, enc_name)) = au_encoding(encoding) else {
         return Err(AudioError::Unsupported {
             format: format!("au (encoding {encoding})"),
+            op: AudioOp::Measure,
         });
     };
     if channels == 0 {

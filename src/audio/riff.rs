@@ -1,9 +1,9 @@
-//! RIFF/WAVE container walking, shared by the probes and (later) the decoders.
+//! RIFF/WAVE container walking, shared by the probes and the decoders.
 //!
-//! Everything here is generic over `Read + Seek`, reads only chunk headers and the few
-//! bytes of the `fmt ` and `fact` chunks, and treats every size read from the file as
-//! untrusted: offsets are `u64` with saturating arithmetic, and no size is ever used to
-//! allocate.
+//! Everything here is generic over `Read + Seek` (the decoders pass a forward-only
+//! reader that seeks by reading), reads only chunk headers and the few bytes of the
+//! `fmt ` and `fact` chunks, and treats every size read from the file as untrusted:
+//! offsets are `u64` with saturating arithmetic, and no size is ever used to allocate.
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};

@@ -9,7 +9,7 @@ use super::*;
 // ---------------------------------------------------------------- builders
 
 /// A PCM WAVE header in Asterisk's 44-byte layout with the given fields.
-fn pcm_header(
+pub(super) fn pcm_header(
     riff_size: u32,
     data_size: u32,
     tag: u16,
@@ -36,7 +36,7 @@ fn pcm_header(
 }
 
 /// A correct Asterisk `.wav`: 8 kHz mono s16le with `samples` samples.
-fn pcm_wav(samples: u32) -> Vec<u8> {
+pub(super) fn pcm_wav(samples: u32) -> Vec<u8> {
     let data = samples * 2;
     let mut f = pcm_header(36 + data, data, 1, 1, 8000, 16);
     f.resize(44 + data as usize, 0x11);
@@ -44,7 +44,7 @@ fn pcm_wav(samples: u32) -> Vec<u8> {
 }
 
 /// Asterisk's 60-byte wav49 header.
-fn wav49_header(riff_size: u32, fact: u32, data_size: u32) -> Vec<u8> {
+pub(super) fn wav49_header(riff_size: u32, fact: u32, data_size: u32) -> Vec<u8> {
     let mut h = Vec::new();
     h.extend_from_slice(b"RIFF");
     h.extend_from_slice(&riff_size.to_le_bytes());
@@ -68,7 +68,7 @@ fn wav49_header(riff_size: u32, fact: u32, data_size: u32) -> Vec<u8> {
 }
 
 /// A correct Asterisk `.WAV` with `blocks` 65-byte blocks.
-fn wav49(blocks: u32) -> Vec<u8> {
+pub(super) fn wav49(blocks: u32) -> Vec<u8> {
     let data = blocks * 65;
     let mut f = wav49_header(52 + data, blocks * 320, data);
     f.resize(60 + data as usize, 0x5a);
@@ -84,7 +84,7 @@ fn au_header(offset: u32, size: u32, encoding: u32, rate: u32, channels: u32) ->
 }
 
 /// Insert a chunk right before the `data` chunk header at `data_hdr`.
-fn insert_chunk(file: &[u8], data_hdr: usize, id: &[u8; 4], body: &[u8]) -> Vec<u8> {
+pub(super) fn insert_chunk(file: &[u8], data_hdr: usize, id: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut out = file[..data_hdr].to_vec();
     out.extend_from_slice(id);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -96,7 +96,7 @@ fn insert_chunk(file: &[u8], data_hdr: usize, id: &[u8; 4], body: &[u8]) -> Vec<
     out
 }
 
-fn set_u32(f: &mut [u8], at: usize, v: u32) {
+pub(super) fn set_u32(f: &mut [u8], at: usize, v: u32) {
     f[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
@@ -215,7 +215,7 @@ fn duration_needs_samples_and_a_rate() {
 /// The spool written by a real Asterisk, shared by the team next to the crate.
 /// The repository is always checked out with `../shared` beside it: a missing
 /// fixture is a failure, never a skip.
-fn fixture_spool() -> PathBuf {
+pub(super) fn fixture_spool() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/asterisk-spool-team2/voicemail");
     assert!(dir.is_dir(), "fixture spool {} not found", dir.display());
@@ -231,7 +231,7 @@ fn txt_duration(txt: &Path) -> u64 {
 }
 
 /// Every msgNNNN.txt under the spool, with its audio siblings.
-fn fixture_messages(spool: &Path) -> Vec<(PathBuf, Vec<PathBuf>)> {
+pub(super) fn fixture_messages(spool: &Path) -> Vec<(PathBuf, Vec<PathBuf>)> {
     let mut out = Vec::new();
     let mut dirs = vec![spool.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -330,7 +330,7 @@ fn probe_file_reports_missing_files_and_unknown_formats() {
     let mp3 = dir.path().join("msg0000.mp3");
     std::fs::write(&mp3, b"ID3").expect("write");
     let err = probe_file(&mp3, "mp3").expect_err("mp3");
-    assert!(matches!(&err, AudioError::Unsupported { format } if format == "mp3"));
+    assert!(matches!(&err, AudioError::Unsupported { format, .. } if format == "mp3"));
     assert_eq!(err.to_string(), "cannot measure mp3 files");
     let ok_path = dir.path().join("msg0001.wav");
     std::fs::write(&ok_path, pcm_wav(800)).expect("write");
@@ -728,7 +728,7 @@ fn wav49_truncated_header_and_tiny_files() {
 
 // ---------------------------------------------------------------- raw formats
 
-fn gsm(frames: usize) -> Vec<u8> {
+pub(super) fn gsm(frames: usize) -> Vec<u8> {
     let mut f = Vec::new();
     for _ in 0..frames {
         f.push(0xd8);
@@ -894,7 +894,7 @@ fn au_bad_headers() {
 #[test]
 fn other_formats_are_unsupported() {
     let err = probe_bytes(b"OggS", AudioFormat::Other("ogg".into())).expect_err("ogg");
-    assert!(matches!(&err, AudioError::Unsupported { format } if format == "ogg"));
+    assert!(matches!(&err, AudioError::Unsupported { format, .. } if format == "ogg"));
 }
 
 #[test]
@@ -983,9 +983,9 @@ fn file_len_larger_than_the_reader_is_not_a_panic() {
 }
 
 /// Tiny deterministic generator so the fuzz cases are the same on every run.
-struct Lcg(u64);
+pub(super) struct Lcg(pub(super) u64);
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)

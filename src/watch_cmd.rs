@@ -1,0 +1,282 @@
+//! `vmtool watch`: turns the watch engine's events into lines or JSON, and
+//! runs `--exec` commands with bounded concurrency and a bounded queue.
+
+use crate::app::{message_row, out_err, Reporter, Setup};
+use crate::change::INTERRUPTED;
+use crate::cli::{Format, WatchArgs};
+use crate::error::{Error, Exit, Result};
+use crate::metadata::Metadata;
+use crate::render::{sanitize, MessageRow};
+use crate::scan::MsgFiles;
+use crate::spool::{Context, Folder, MailboxId, MsgNum};
+use crate::store::MailboxStore;
+use crate::target::Target;
+use crate::watch::{EventKind, SeenMessage, WatchEvent, WatchOptions, Watcher};
+use std::io::Write;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+fn kind_name(k: EventKind) -> &'static str {
+    match k {
+        EventKind::New => "new",
+        EventKind::Read => "read",
+        EventKind::Moved => "moved",
+        EventKind::Deleted => "deleted",
+        EventKind::MailboxCreated => "mailbox-created",
+    }
+}
+
+/// Runs `--exec` commands: at most `jobs` at once, at most `queue` waiting.
+struct Executor {
+    tx: Option<SyncSender<Vec<(String, String)>>>,
+    workers: Vec<JoinHandle<()>>,
+    failures: mpsc::Receiver<String>,
+}
+
+impl Executor {
+    fn new(cmd: Vec<String>, jobs: usize, queue: usize) -> Executor {
+        let (tx, rx) = mpsc::sync_channel::<Vec<(String, String)>>(queue.max(1));
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let (ftx, frx) = mpsc::channel();
+        let workers = (0..jobs.max(1))
+            .map(|_| {
+                let rx = rx.clone();
+                let cmd = cmd.clone();
+                let ftx = ftx.clone();
+                std::thread::spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(env) = job else { return };
+                    // Never through a shell: caller-ID text cannot become a command.
+                    let status = Command::new(&cmd[0]).args(&cmd[1..]).envs(env).status();
+                    let msg = match status {
+                        Ok(s) if s.success() => continue,
+                        Ok(s) => format!("--exec {}: {s}", cmd[0]),
+                        Err(e) => format!("--exec {}: {e}", cmd[0]),
+                    };
+                    let _ = ftx.send(msg);
+                })
+            })
+            .collect();
+        Executor {
+            tx: Some(tx),
+            workers,
+            failures: frx,
+        }
+    }
+
+    /// Queues a job; when the queue is full, warns and waits (never drops).
+    fn submit(&self, env: Vec<(String, String)>, rep: &mut Reporter) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(env) {
+            Ok(()) => {}
+            Err(TrySendError::Full(env)) => {
+                rep.warn(
+                    "--exec queue is full: waiting for running commands (raise --jobs or --queue)",
+                );
+                let _ = tx.send(env);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    fn report(&self, rep: &mut Reporter) {
+        while let Ok(m) = self.failures.try_recv() {
+            rep.warn(&format!("{m} (the watch goes on)"));
+        }
+    }
+
+    fn finish(mut self, rep: &mut Reporter) {
+        self.tx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.report(rep);
+    }
+}
+
+/// The listing row of an event's message (formats read from its folder now).
+fn row_of(setup: &Setup, m: &SeenMessage) -> Option<MessageRow> {
+    let mb = MailboxId::new(Context::new(&m.key.context).ok()?, &m.key.mailbox).ok()?;
+    let folder = Folder::from_dir_name(&m.key.folder).ok()?;
+    let num = MsgNum::new(m.key.number)?;
+    let audio = setup
+        .store
+        .scan_folder(&mb, &folder)
+        .ok()
+        .and_then(|s| s.messages.into_iter().find(|x| x.num == num))
+        .map(|x| x.audio)
+        .unwrap_or_default();
+    let files = MsgFiles {
+        num,
+        txt: true,
+        audio,
+    };
+    let meta = Metadata::parse(&m.txt).ok();
+    let mut row = message_row(
+        setup,
+        &mb,
+        &folder,
+        &files,
+        meta.as_ref(),
+        setup.zone_for(&mb, false),
+    );
+    row.path = m.txt_path.display().to_string();
+    Some(row)
+}
+
+fn env_of(ev: &WatchEvent, row: Option<&MessageRow>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("VMTOOL_EVENT".to_string(), kind_name(ev.kind).to_string()),
+        ("VMTOOL_CONTEXT".into(), ev.mailbox.0.clone()),
+        ("VMTOOL_BOX".into(), ev.mailbox.1.clone()),
+    ];
+    if let Some(from) = &ev.from {
+        env.push(("VMTOOL_FROM_FOLDER".into(), from.folder.clone()));
+    }
+    if let Some(r) = row {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        env.extend([
+            ("VMTOOL_FOLDER".to_string(), r.folder.clone()),
+            ("VMTOOL_NUMBER".into(), r.number.clone()),
+            ("VMTOOL_MSG_PATH".into(), r.path.clone()),
+            ("VMTOOL_CALLERID".into(), opt(&r.callerid)),
+            ("VMTOOL_CALLERID_NAME".into(), opt(&r.callerid_name)),
+            ("VMTOOL_CALLERID_NUM".into(), opt(&r.callerid_num)),
+            (
+                "VMTOOL_DURATION".into(),
+                r.duration.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+            (
+                "VMTOOL_ORIGTIME".into(),
+                r.origtime.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+            ("VMTOOL_DATE".into(), opt(&r.date)),
+            ("VMTOOL_MSG_ID".into(), opt(&r.msg_id)),
+            (
+                "VMTOOL_URGENT".into(),
+                if r.urgent { "1" } else { "0" }.into(),
+            ),
+        ]);
+    }
+    // Environment values cannot hold NUL; such text is dropped, not passed.
+    env.retain(|(_, v)| !v.contains('\0'));
+    env
+}
+
+pub fn cmd_watch(
+    setup: &Setup,
+    a: &WatchArgs,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    let root = std::fs::canonicalize(setup.store.spool().root())
+        .map_err(|e| Error::io("resolve", setup.store.spool().root(), e))?;
+    let mut scope = Vec::new();
+    for t in setup.resolve_all(&a.targets, rep) {
+        match t {
+            Target::Context(c) => scope.push(root.join(c.as_str())),
+            Target::Mailbox(mb) => scope.push(root.join(mb.context.as_str()).join(mb.mailbox())),
+            other => {
+                return Err(Error::Usage(format!(
+                    "watch takes contexts or boxes, not {}",
+                    crate::target::describe(&other)
+                )))
+            }
+        }
+    }
+    if rep.failed() {
+        return Ok(rep.finish(0));
+    }
+    let mut opts = WatchOptions::new(&root);
+    opts.scope = scope;
+    opts.all_events = a.all;
+    let mut watcher = Watcher::start(opts).map_err(|e| Error::Failed(e.to_string()))?;
+    let exec = (!a.exec.is_empty()).then(|| Executor::new(a.exec.clone(), a.jobs, a.queue));
+    if setup.env.stdout_tty && !setup.quiet {
+        rep.note("watching; Ctrl-C stops");
+    }
+    let mut seen = 0u64;
+    while !INTERRUPTED.load(Ordering::SeqCst) && a.max_events.is_none_or(|m| seen < m) {
+        for w in watcher.warnings() {
+            rep.warn(&w);
+        }
+        if let Some(x) = &exec {
+            x.report(rep);
+        }
+        let ev = match watcher.next_event(Duration::from_millis(250)) {
+            Ok(Some(ev)) => ev,
+            Ok(None) => continue,
+            Err(e) => return Err(Error::Failed(e.to_string())),
+        };
+        seen += 1;
+        let row = ev.message.as_ref().and_then(|m| row_of(setup, m));
+        let line = match setup.format {
+            Format::Json => {
+                let mut v = match &row {
+                    Some(r) => serde_json::to_value(r).map_err(|e| Error::Failed(e.to_string()))?,
+                    None => serde_json::json!({"context": ev.mailbox.0, "box": ev.mailbox.1}),
+                };
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("event".into(), kind_name(ev.kind).into());
+                    if let Some(f) = &ev.from {
+                        o.insert("from_folder".into(), f.folder.clone().into());
+                        o.insert("from_number".into(), format!("{:04}", f.number).into());
+                    }
+                }
+                v.to_string()
+            }
+            _ => {
+                let when = chrono::DateTime::<chrono::Local>::from(ev.at)
+                    .format("%H:%M:%S")
+                    .to_string();
+                let what = match &row {
+                    Some(r) => {
+                        let who = match (&r.callerid_name, &r.callerid_num) {
+                            (Some(n), Some(num)) => format!("{n} <{num}>"),
+                            (Some(n), None) => n.clone(),
+                            (None, Some(num)) => num.clone(),
+                            (None, None) => "-".into(),
+                        };
+                        let from = ev
+                            .from
+                            .as_ref()
+                            .map(|f| format!(" (from {}/msg{:04})", f.folder, f.number))
+                            .unwrap_or_default();
+                        format!(
+                            "{}/{}/{}/msg{}{from}  {}  {}{}",
+                            r.context,
+                            r.mailbox,
+                            r.folder,
+                            r.number,
+                            who,
+                            r.duration
+                                .map(crate::render::duration_text)
+                                .unwrap_or_default(),
+                            if r.urgent { "  URGENT" } else { "" }
+                        )
+                    }
+                    None => format!("{}/{}", ev.mailbox.0, ev.mailbox.1),
+                };
+                format!("{when}  {:8} {}", kind_name(ev.kind), sanitize(&what))
+            }
+        };
+        writeln!(out, "{line}").map_err(out_err)?;
+        out.flush().map_err(out_err)?;
+        if let Some(x) = &exec {
+            x.submit(env_of(&ev, row.as_ref()), rep);
+        }
+    }
+    if let Some(x) = exec {
+        x.finish(rep);
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(Exit::Interrupted);
+    }
+    Ok(Exit::Ok)
+}
