@@ -640,7 +640,7 @@ impl Loader {
                 return Ok(());
             }
         };
-        let key = lossy(&parts.key);
+        let key = lossy(parts.key);
         if parts.append {
             let vars = &mut self.categories[cat].vars;
             // The lookup is case-sensitive here, unlike everywhere else.
@@ -648,7 +648,7 @@ impl Loader {
                 let old_value = vars[replace].value.clone();
                 let old_name = vars[replace].name.clone();
                 let mut joined = old_value.clone().into_bytes();
-                joined.extend_from_slice(&parts.raw_value);
+                joined.extend_from_slice(parts.raw_value);
                 let joined = lossy(ast_strip(&joined));
                 // ast_variable_update(): the last var with that name (any case) and
                 // that old value (any case) gets the result.

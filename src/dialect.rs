@@ -378,14 +378,14 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (&v.key[..], v.value(), v.object, v.append),
+            (v.key, v.value(), v.object, v.append),
             (&b"1101"[..], &b"1234, Utilisateur1"[..], true, false)
         );
         let Line::Var(v) = classify(b"a += b") else {
             panic!()
         };
         assert_eq!(
-            (&v.key[..], &v.raw_value[..], v.append),
+            (v.key, v.raw_value, v.append),
             (&b"a"[..], &b" b"[..], true)
         );
         let Line::Var(v) = classify(b"origdate=Thu Nov 26 10:32:00 AM UTC 2026") else {
@@ -395,7 +395,7 @@ mod tests {
         let Line::Var(v) = classify(b"\\=k=v") else {
             panic!()
         };
-        assert_eq!((&v.key[..], v.value()), (&b"=k"[..], &b"v"[..]));
+        assert_eq!((v.key, v.value()), (&b"=k"[..], &b"v"[..]));
         assert!(matches!(
             classify(b"\\\xc3\xa9=v"),
             Line::Invalid { fatal: true, .. }
