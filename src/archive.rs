@@ -7,13 +7,13 @@
 //! plus one `DIR/manifest.jsonl` line per message (the `ls --format json`
 //! fields, every `.txt` field, and each file's name, size and SHA-256).
 //!
-//! Order per message: files into `<entry>.partial/` (hard links for audio when
-//! the archive shares the file system, copies otherwise; the `.txt` is always
-//! copied because Asterisk rewrites it in place), fsync, verify checksums,
-//! rename to `<entry>/`, append the manifest line and fsync it, and only then
-//! delete the message from the spool with the locked delete procedure (no
-//! renumbering). Killed at any point, nothing is lost and a re-run finishes the
-//! job without archiving anything twice.
+//! Order, per batch of messages: files into `<entry>.partial/` (hard links for
+//! audio when the archive shares the file system, copies otherwise; the `.txt`
+//! is always copied because Asterisk rewrites it in place), checksums verified,
+//! rename to `<entry>/`; one `syncfs()`; the manifest lines appended and
+//! synced; only then each message deleted from the spool under its folder lock
+//! (no renumbering). Killed at any point, nothing is lost and a re-run
+//! finishes the job without archiving anything twice.
 
 use crate::error::{Error, Result};
 use crate::fsutil::{self, hex};
@@ -211,6 +211,13 @@ pub struct Candidate {
     pub row: MessageRow,
 }
 
+enum Prepared {
+    /// Already in the manifest.
+    Known,
+    /// Files in place; the manifest line to write.
+    Line([u8; 16], Vec<u8>),
+}
+
 /// What happened to one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -301,22 +308,84 @@ impl Archive {
             ))
     }
 
-    /// Archives one message (its files are `(extension, path)` in the spool)
-    /// and, unless `keep`, removes it from the spool.
-    pub fn archive(
+    /// Archives a batch of messages and, unless `keep`, removes them from the
+    /// spool. One `syncfs()` makes the whole batch's files durable before any
+    /// manifest line is written, and the manifest is synced before anything
+    /// is removed from the spool. Returns one result per candidate, in order.
+    pub fn archive_batch(
         &mut self,
         engine: &Engine,
-        c: Candidate,
+        batch: Vec<Candidate>,
         now: i64,
         keep: bool,
-    ) -> Result<Outcome> {
+    ) -> Vec<(crate::ops::MsgRef, Result<Outcome>)> {
+        let mut results: Vec<(crate::ops::MsgRef, Result<Outcome>)> =
+            Vec::with_capacity(batch.len());
+        let mut to_remove: Vec<(usize, Located)> = Vec::new();
+        let mut lines: Vec<(usize, [u8; 16], Vec<u8>)> = Vec::new();
+        for c in batch {
+            let at = c.loc.at.clone();
+            let loc = c.loc.clone();
+            match self.prepare(c, now) {
+                Ok(Prepared::Known) => {
+                    results.push((at, Ok(Outcome::AlreadyArchived)));
+                    to_remove.push((results.len() - 1, loc));
+                }
+                Ok(Prepared::Line(id, line)) => {
+                    results.push((at, Ok(Outcome::Archived)));
+                    lines.push((results.len() - 1, id, line));
+                    to_remove.push((results.len() - 1, loc));
+                }
+                Err(e) => results.push((at, Err(e))),
+            }
+        }
+        if !lines.is_empty() {
+            let synced = fsutil::sync_fs(&self.root).map_err(|e| Error::io("sync", &self.root, e));
+            crate::ops::failpoint("archive-renamed");
+            let mpath = self.root.join(MANIFEST);
+            let written = synced.and_then(|()| {
+                for (_, _, line) in &lines {
+                    self.manifest
+                        .write_all(line)
+                        .map_err(|e| Error::io("write", &mpath, e))?;
+                }
+                self.manifest
+                    .sync_data()
+                    .map_err(|e| Error::io("sync", &mpath, e))
+            });
+            if let Err(e) = written {
+                // Nothing of this batch may leave the spool without its line.
+                let msg = e.to_string();
+                for (i, _, _) in &lines {
+                    results[*i].1 = Err(Error::Failed(msg.clone()));
+                }
+                to_remove.retain(|(i, _)| results[*i].1.is_ok());
+            } else {
+                for (_, id, _) in &lines {
+                    self.known.insert(*id);
+                }
+            }
+            crate::ops::failpoint("archive-manifest");
+        }
+        if !keep {
+            for (i, loc) in to_remove {
+                if let Err(e) = engine.delete_archived(&loc) {
+                    results[i].1 = Err(Error::from(e));
+                }
+            }
+        }
+        results
+    }
+
+    /// Puts one message's files into its entry directory (or finds them
+    /// there from an interrupted run) and returns its manifest line.
+    fn prepare(&mut self, c: Candidate, now: i64) -> Result<Prepared> {
         let Candidate {
             loc,
             files,
             meta,
             mut row,
         } = c;
-        let (loc, files) = (&loc, &files[..]);
         let txt_sha = hex(&loc.txt_sha);
         let id = identity(
             &row.context,
@@ -327,24 +396,21 @@ impl Archive {
             row.msg_id.as_deref(),
             &txt_sha,
         );
+        if self.known.contains(&id) {
+            return Ok(Prepared::Known);
+        }
         let rel = Self::entry_dir(&row);
         let fin = self.root.join(&rel);
-        if self.known.contains(&id) {
-            if !keep {
-                engine.delete_plain(loc)?;
-            }
-            return Ok(Outcome::AlreadyArchived);
-        }
         let stem = format!("msg{}", row.number);
-        let archived = if fin.is_dir() && self.entry_matches(&fin, &stem, files)? {
+        let archived = if fin.is_dir() && self.entry_matches(&fin, &stem, &files)? {
             // Renamed into place but the manifest line was not written.
-            self.describe_files(&fin, &stem, files)?
+            self.describe_files(&fin, &stem, &files)?
         } else {
             if fin.exists() {
                 let aside = fin.with_extension(format!("replaced-{now}"));
                 fs::rename(&fin, &aside).map_err(|e| Error::io("move aside", &fin, e))?;
             }
-            self.write_entry(&fin, &stem, files)?
+            self.write_entry(&fin, &stem, &files)?
         };
         row.path = rel.join(format!("{stem}.txt")).display().to_string();
         let entry = ManifestEntry {
@@ -361,19 +427,7 @@ impl Archive {
         };
         let mut line = serde_json::to_vec(&entry).map_err(|e| Error::Failed(e.to_string()))?;
         line.push(b'\n');
-        let mpath = self.root.join(MANIFEST);
-        self.manifest
-            .write_all(&line)
-            .map_err(|e| Error::io("write", &mpath, e))?;
-        self.manifest
-            .sync_data()
-            .map_err(|e| Error::io("sync", &mpath, e))?;
-        self.known.insert(id);
-        crate::ops::failpoint("archive-manifest");
-        if !keep {
-            engine.delete_plain(loc)?;
-        }
-        Ok(Outcome::Archived)
+        Ok(Prepared::Line(id, line))
     }
 
     /// Files into `<entry>.partial/`, fsynced and verified, then renamed to `<entry>/`.
@@ -398,12 +452,10 @@ impl Archive {
             // safe zero-copy snapshot. The .txt may be rewritten: copy it.
             let linked = self.same_fs_as_spool && ext != "txt" && fs::hard_link(src, &dst).is_ok();
             let sum = if linked {
-                File::open(&dst)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| Error::io("sync", &dst, e))?;
                 fsutil::sha256_file(&dst).map_err(|e| Error::io("read", &dst, e))?
             } else {
-                let sum = fsutil::copy_durable(src, &dst, &perms)
+                // Durability comes from the batch's syncfs.
+                let sum = fsutil::copy_hashed(src, &dst, &perms, false)
                     .map_err(|e| Error::io("copy", src, e))?;
                 // Verify what landed on disk, not what was read.
                 let again = fsutil::sha256_file(&dst).map_err(|e| Error::io("read", &dst, e))?;
@@ -425,12 +477,7 @@ impl Archive {
             });
             crate::ops::failpoint("archive-file");
         }
-        fsutil::sync_dir(&partial).map_err(|e| Error::io("sync", &partial, e))?;
         fs::rename(&partial, fin).map_err(|e| Error::io("rename", &partial, e))?;
-        if let Some(parent) = fin.parent() {
-            fsutil::sync_dir(parent).map_err(|e| Error::io("sync", parent, e))?;
-        }
-        crate::ops::failpoint("archive-renamed");
         Ok(out)
     }
 

@@ -102,6 +102,12 @@ pub fn create_dir_like(dir: &Path, perms: &Perms) -> io::Result<()> {
 /// gives it `perms`; returns the SHA-256 of the bytes copied. A real copy,
 /// never a hard link: the source inode must not change.
 pub fn copy_durable(from: &Path, to: &Path, perms: &Perms) -> io::Result<[u8; 32]> {
+    copy_hashed(from, to, perms, true)
+}
+
+/// [`copy_durable`] with the fsync left to the caller when `durable` is false
+/// (a batch that syncs the whole file system once).
+pub fn copy_hashed(from: &Path, to: &Path, perms: &Perms, durable: bool) -> io::Result<[u8; 32]> {
     let mut src = File::open(from)?;
     let mut dst = OpenOptions::new()
         .write(true)
@@ -121,7 +127,9 @@ pub fn copy_durable(from: &Path, to: &Path, perms: &Perms) -> io::Result<[u8; 32
         }
         // The umask must not narrow the mode Asterisk would have used.
         dst.set_permissions(fs::Permissions::from_mode(perms.file_mode))?;
-        dst.sync_all()?;
+        if durable {
+            dst.sync_all()?;
+        }
         perms.apply_owner(to)?;
         Ok(hasher.finalize().into())
     })();
@@ -216,4 +224,11 @@ mod tests {
             0o770
         );
     }
+}
+
+/// `syncfs()` of the file system holding `path`: one call makes a whole batch
+/// of new files and renames durable.
+pub fn sync_fs(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    rustix::fs::syncfs(&f).map_err(io::Error::from)
 }

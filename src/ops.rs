@@ -691,6 +691,49 @@ impl Engine<'_> {
         self.delete(&cur)
     }
 
+    /// Deletes a message that is safely archived: no intent record and no
+    /// directory fsync (the archive run syncs the file system once at the end;
+    /// if a crash loses this unlink, the message is still in the manifest and
+    /// the next run deletes it again). Audio goes before the `.txt`, so a
+    /// crash in between leaves a `.txt` that the next run finds, never an
+    /// orphan that a new message could adopt.
+    pub fn delete_archived(&self, loc: &Located) -> Result<()> {
+        let mb = loc.at.mailbox_id()?;
+        let _guard = self.guard(&mb)?;
+        self.recover_locked(&mb)?;
+        let cur = self.find_current(loc)?.ok_or_else(|| {
+            OpError::Gone(format!(
+                "{} is gone or changed since it was archived; the spool copy was left alone",
+                loc.at
+            ))
+        })?;
+        let dir = self.dir_of(&cur.at)?;
+        let lock = FolderLock::acquire(&dir, &self.lock)?;
+        let txt = self.file_of(&cur.at, "txt")?;
+        if !fs::read(&txt)
+            .map(|b| sha(&b) == cur.txt_sha)
+            .unwrap_or(false)
+        {
+            drop(lock);
+            return Err(OpError::Gone(format!(
+                "{} changed while it was being archived; left alone",
+                cur.at
+            )));
+        }
+        for ext in cur.exts.iter().filter(|e| *e != "txt") {
+            let p = self.file_of(&cur.at, ext)?;
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(OpError::io("remove", &p)(e)),
+            }
+        }
+        failpoint("removed-src-audio");
+        fs::remove_file(&txt).map_err(OpError::io("remove", &txt))?;
+        lock.release()?;
+        Ok(())
+    }
+
     fn delete(&self, src: &Located) -> Result<()> {
         let smb = src.at.mailbox_id()?;
         let tmp = self.mailbox_tmp(&smb)?;

@@ -160,6 +160,73 @@ fn summary_line(
     .map_err(out_err)
 }
 
+/// Messages archived per `syncfs()` and manifest fsync.
+const ARCHIVE_BATCH: usize = 256;
+
+/// Counters of one archive run.
+#[derive(Default)]
+struct ArchiveRun {
+    done: usize,
+    again: usize,
+    failed: usize,
+    bytes: u64,
+    changed: BTreeSet<MailboxId>,
+}
+
+impl ArchiveRun {
+    fn flush(
+        &mut self,
+        batch: &mut Vec<Candidate>,
+        ar: &mut Archive,
+        engine: &Engine,
+        a: &ArchiveArgs,
+        now: i64,
+        verbose: bool,
+        out: &mut dyn Write,
+        rep: &mut Reporter,
+    ) -> Result<()> {
+        let sizes: Vec<u64> = batch
+            .iter()
+            .map(|c| {
+                c.files
+                    .iter()
+                    .filter_map(|(_, p)| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .collect();
+        for ((at, r), size) in ar
+            .archive_batch(engine, std::mem::take(batch), now, a.keep)
+            .into_iter()
+            .zip(sizes)
+        {
+            match r {
+                Ok(outcome) => {
+                    if outcome == Outcome::AlreadyArchived {
+                        self.again += 1;
+                    } else {
+                        self.done += 1;
+                        self.bytes += size;
+                    }
+                    if !a.keep {
+                        if let Ok(mb) = at.mailbox_id() {
+                            self.changed.insert(mb);
+                        }
+                    }
+                    if verbose {
+                        writeln!(out, "archived {at}").map_err(out_err)?;
+                    }
+                }
+                Err(e) => {
+                    self.failed += 1;
+                    rep.error(&e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn cmd_archive(
     setup: &Setup,
     g: &GlobalArgs,
@@ -177,11 +244,10 @@ pub fn cmd_archive(
     } else {
         Some(Archive::open(&a.to, setup.store.spool().root())?)
     };
-    let (mut done, mut again, mut failed, mut bytes) = (0usize, 0usize, 0usize, 0u64);
-    let mut changed: BTreeSet<MailboxId> = BTreeSet::new();
-    let verbose = g.verbose;
+    let mut run = ArchiveRun::default();
+    let mut batch: Vec<Candidate> = Vec::new();
     select(setup, &engine, &a.select, rep, |s, rep| {
-        let Some(ar) = ar.as_mut() else {
+        let Some(arc) = ar.as_mut() else {
             writeln!(
                 out,
                 "would archive {} -> {}",
@@ -189,58 +255,38 @@ pub fn cmd_archive(
                 a.to.join(Archive::entry_dir(&s.row)).display()
             )
             .map_err(out_err)?;
-            done += 1;
+            run.done += 1;
             return Ok(true);
         };
-        let size: u64 = s
-            .files
-            .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        let at = s.loc.at.clone();
-        match ar.archive(&engine, s, now, a.keep) {
-            Ok(outcome) => {
-                if outcome == Outcome::AlreadyArchived {
-                    again += 1;
-                } else {
-                    done += 1;
-                    bytes += size;
-                }
-                if !a.keep {
-                    if let Ok(mb) = at.mailbox_id() {
-                        changed.insert(mb);
-                    }
-                }
-                if verbose {
-                    writeln!(out, "archived {at}").map_err(out_err)?;
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                rep.error(&e);
-            }
+        batch.push(s);
+        if batch.len() >= ARCHIVE_BATCH {
+            run.flush(&mut batch, arc, &engine, a, now, g.verbose, out, rep)?;
         }
         Ok(true)
     })?;
-    if !changed.is_empty() {
-        notify_asterisk(setup, g, &changed, rep);
+    if let Some(arc) = ar.as_mut() {
+        if !batch.is_empty() {
+            run.flush(&mut batch, arc, &engine, a, now, g.verbose, out, rep)?;
+        }
+    }
+    if !run.changed.is_empty() {
+        notify_asterisk(setup, g, &run.changed, rep);
     }
     if a.select.summary {
         summary_line(
             out,
             if a.keep { "copied" } else { "archived" },
-            done,
-            again,
-            failed,
-            bytes,
-            changed.len(),
+            run.done,
+            run.again,
+            run.failed,
+            run.bytes,
+            run.changed.len(),
         )?;
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);
     }
-    Ok(rep.finish(done + again))
+    Ok(rep.finish(run.done + run.again))
 }
 
 pub fn cmd_purge(
