@@ -124,6 +124,7 @@ pub struct Archive {
     known: HashSet<[u8; 16]>,
     _run_lock: File,
     same_fs_as_spool: bool,
+    perms: fsutil::Perms,
 }
 
 /// Refuses an archive on a case-insensitive file system: `.WAV` and `.wav`
@@ -275,7 +276,9 @@ impl Archive {
         let same_fs = fs::metadata(&real)
             .and_then(|a| fs::metadata(&spool).map(|b| a.dev() == b.dev()))
             .unwrap_or(false);
+        let perms = fsutil::Perms::observe(root).map_err(|e| Error::io("read", root, e))?;
         Ok(Archive {
+            perms,
             root: root.to_path_buf(),
             manifest,
             known,
@@ -402,11 +405,12 @@ impl Archive {
         let rel = Self::entry_dir(&row);
         let fin = self.root.join(&rel);
         let stem = format!("msg{}", row.number);
-        let archived = if fin.is_dir() && self.entry_matches(&fin, &stem, &files)? {
+        let existing = fs::symlink_metadata(&fin).ok();
+        let archived = if existing.as_ref().is_some_and(|m| m.is_dir()) && self.entry_matches(&fin, &stem, &files)? {
             // Renamed into place but the manifest line was not written.
             self.describe_files(&fin, &stem, &files)?
         } else {
-            if fin.exists() {
+            if existing.is_some() {
                 let aside = fin.with_extension(format!("replaced-{now}"));
                 fs::rename(&fin, &aside).map_err(|e| Error::io("move aside", &fin, e))?;
             }
@@ -438,12 +442,16 @@ impl Archive {
         files: &[(String, PathBuf)],
     ) -> Result<Vec<ArchivedFile>> {
         let partial = fin.with_extension("partial");
-        if partial.exists() {
-            fs::remove_dir_all(&partial).map_err(|e| Error::io("remove", &partial, e))?;
+        match fs::create_dir(&partial) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Left by a killed run: start it again.
+                fs::remove_dir_all(&partial).map_err(|e| Error::io("remove", &partial, e))?;
+                fs::create_dir(&partial).map_err(|e| Error::io("create", &partial, e))?;
+            }
+            Err(_) => fs::create_dir_all(&partial).map_err(|e| Error::io("create", &partial, e))?,
         }
-        fs::create_dir_all(&partial).map_err(|e| Error::io("create", &partial, e))?;
-        let perms =
-            fsutil::Perms::observe(&self.root).map_err(|e| Error::io("read", &self.root, e))?;
+        let perms = self.perms;
         let mut out = Vec::new();
         for (ext, src) in files {
             let name = format!("{stem}.{ext}");

@@ -180,6 +180,8 @@ pub struct Engine<'a> {
     pub conf: Option<&'a VoicemailConf>,
     /// Set by Ctrl-C: the message in flight is finished, no new one is started.
     pub interrupted: &'a AtomicBool,
+    /// Mailboxes whose leftovers this run has already recovered.
+    pub recovered: std::sync::Mutex<std::collections::HashSet<MailboxId>>,
 }
 
 impl Engine<'_> {
@@ -268,6 +270,9 @@ impl Engine<'_> {
 
     fn mailbox_tmp(&self, mb: &MailboxId) -> Result<PathBuf> {
         let tmp = self.spool.tmp_dir(mb);
+        if tmp.is_dir() {
+            return Ok(tmp);
+        }
         let mbox_dir = self.spool.mailbox_dir(mb);
         let perms = Perms::observe(&mbox_dir).map_err(OpError::io("read", &mbox_dir))?;
         fsutil::create_dir_like(&tmp, &perms).map_err(OpError::io("create", &tmp))?;
@@ -700,26 +705,30 @@ impl Engine<'_> {
     pub fn delete_archived(&self, loc: &Located) -> Result<()> {
         let mb = loc.at.mailbox_id()?;
         let _guard = self.guard(&mb)?;
-        self.recover_locked(&mb)?;
-        let cur = self.find_current(loc)?.ok_or_else(|| {
-            OpError::Gone(format!(
-                "{} is gone or changed since it was archived; the spool copy was left alone",
-                loc.at
-            ))
-        })?;
-        let dir = self.dir_of(&cur.at)?;
-        let lock = FolderLock::acquire(&dir, &self.lock)?;
-        let txt = self.file_of(&cur.at, "txt")?;
-        if !fs::read(&txt)
-            .map(|b| sha(&b) == cur.txt_sha)
-            .unwrap_or(false)
-        {
+        self.recover_once(&mb)?;
+        // Fast path: the .txt is still at the archived number (checked under
+        // the lock); else find where Asterisk renumbered it to.
+        let mut cur = loc.clone();
+        let mut tries = 0;
+        let lock = loop {
+            let lock = FolderLock::acquire(&self.dir_of(&cur.at)?, &self.lock)?;
+            let txt = self.file_of(&cur.at, "txt")?;
+            if fs::read(&txt).map(|b| sha(&b) == cur.txt_sha).unwrap_or(false) {
+                break lock;
+            }
             drop(lock);
-            return Err(OpError::Gone(format!(
-                "{} changed while it was being archived; left alone",
-                cur.at
-            )));
-        }
+            tries += 1;
+            match self.find_current(loc)? {
+                Some(found) if found.at != cur.at && tries < 3 => cur = found,
+                _ => {
+                    return Err(OpError::Gone(format!(
+                        "{} is gone or changed since it was archived; the spool copy was left alone",
+                        loc.at
+                    )))
+                }
+            }
+        };
+        let txt = self.file_of(&cur.at, "txt")?;
         for ext in cur.exts.iter().filter(|e| *e != "txt") {
             let p = self.file_of(&cur.at, ext)?;
             match fs::remove_file(&p) {
@@ -787,6 +796,20 @@ impl Engine<'_> {
             .collect();
         v.sort();
         v
+    }
+
+    /// [`Self::recover_locked`] once per mailbox and run (batches touch the
+    /// same boxes again and again; leftovers only come from earlier runs).
+    fn recover_once(&self, mb: &MailboxId) -> Result<()> {
+        let first = self
+            .recovered
+            .lock()
+            .map(|mut set| set.insert(mb.clone()))
+            .unwrap_or(true);
+        if first {
+            self.recover_locked(mb)?;
+        }
+        Ok(())
     }
 
     fn recover_locked(&self, mb: &MailboxId) -> Result<Vec<String>> {
