@@ -296,6 +296,7 @@ fn engine<'a>(setup: &'a Setup, g: &GlobalArgs) -> Result<Engine<'a>> {
         lock: lock_options(setup, g)?,
         conf: setup.vmconf.as_ref(),
         interrupted: &INTERRUPTED,
+        recovered: Default::default(),
     })
 }
 
