@@ -225,6 +225,27 @@ impl Runner<'_> {
     }
 }
 
+/// Applies (or with `dry_run` prints) every plan, then tells Asterisk.
+fn run_all(
+    setup: &Setup,
+    engine: Engine,
+    dry_run: bool,
+    plans: Vec<Plan>,
+    g: &GlobalArgs,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    let mut runner = Runner {
+        setup,
+        engine,
+        dry_run,
+        changed: BTreeSet::new(),
+        done: 0,
+    };
+    runner.run_plans(plans, out, rep)?;
+    Ok(runner.finish(g, rep))
+}
+
 /// Sends AMI `VoicemailRefresh` for each changed mailbox (spec §8.3). A
 /// refused or unreachable AMI is a warning: the change itself stands.
 pub fn notify_asterisk(
@@ -378,15 +399,7 @@ pub fn cmd_transfer(
         };
         plans.push(Plan { src: loc, action });
     }
-    let mut runner = Runner {
-        setup,
-        engine,
-        dry_run: a.dry_run,
-        changed: BTreeSet::new(),
-        done: 0,
-    };
-    runner.run_plans(plans, out, rep)?;
-    Ok(runner.finish(g, rep))
+    run_all(setup, engine, a.dry_run, plans, g, out, rep)
 }
 
 /// `read` (INBOX/Urgent → Old), `unread` (Old → INBOX) and `rm`.
@@ -448,15 +461,7 @@ pub fn cmd_change(
         };
         plans.push(Plan { src: loc, action });
     }
-    let mut runner = Runner {
-        setup,
-        engine,
-        dry_run: a.dry_run,
-        changed: BTreeSet::new(),
-        done: 0,
-    };
-    runner.run_plans(plans, out, rep)?;
-    Ok(runner.finish(g, rep))
+    run_all(setup, engine, a.dry_run, plans, g, out, rep)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,28 +37,31 @@ fn txt_count(root: &Path) -> usize {
         .count()
 }
 
+/// `archive --older-than 1h --summary` at NOW into `a`.
+fn archive_all(sb: &Sandbox, a: &str) -> Run {
+    sb.run_env(
+        &[("VMTOOL_NOW", NOW)],
+        &[
+            "--no-ami",
+            "archive",
+            "--older-than",
+            "1h",
+            "--to",
+            a,
+            "--summary",
+        ],
+    )
+    .ok()
+}
+
 #[test]
 fn archive_list_show_restore_roundtrip() {
     let sb = Sandbox::team2();
     let arch = sb.path().join("archive");
     let a = arch.to_str().unwrap();
     let old_before = files_of(&sb.voicemail().join("compta/2202/Old"));
-    let env = [("VMTOOL_NOW", NOW)];
     // Only heard/saved messages by default: 2202 Old/0 and 2101 Work/0.
-    let r = sb
-        .run_env(
-            &env,
-            &[
-                "--no-ami",
-                "archive",
-                "--older-than",
-                "1h",
-                "--to",
-                a,
-                "--summary",
-            ],
-        )
-        .ok();
+    let r = archive_all(&sb, a);
     assert!(r.stdout.contains("archived 2 message(s)"), "{}", r.stdout);
     assert!(!sb.voicemail().join("compta/2202/Old/msg0000.txt").exists());
     assert_eq!(txt_count(&sb.voicemail()), 11);
@@ -72,20 +75,7 @@ fn archive_list_show_restore_roundtrip() {
     assert_eq!(manifest.lines().count(), 2);
     assert!(manifest.contains("\"sha256\""));
     // A re-run archives nothing twice.
-    let r = sb
-        .run_env(
-            &env,
-            &[
-                "--no-ami",
-                "archive",
-                "--older-than",
-                "1h",
-                "--to",
-                a,
-                "--summary",
-            ],
-        )
-        .ok();
+    let r = archive_all(&sb, a);
     assert!(r.stdout.contains("archived 0 message(s)"), "{}", r.stdout);
     // The archive lists like the spool.
     let rows = sb
