@@ -417,6 +417,8 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             | Command::Rm(_)
             | Command::Resequence(_)
             | Command::Check(_)
+            | Command::Play(_)
+            | Command::Convert(_)
     ) {
         change::install_interrupt_handler();
     }
@@ -435,6 +437,7 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
                 }
             };
         }
+        Command::Play(a) if a.list_devices => crate::play::cmd_list_devices(out),
         _ => Setup::discover(&cli.global, env, &mut rep).and_then(|setup| match &cli.command {
             Command::Ls(a) => cmd_ls(&setup, a, out, &mut rep),
             Command::Show(a) => cmd_show(&setup, a, out, &mut rep),
@@ -462,6 +465,8 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             Command::Restore(a) => {
                 crate::retention::cmd_restore(&setup, &cli.global, a, out, &mut rep)
             }
+            Command::Play(a) => crate::play::cmd_play(&setup, &cli.global, a, out, &mut rep),
+            Command::Convert(a) => crate::convert::cmd_convert(&setup, a, out, &mut rep),
             Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
         }),
     };

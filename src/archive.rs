@@ -406,7 +406,9 @@ impl Archive {
         let fin = self.root.join(&rel);
         let stem = format!("msg{}", row.number);
         let existing = fs::symlink_metadata(&fin).ok();
-        let archived = if existing.as_ref().is_some_and(|m| m.is_dir()) && self.entry_matches(&fin, &stem, &files)? {
+        let archived = if existing.as_ref().is_some_and(|m| m.is_dir())
+            && self.entry_matches(&fin, &stem, &files)?
+        {
             // Renamed into place but the manifest line was not written.
             self.describe_files(&fin, &stem, &files)?
         } else {

@@ -54,6 +54,44 @@ finishes the job and never archives a message twice. Two runs never overlap
 Cron (examples/cron/vmtool-archive):
   17 3 * * *  asterisk  vmtool archive --older-than 90d --to /srv/voicemail-archive --summary
 systemd: examples/systemd/vmtool-archive.service and .timer";
+const PLAY_HELP: &str = concat!(
+    "Plays through ALSA's default output device (--device NAME, --list-devices),
+opened at the message's own rate and channel count so nothing is resampled
+unless the device refuses it. The source file is the best the message has:
+.wav, .wav16, .sln*, .WAV (wav49), .gsm, then G.711 (--from-format EXT to choose).
+A box plays its new messages (Urgent, then INBOX); a folder, all of its messages.
+
+On a terminal: the caller, the date and a progress line; keys: q stops, n skips
+to the next message; Ctrl-C stops too. A message of INBOX or Urgent that was
+played to the end is then marked heard exactly as `vmtool read` does (-> Old);
+a stopped or skipped one stays new, and --keep-new never marks. (Asterisk marks
+a message heard when playback starts; vmtool waits for the end.)
+Without a usable device: one line and exit 1; `vmtool convert` exports instead.
+Needs a build with the `play` feature (the default; it links libasound).
+
+",
+    targets_text!()
+);
+const CONVERT_HELP: &str = concat!(
+    "Writes standard WAV files: 16-bit PCM, mono, at the source's rate or --rate
+(resampled with a band-limited FFT resampler, never by repeating samples). The
+source file is chosen as for play (.wav > .wav16 > .sln* > .WAV > .gsm > G.711)
+unless --from-format EXT names one. A box or context converts every message in it.
+
+File names come from --name TEMPLATE; fields: {context} {box} {folder} {number}
+{date} (origtime, YYYYMMDD-HHMMSS, in the box's zone or UTC with --utc) {caller}
+(name, else number, else unknown) {callerid_num} {msg_id} {duration} {format}.
+Names are made filesystem-safe; an existing file is never replaced without
+--force; each file is written to a temporary name in DIR and renamed when done.
+--stdout writes a single message as WAV to standard output (for pipes).
+Each failure is reported and the batch goes on (exit 1 at the end).
+
+e.g. vmtool convert compta/1202/INBOX -o /tmp/vm --rate 16000
+     vmtool convert compta/1202/Old/0 --stdout | aplay
+
+",
+    targets_text!()
+);
 const LS_LONG_HELP: &str = concat!(
     targets_text!(),
     "
@@ -232,6 +270,12 @@ pub enum Command {
     /// Show new messages the moment Asterisk finishes writing them (--all: reads, moves, deletes too)
     #[command(after_help = WATCH_HELP)]
     Watch(WatchArgs),
+    /// Play messages on the sound card; a new message played to the end is marked heard (-> Old)
+    #[command(after_help = PLAY_HELP)]
+    Play(PlayArgs),
+    /// Export messages as standard WAV files (16-bit PCM, mono), or one to standard output
+    #[command(after_help = CONVERT_HELP)]
+    Convert(ConvertArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -462,4 +506,69 @@ pub struct CountArgs {
     /// box@context (or a box name found in one context)
     #[arg(value_name = "BOX", required = true)]
     pub boxes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// Messages, folders or boxes (a box: its new messages, Urgent first)
+    #[arg(value_name = "TARGET", required_unless_present = "list_devices")]
+    pub targets: Vec<String>,
+    /// Output device: an ALSA PCM name or a description from --list-devices [default: ALSA's default]
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+    /// List the output devices and exit
+    #[arg(long, conflicts_with = "device")]
+    pub list_devices: bool,
+    /// Do not mark new messages heard after playing them
+    #[arg(long)]
+    pub keep_new: bool,
+    /// Play this audio file of each message (an extension as on disk: wav, WAV, gsm, …)
+    #[arg(long, value_name = "EXT")]
+    pub from_format: Option<String>,
+    /// Show dates in UTC instead of the mailbox's zone
+    #[arg(long)]
+    pub utc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Messages, folders, boxes or contexts
+    #[arg(value_name = "TARGET", required = true)]
+    pub targets: Vec<String>,
+    /// Directory to write the WAV files into (created if missing)
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Write one message as WAV to standard output instead of files
+    #[arg(long, conflicts_with_all = ["out_dir", "name", "force"])]
+    pub stdout: bool,
+    /// Sample rate of the output: 8000, 16000, 44100 or 48000 [default: the source's]
+    #[arg(long, value_name = "HZ", value_parser = parse_rate)]
+    pub rate: Option<u32>,
+    /// File name template (fields: see below)
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = "{context}-{box}-{folder}-{date}-{caller}.wav"
+    )]
+    pub name: String,
+    /// Replace existing files
+    #[arg(long)]
+    pub force: bool,
+    /// Convert this audio file of each message (an extension as on disk: wav, WAV, gsm, …)
+    #[arg(long, value_name = "EXT")]
+    pub from_format: Option<String>,
+    /// Dates in file names in UTC instead of the mailbox's zone
+    #[arg(long)]
+    pub utc: bool,
+}
+
+/// Output rates `convert --rate` offers.
+pub const CONVERT_RATES: [u32; 4] = [8000, 16_000, 44_100, 48_000];
+
+fn parse_rate(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|r| CONVERT_RATES.contains(r))
+        .ok_or_else(|| format!("\"{s}\" is not one of 8000, 16000, 44100, 48000"))
 }

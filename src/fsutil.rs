@@ -184,6 +184,13 @@ pub fn write_atomic(path: &Path, data: &[u8], perms: &Perms) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// `syncfs()` of the file system holding `path`: one call makes a whole batch
+/// of new files and renames durable.
+pub fn sync_fs(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    rustix::fs::syncfs(&f).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,11 +231,4 @@ mod tests {
             0o770
         );
     }
-}
-
-/// `syncfs()` of the file system holding `path`: one call makes a whole batch
-/// of new files and renames durable.
-pub fn sync_fs(path: &Path) -> io::Result<()> {
-    let f = File::open(path)?;
-    rustix::fs::syncfs(&f).map_err(io::Error::from)
 }

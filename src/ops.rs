@@ -713,7 +713,10 @@ impl Engine<'_> {
         let lock = loop {
             let lock = FolderLock::acquire(&self.dir_of(&cur.at)?, &self.lock)?;
             let txt = self.file_of(&cur.at, "txt")?;
-            if fs::read(&txt).map(|b| sha(&b) == cur.txt_sha).unwrap_or(false) {
+            if fs::read(&txt)
+                .map(|b| sha(&b) == cur.txt_sha)
+                .unwrap_or(false)
+            {
                 break lock;
             }
             drop(lock);
@@ -722,9 +725,9 @@ impl Engine<'_> {
                 Some(found) if found.at != cur.at && tries < 3 => cur = found,
                 _ => {
                     return Err(OpError::Gone(format!(
-                        "{} is gone or changed since it was archived; the spool copy was left alone",
-                        loc.at
-                    )))
+                    "{} is gone or changed since it was archived; the spool copy was left alone",
+                    loc.at
+                )))
                 }
             }
         };

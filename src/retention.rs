@@ -163,9 +163,12 @@ fn summary_line(
 /// Messages archived per `syncfs()` and manifest fsync.
 const ARCHIVE_BATCH: usize = 256;
 
-/// Counters of one archive run.
-#[derive(Default)]
-struct ArchiveRun {
+/// One archive run: what it works with, and its counters.
+struct ArchiveRun<'a> {
+    engine: &'a Engine<'a>,
+    args: &'a ArchiveArgs,
+    now: i64,
+    verbose: bool,
     done: usize,
     again: usize,
     failed: usize,
@@ -173,18 +176,15 @@ struct ArchiveRun {
     changed: BTreeSet<MailboxId>,
 }
 
-impl ArchiveRun {
+impl ArchiveRun<'_> {
     fn flush(
         &mut self,
         batch: &mut Vec<Candidate>,
         ar: &mut Archive,
-        engine: &Engine,
-        a: &ArchiveArgs,
-        now: i64,
-        verbose: bool,
         out: &mut dyn Write,
         rep: &mut Reporter,
     ) -> Result<()> {
+        let (engine, a, now, verbose) = (self.engine, self.args, self.now, self.verbose);
         let sizes: Vec<u64> = batch
             .iter()
             .map(|c| {
@@ -244,7 +244,17 @@ pub fn cmd_archive(
     } else {
         Some(Archive::open(&a.to, setup.store.spool().root())?)
     };
-    let mut run = ArchiveRun::default();
+    let mut run = ArchiveRun {
+        engine: &engine,
+        args: a,
+        now,
+        verbose: g.verbose,
+        done: 0,
+        again: 0,
+        failed: 0,
+        bytes: 0,
+        changed: BTreeSet::new(),
+    };
     let mut batch: Vec<Candidate> = Vec::new();
     select(setup, &engine, &a.select, rep, |s, rep| {
         let Some(arc) = ar.as_mut() else {
@@ -260,13 +270,13 @@ pub fn cmd_archive(
         };
         batch.push(s);
         if batch.len() >= ARCHIVE_BATCH {
-            run.flush(&mut batch, arc, &engine, a, now, g.verbose, out, rep)?;
+            run.flush(&mut batch, arc, out, rep)?;
         }
         Ok(true)
     })?;
     if let Some(arc) = ar.as_mut() {
         if !batch.is_empty() {
-            run.flush(&mut batch, arc, &engine, a, now, g.verbose, out, rep)?;
+            run.flush(&mut batch, arc, out, rep)?;
         }
     }
     if !run.changed.is_empty() {

@@ -10,6 +10,7 @@ mod check;
 mod docs;
 mod example;
 mod fixture;
+mod play;
 mod readonly;
 mod synthetic;
 mod watch;
