@@ -256,6 +256,22 @@ pub fn cmd_archive(
         changed: BTreeSet::new(),
     };
     let mut batch: Vec<Candidate> = Vec::new();
+    // A spinner with counts on a terminal only: cron runs stay silent.
+    let progress = if !setup.quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && !a.select.dry_run
+    {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} archiving: {pos} messages ({per_sec}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     select(setup, &engine, &a.select, rep, |s, rep| {
         let Some(arc) = ar.as_mut() else {
             writeln!(
@@ -269,6 +285,7 @@ pub fn cmd_archive(
             return Ok(true);
         };
         batch.push(s);
+        progress.inc(1);
         if batch.len() >= ARCHIVE_BATCH {
             run.flush(&mut batch, arc, out, rep)?;
         }
@@ -279,6 +296,7 @@ pub fn cmd_archive(
             run.flush(&mut batch, arc, out, rep)?;
         }
     }
+    progress.finish_and_clear();
     if !run.changed.is_empty() {
         notify_asterisk(setup, g, &run.changed, rep);
     }
