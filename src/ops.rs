@@ -268,6 +268,12 @@ impl Engine<'_> {
         Ok(None)
     }
 
+    fn refuse_links(&self, path: &Path) -> Result<()> {
+        self.spool
+            .check_no_symlink(path)
+            .map_err(|e| OpError::Refused(format!("{e}; nothing was changed")))
+    }
+
     fn mailbox_tmp(&self, mb: &MailboxId) -> Result<PathBuf> {
         let tmp = self.spool.tmp_dir(mb);
         if tmp.is_dir() {
@@ -280,6 +286,7 @@ impl Engine<'_> {
     }
 
     fn guard(&self, mb: &MailboxId) -> Result<MailboxGuard> {
+        self.refuse_links(&self.spool.tmp_dir(mb))?;
         self.mailbox_tmp(mb)?;
         Ok(MailboxGuard::acquire(
             &self.spool.mailbox_dir(mb),
@@ -404,6 +411,14 @@ impl Engine<'_> {
         keep_source: bool,
     ) -> Result<MsgRef> {
         let smb = src.at.mailbox_id()?;
+        self.refuse_links(&self.spool.folder_dir(dmb, dfolder))?;
+        self.refuse_links(&self.spool.tmp_dir(dmb))?;
+        for (_, p) in files
+            .iter()
+            .filter(|(_, p)| p.starts_with(self.spool.root()))
+        {
+            self.refuse_links(p)?;
+        }
         let src_tmp = self.mailbox_tmp(&smb)?;
         let dst_tmp = self.mailbox_tmp(dmb)?;
         let dst_mbox_dir = self.spool.mailbox_dir(dmb);
@@ -747,6 +762,9 @@ impl Engine<'_> {
     }
 
     fn delete(&self, src: &Located) -> Result<()> {
+        for ext in &src.exts {
+            self.refuse_links(&self.file_of(&src.at, ext)?)?;
+        }
         let smb = src.at.mailbox_id()?;
         let tmp = self.mailbox_tmp(&smb)?;
         let perms = Perms::observe(&tmp).map_err(OpError::io("read", &tmp))?;

@@ -277,6 +277,30 @@ impl Spool {
         self.msg_file(mb, folder, num, "txt")
     }
 
+    /// Refuses a path below the root that goes through a symbolic link (or is
+    /// one): changes must never be steered outside the spool by a link.
+    pub fn check_no_symlink(&self, path: &Path) -> Result<(), NameError> {
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return Err(NameError {
+                kind: "path".into(),
+                name: path.display().to_string(),
+                why: "is outside the spool",
+            });
+        };
+        let mut cur = self.root.clone();
+        for part in rel.components() {
+            cur.push(part);
+            if std::fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(NameError {
+                    kind: "path".into(),
+                    name: cur.display().to_string(),
+                    why: "is a symbolic link: vmtool does not change spools through links (see vmtool check)",
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Path relative to the spool root, for messages and JSON output.
     pub fn relative<'a>(&self, path: &'a Path) -> &'a Path {
         path.strip_prefix(&self.root).unwrap_or(path)

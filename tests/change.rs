@@ -682,3 +682,30 @@ fn check_reports_what_asterisk_could_not_write() {
         r.stdout
     );
 }
+
+#[test]
+fn links_never_steer_changes_outside_the_spool() {
+    let sb = Sandbox::team2();
+    let vm = sb.voicemail();
+    let outside = sb.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    // A folder that is a link to somewhere else: nothing is written through it.
+    std::os::unix::fs::symlink(&outside, vm.join("compta/2202/Work")).unwrap();
+    let before = messages(&vm);
+    let r = sb.run(&["--no-ami", "mv", "2202@compta/INBOX/0", "Work"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "something was written outside"
+    );
+    assert_eq!(messages(&vm), before);
+    // A message whose audio is a link is refused for changes too.
+    let inbox = vm.join("direction/2301/INBOX");
+    fs::rename(inbox.join("msg0000.wav"), outside.join("real.wav")).unwrap();
+    std::os::unix::fs::symlink(outside.join("real.wav"), inbox.join("msg0000.wav")).unwrap();
+    let r = sb.run(&["--no-ami", "rm", "2301@direction/INBOX/0"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert!(inbox.join("msg0000.txt").exists() && outside.join("real.wav").exists());
+}
