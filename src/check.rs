@@ -212,7 +212,36 @@ impl Checker<'_> {
                 false,
             );
         }
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            self.add(
+                &dir,
+                "symlink",
+                "the folder is a symbolic link: vmtool refuses to change messages through it"
+                    .into(),
+                "replace the link by a real directory owned by the Asterisk user".into(),
+                false,
+            );
+        }
         let scan = self.setup.store.scan_folder(mb, folder)?;
+        for m in &scan.messages {
+            let exts = m
+                .audio
+                .iter()
+                .map(String::as_str)
+                .chain(m.txt.then_some("txt"));
+            for ext in exts {
+                let p = spool.msg_file(mb, folder, m.num, ext);
+                if std::fs::symlink_metadata(&p).is_ok_and(|md| md.file_type().is_symlink()) {
+                    self.add(
+                        &p,
+                        "symlink",
+                        "a message file that is a symbolic link: vmtool refuses to change this message".into(),
+                        "replace the link by the file itself".into(),
+                        false,
+                    );
+                }
+            }
+        }
         for info in lock::inspect(&dir, self.stale).unwrap_or_default() {
             if info.stale {
                 self.add(

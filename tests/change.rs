@@ -708,4 +708,14 @@ fn links_never_steer_changes_outside_the_spool() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert!(inbox.join("msg0000.txt").exists() && outside.join("real.wav").exists());
+    // check reports both.
+    let c = sb.run(&["check", "compta", "direction"]).stdout;
+    assert!(
+        c.contains("compta/2202/Work: the folder is a symbolic link"),
+        "{c}"
+    );
+    assert!(
+        c.contains("direction/2301/INBOX/msg0000.wav: a message file that is a symbolic link"),
+        "{c}"
+    );
 }
