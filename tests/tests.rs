@@ -10,6 +10,7 @@ mod check;
 mod docs;
 mod example;
 mod fixture;
+mod model;
 mod play;
 mod readonly;
 mod synthetic;
