@@ -197,6 +197,7 @@ pub struct Setup {
     /// Where asterisk.conf says the other config files are (`astetcdir`).
     pub etc_dir: PathBuf,
     pub quiet: bool,
+    pub verbose: bool,
 }
 
 impl Setup {
@@ -285,6 +286,7 @@ impl Setup {
             env,
             etc_dir,
             quiet: g.quiet,
+            verbose: g.verbose,
         })
     }
 

@@ -198,8 +198,9 @@ pub fn cmd_watch(
     opts.all_events = a.all;
     let mut watcher = Watcher::start(opts).map_err(|e| Error::Failed(e.to_string()))?;
     let exec = (!a.exec.is_empty()).then(|| Executor::new(a.exec.clone(), a.jobs, a.queue));
-    if setup.env.stdout_tty && !setup.quiet {
-        rep.note("watching; Ctrl-C stops");
+    // Said once the watches are in place: scripts (and tests) can wait for it.
+    if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {
+        rep.note(&format!("watching {}; Ctrl-C stops", root.display()));
     }
     let mut seen = 0u64;
     while !INTERRUPTED.load(Ordering::SeqCst) && a.max_events.is_none_or(|m| seen < m) {

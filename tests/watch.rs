@@ -50,6 +50,7 @@ fn new_messages_reported_once_with_exec() {
         .arg("--voicemail-conf")
         .arg(sb.path().join("etc/voicemail.conf"))
         .args([
+            "-v",
             "--format",
             "json",
             "watch",
@@ -66,7 +67,17 @@ fn new_messages_reported_once_with_exec() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Wait until the watches are in place (the -v note), not for a fixed time.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("watching") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "watch exited before it was ready"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     // A caller name that would run a command if anything used a shell on it.
     deposit(
         &vm,
