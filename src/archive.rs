@@ -529,12 +529,33 @@ impl Archive {
     }
 }
 
+/// A manifest is data like any other: its entry directory must stay inside
+/// the archive and its file names must be message file names.
+pub fn entry_path(root: &Path, e: &ManifestEntry, name: &str) -> Result<PathBuf> {
+    let dir = Path::new(&e.dir);
+    let dir_ok = !e.dir.is_empty()
+        && dir
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let name_ok = name.starts_with("msg")
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name.split_once('.').is_some_and(|(_, ext)| !ext.is_empty());
+    if !dir_ok || !name_ok {
+        return Err(Error::Usage(format!(
+            "manifest entry {:?}/{:?} points outside the archive or is not a message file; refused",
+            e.dir, name
+        )));
+    }
+    Ok(root.join(dir).join(name))
+}
+
 /// The archived files of an entry as `(extension, path)`, after checking their
 /// checksums against the manifest.
 pub fn entry_files(root: &Path, e: &ManifestEntry) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for f in &e.files {
-        let p = root.join(&e.dir).join(&f.name);
+        let p = entry_path(root, e, &f.name)?;
         let sum = fsutil::sha256_file(&p).map_err(|err| Error::io("read", &p, err))?;
         if hex(&sum) != f.sha256 {
             return Err(Error::Failed(format!(
@@ -562,6 +583,19 @@ mod tests {
         assert_eq!(sanitize_part("../etc"), "_.._etc");
         assert_eq!(sanitize_part("a/b c"), "a_b_c");
         assert_eq!(sanitize_part(""), "_");
+    }
+
+    #[test]
+    fn manifest_paths_stay_inside() {
+        let line = r#"{"context":"c","box":"b","folder":"Old","number":"0000","msg_id":null,"callerid":null,"callerid_name":null,"callerid_num":null,"origtime":1,"date":null,"duration":null,"urgent":false,"formats":[],"path":"x","state":"complete","fields":[],"files":[{"name":"msg0000.txt","size":1,"sha256":"00"}],"dir":"../../etc","txt_sha256":"00","archived_at":0}"#;
+        let mut e: ManifestEntry = serde_json::from_str(line).unwrap();
+        let root = Path::new("/srv/archive");
+        assert!(entry_files(root, &e).is_err());
+        e.dir = "/etc".into();
+        assert!(entry_files(root, &e).is_err());
+        e.dir = "c/b/1970/01/1-Old-0000-noid".into();
+        e.files[0].name = "../passwd".into();
+        assert!(entry_files(root, &e).is_err());
     }
 
     #[test]

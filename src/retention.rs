@@ -638,7 +638,10 @@ pub fn show_archive(
             .files
             .iter()
             .filter_map(|f| {
-                let p = dir.join(&e.dir).join(&f.name);
+                let p = match archive::entry_path(dir, &e, &f.name) {
+                    Ok(p) => p,
+                    Err(err) => return Some(err.to_string()),
+                };
                 match crate::fsutil::sha256_file(&p) {
                     Ok(s) if crate::fsutil::hex(&s) == f.sha256 => None,
                     Ok(_) => Some(format!("{}: checksum differs from the manifest", f.name)),
@@ -679,8 +682,9 @@ pub fn show_archive(
         writeln!(out, "  files:").map_err(out_err)?;
         for f in &e.files {
             let ext = f.name.split_once('.').map(|(_, x)| x).unwrap_or("");
-            let secs = crate::audio::probe_file(&dir.join(&e.dir).join(&f.name), ext)
+            let secs = archive::entry_path(dir, &e, &f.name)
                 .ok()
+                .and_then(|p| crate::audio::probe_file(&p, ext).ok())
                 .and_then(|i| i.duration_secs())
                 .map(|d| format!("{d:.2} s"))
                 .unwrap_or_default();
