@@ -35,6 +35,9 @@ const CATEGORY_NAME_SIZE: usize = 80;
 /// Not in Asterisk: bounds the work when includes fan out (a file that
 /// `#tryinclude`s itself twice would otherwise be read 2^10 times).
 const MAX_FILES_READ: usize = 1000;
+/// Not in Asterisk: bounds the variables inheritance can copy (each
+/// `[c](b,b)` doubles `b`'s, so a few lines could otherwise ask for 2^n).
+const MAX_VARS: usize = 500_000;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// A loaded configuration: every category in file order, templates included.
@@ -185,6 +188,7 @@ pub fn parse_bytes_with(
         current: None,
         level: 1,
         files_read: 1,
+        vars: 0,
     };
     let mut comments = CommentState::default();
     match loader.process_file(data, origin, &mut comments, false) {
@@ -298,6 +302,8 @@ struct Loader {
     /// `cfg->include_level`.
     level: usize,
     files_read: usize,
+    /// Variables stored so far, inherited copies included (see [`MAX_VARS`]).
+    vars: usize,
 }
 
 /// Where a category header sends the following variables.
@@ -452,6 +458,13 @@ impl Loader {
                         ),
                     ));
                 };
+                if self.vars + self.categories[base].vars.len() > MAX_VARS {
+                    return Err(Stop::Hard(ConfError::Unsupported {
+                        path: file.to_path_buf(),
+                        line: lineno,
+                        what: format!("inheritance that makes more than {MAX_VARS} variables"),
+                    }));
+                }
                 let copies: Vec<Var> = self.categories[base]
                     .vars
                     .iter()
@@ -460,6 +473,7 @@ impl Loader {
                         ..v.clone()
                     })
                     .collect();
+                self.vars += copies.len();
                 match &mut target {
                     Target::New(c) => c.vars.extend(copies),
                     Target::Existing(i) => self.categories[*i].vars.extend(copies),
@@ -669,6 +683,7 @@ impl Loader {
             self.warn(file, Some(lineno), "no variable name, line ignored");
             return Ok(());
         }
+        self.vars += 1;
         self.categories[cat].vars.push(Var {
             name: key,
             value: lossy(parts.value()),

@@ -240,20 +240,37 @@ impl Metadata {
 
     /// The exact bytes `leave_voicemail()` writes for these fields (spec §3.2):
     /// the three comment lines, `[message]`, then `key=value` lines in this
-    /// metadata's field order. `;` in values is escaped and CR/LF are removed so
-    /// the file reads back as written.
+    /// metadata's field order. `;` is escaped and CR/LF are removed (spec §3.1:
+    /// a CR could reach e-mail headers built from these fields), so the file
+    /// reads back as written, less those characters.
+    /// Keys and values Asterisk never writes but a file can hold are spelled so
+    /// they read back too: a key starting with `[`, `#`, `\` or `=` gets a leading
+    /// `\`, a key ending in `+` a blank before `=` (else `+=`), and a value
+    /// starting with `>` a blank after `=` (else `=>`).
     pub fn to_asterisk_bytes(&self) -> Vec<u8> {
-        let mut out = String::from(";\n; Message Information file\n;\n[message]\n");
-        for f in &self.fields {
-            out.push_str(&f.key);
-            out.push('=');
-            for c in f.value.chars() {
+        fn push_escaped(out: &mut String, s: &str) {
+            for c in s.chars() {
                 match c {
                     ';' => out.push_str("\\;"),
                     '\r' | '\n' => {}
                     _ => out.push(c),
                 }
             }
+        }
+        let mut out = String::from(";\n; Message Information file\n;\n[message]\n");
+        for f in &self.fields {
+            if f.key.starts_with(['[', '#', '\\', '=']) {
+                out.push('\\');
+            }
+            push_escaped(&mut out, &f.key);
+            if f.key.ends_with('+') {
+                out.push(' ');
+            }
+            out.push('=');
+            if f.value.starts_with('>') {
+                out.push(' ');
+            }
+            push_escaped(&mut out, &f.value);
             out.push('\n');
         }
         out.into_bytes()

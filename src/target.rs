@@ -100,6 +100,9 @@ fn parse(t: &str) -> Result<Parsed> {
                 "target \"{t}\": write box@context, e.g. 1202@compta"
             )));
         }
+        if [mailbox, context].iter().any(|p| *p == ".." || *p == ".") {
+            return Err(unsafe_target(t, "contains a relative path component"));
+        }
         if parts.len() > 3 {
             return Err(unsafe_target(t, "has too many parts"));
         }
@@ -121,6 +124,25 @@ fn parse(t: &str) -> Result<Parsed> {
         context: parts[0].to_string(),
         mailbox: parts[1].to_string(),
         rest: rest(2),
+    })
+}
+
+/// Checks TARGET syntax only (no spool access) and returns its parts in path
+/// order: `[word]`, or `[context, box, folder?, number?]` for both the
+/// `ctx/box/…` and the `box@ctx/…` forms. For tests and fuzzing.
+pub fn parse_target_syntax(t: &str) -> Result<Vec<String>> {
+    Ok(match parse(t)? {
+        Parsed::Bare(word) => vec![word],
+        Parsed::Path {
+            context,
+            mailbox,
+            rest,
+        }
+        | Parsed::At {
+            mailbox,
+            context,
+            rest,
+        } => [context, mailbox].into_iter().chain(rest).collect(),
     })
 }
 

@@ -10,6 +10,7 @@ mod check;
 mod docs;
 mod example;
 mod fixture;
+mod fuzz_replay;
 mod model;
 mod play;
 mod readonly;
