@@ -1143,13 +1143,7 @@ impl Conn {
                 Ok(0) => return Ok(None),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut =>
-                {
-                    return Err(self.timeout_err(during))
-                }
-                Err(e) => return Err(self.io_err(during, e)),
+                Err(e) => return Err(self.read_write_err(during, e)),
             }
         }
     }
@@ -1218,16 +1212,18 @@ impl Conn {
                 }
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut =>
-                {
-                    return Err(self.timeout_err(during))
-                }
-                Err(e) => return Err(self.io_err(during, e)),
+                Err(e) => return Err(self.read_write_err(during, e)),
             }
         }
         Ok(())
+    }
+
+    /// A socket error: a timeout (the socket's read/write timeout fired) or I/O.
+    fn read_write_err(&self, during: &str, e: io::Error) -> AmiError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => self.timeout_err(during),
+            _ => self.io_err(during, e),
+        }
     }
 
     fn io_err(&self, during: &str, source: io::Error) -> AmiError {

@@ -606,7 +606,7 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
                 let row = message_row(setup, mb, folder, files, Some(&meta), zone);
                 if filter.row_ok(&row) {
                     // Writing into a Vec cannot fail.
-                    let _ = w.write(&row, &row.short_date);
+                    let _ = w.write(&row);
                     *rows += 1;
                 }
             });

@@ -225,7 +225,7 @@ impl<W: Write> MessageWriter<W> {
         self.out.write_all(bytes)
     }
 
-    pub fn write(&mut self, row: &MessageRow, table_date: &str) -> io::Result<()> {
+    pub fn write(&mut self, row: &MessageRow) -> io::Result<()> {
         self.header()?;
         match self.format {
             crate::cli::Format::Json => {
@@ -233,11 +233,12 @@ impl<W: Write> MessageWriter<W> {
                 self.out.write_all(b"\n")
             }
             crate::cli::Format::Csv => self.write_csv(row),
-            crate::cli::Format::Table => self.write_table(row, table_date),
+            crate::cli::Format::Table => self.write_table(row),
         }
     }
 
-    fn write_table(&mut self, row: &MessageRow, date: &str) -> io::Result<()> {
+    fn write_table(&mut self, row: &MessageRow) -> io::Result<()> {
+        let date = row.short_date.as_str();
         let mailbox = format!("{}@{}", row.mailbox, row.context);
         let name = row.callerid_name.as_deref().unwrap_or("");
         let num = row.callerid_num.as_deref().unwrap_or("");

@@ -590,6 +590,11 @@ pub(crate) fn ls_archive(
     let want = matchers(&a.targets)?;
     let mut w = MessageWriter::new(std::io::BufWriter::new(out), setup.format, setup.style);
     let mut n = 0usize;
+    let zone = if a.utc {
+        crate::app::Zone::Utc
+    } else {
+        crate::app::Zone::local()
+    };
     archive::for_each_entry(dir, |e| {
         if !want.is_empty() && !want.iter().any(|m| m.matches(&e)) {
             return Ok(());
@@ -599,18 +604,12 @@ pub(crate) fn ls_archive(
         }
         let mut row = e.row;
         row.path = dir.join(&row.path).display().to_string();
-        let date = row
+        // The short date is display state, not stored in the manifest.
+        row.short_date = row
             .origtime
-            .and_then(|t| {
-                let zone = if a.utc {
-                    crate::app::Zone::Utc
-                } else {
-                    crate::app::Zone::local()
-                };
-                zone.format(t, "%Y-%m-%d %H:%M")
-            })
-            .unwrap_or_else(|| "?".into());
-        w.write(&row, &date).map_err(out_err)?;
+            .and_then(|t| zone.stamps(t))
+            .map_or_else(|| "?".into(), |s| s.1);
+        w.write(&row).map_err(out_err)?;
         n += 1;
         Ok(())
     })?;
