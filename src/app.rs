@@ -12,7 +12,7 @@ use crate::metadata::{self, Metadata};
 use crate::render::{self, sanitize, MessageRow, MessageWriter, Style};
 use crate::scan::{MsgFiles, MsgState, Noise};
 use crate::spool::{Context, Folder, MailboxId, Spool};
-use crate::store::{FileStore, MailboxStore};
+use crate::store::{FileStore, MailboxStore, Store};
 use crate::target::{self, Resolver, Target};
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
@@ -188,7 +188,7 @@ impl Zone {
 
 /// Everything a command needs: the store and what the configuration says.
 pub struct Setup {
-    pub store: FileStore,
+    pub store: Store,
     pub vmconf: Option<VoicemailConf>,
     pub astconf: Option<AsteriskConf>,
     pub style: Style,
@@ -219,13 +219,20 @@ impl Setup {
         } else {
             (PathBuf::from("/var/spool/asterisk"), "the default")
         };
-        if !spool_dir.is_dir() {
+        let sql_wanted =
+            g.db.is_some() || std::env::var_os("VMTOOL_DB").is_some_and(|v| !v.is_empty());
+        if !spool_dir.is_dir() && !sql_wanted {
             return Err(Error::NotFound(format!(
                 "spool directory {} (from {how}) does not exist; give it with --spool DIR or $VMTOOL_SPOOL",
                 spool_dir.display()
             )));
         }
-        let spool = Spool::from_dir(&spool_dir);
+        let spool = if spool_dir.is_dir() {
+            Spool::from_dir(&spool_dir)
+        } else {
+            // A SQL store needs no local spool; `dir` still starts with its path.
+            Spool::new(spool_dir.join("voicemail"))
+        };
         if g.verbose {
             rep.note(&format!("spool: {} (from {how})", spool.root().display()));
         }
@@ -277,8 +284,46 @@ impl Setup {
             ColorChoice::Never => false,
             ColorChoice::Auto => env.stdout_tty && !env.no_color,
         };
+        let found = crate::sql::discover::find(
+            g.db.as_deref(),
+            std::env::var("VMTOOL_DB").ok().as_deref(),
+            g.db_table.as_deref(),
+            vmconf.as_ref(),
+            &etc_dir,
+            g.odbc_ini.as_deref(),
+        )?;
+        let store = match found {
+            None => Store::File(FileStore::new(spool)),
+            Some(f) => {
+                let prefix = g
+                    .spool_prefix
+                    .clone()
+                    .unwrap_or_else(|| spool.root().to_string_lossy().into_owned());
+                let ext = vmconf
+                    .as_ref()
+                    .and_then(|c| c.general.format.first())
+                    .map_or("wav", |f| f.as_str());
+                // Asterisk names the cache of wav49 `.WAV` (odbc_retrieve_message()).
+                let ext = if ext.eq_ignore_ascii_case("wav49") {
+                    "WAV"
+                } else {
+                    ext
+                };
+                let s = crate::sql::SqlStore::open(&f.target, &f.table, &prefix, ext, spool)?;
+                if g.verbose {
+                    rep.note(&format!(
+                        "database: {} (from {}), table {}, dir prefix {}",
+                        f.target.describe(),
+                        f.target.source,
+                        f.table,
+                        s.table.prefix
+                    ));
+                }
+                Store::Sql(Box::new(s))
+            }
+        };
         Ok(Setup {
-            store: FileStore::new(spool),
+            store,
             vmconf,
             astconf,
             style: Style { color },
@@ -459,6 +504,9 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             Command::Resequence(a) => change::cmd_resequence(&setup, &cli.global, a, out, &mut rep),
             Command::Check(a) => crate::check::cmd_check(&setup, &cli.global, a, out, &mut rep),
             Command::Unlock(a) => change::cmd_unlock(&setup, a, out, &mut rep),
+            Command::Migrate(a) => {
+                crate::sql::migrate::cmd_migrate(&setup, &cli.global, a, out, &mut rep)
+            }
             Command::Watch(a) => crate::watch_cmd::cmd_watch(&setup, a, out, &mut rep),
             Command::Archive(a) => {
                 crate::retention::cmd_archive(&setup, &cli.global, a, out, &mut rep)
@@ -692,6 +740,9 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
                     continue;
                 }
             };
+            if let Some(c) = &ctx {
+                setup.store.prefetch(c);
+            }
             for chunk in boxes.chunks(LS_CHUNK) {
                 let parts: Vec<BoxListing> = chunk
                     .par_iter()
@@ -704,6 +755,9 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
                     w.write_rendered(&part.bytes).map_err(out_err)?;
                     listed += part.rows;
                 }
+            }
+            if let Some(c) = &ctx {
+                setup.store.release(c);
             }
         }
     }

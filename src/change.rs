@@ -9,8 +9,9 @@ use crate::cli::{ChangeArgs, GlobalArgs, LockModeArg, ResequenceArgs, TransferAr
 use crate::config::LockMode;
 use crate::error::{Error, Exit, Result};
 use crate::lock::{self, LockOptions};
-use crate::ops::{self, Action, Applied, Engine, OpError, Plan};
+use crate::ops::{self, Action, Applied, Engine, MsgRef, OpError, Plan};
 use crate::spool::{Folder, MailboxId, MsgNum};
+use crate::sql::change::{SqlAction, SqlApplied, SqlEngine, SqlMsg};
 use crate::store::MailboxStore;
 use crate::target::{self, Target};
 use std::collections::BTreeSet;
@@ -46,8 +47,22 @@ impl From<OpError> for Error {
     }
 }
 
+/// Refuses a file-spool command on a SQL store.
+pub(crate) fn file_only(setup: &Setup, what: &str) -> Result<()> {
+    match setup.store.sql() {
+        Some(s) => Err(Error::Usage(format!(
+            "{what} works on a file spool; here the messages are rows of {} (see `vmtool migrate --to-files`)",
+            crate::store::MailboxStore::describe(s)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Refuses changes where the files are not the truth (spec §3.8, §10).
 pub(crate) fn check_file_storage(setup: &Setup) -> Result<()> {
+    if setup.store.sql().is_some() {
+        return Ok(());
+    }
     let Some(vc) = &setup.vmconf else {
         return Ok(());
     };
@@ -71,6 +86,10 @@ pub(crate) fn check_file_storage(setup: &Setup) -> Result<()> {
         }
     }
     Ok(())
+}
+
+pub(crate) fn lock_options_for(setup: &Setup, g: &GlobalArgs) -> Result<LockOptions> {
+    lock_options(setup, g)
 }
 
 fn lock_options(setup: &Setup, g: &GlobalArgs) -> Result<LockOptions> {
@@ -225,6 +244,95 @@ impl Runner<'_> {
     }
 }
 
+type SqlPlan = ((MailboxId, Folder, MsgNum), SqlAction);
+
+/// The SQL store's counterpart of `run_all`: one transaction per message.
+fn run_sql(
+    setup: &Setup,
+    g: &GlobalArgs,
+    sql: &crate::sql::SqlStore,
+    dry_run: bool,
+    plans: Vec<SqlPlan>,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    let engine = SqlEngine {
+        store: sql,
+        conf: setup.vmconf.as_ref(),
+        lock: lock_options(setup, g)?,
+    };
+    // Identities as listed, before any change renumbers anything.
+    let mut msgs = Vec::new();
+    for ((mb, f, n), action) in plans {
+        match sql.msg_row(&mb, &f, n) {
+            Ok(row) => match SqlMsg::from_row(&row, &sql.table) {
+                Some(m) => msgs.push((m, action)),
+                None => rep.error(&Error::Failed(format!("{}: not a message row", row.dir))),
+            },
+            Err(e) => rep.error(&e),
+        }
+    }
+    let mut changed = BTreeSet::new();
+    let mut done = 0;
+    for (m, action) in msgs {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            rep.note("interrupted: stopped before the next message; what was done is complete");
+            break;
+        }
+        if dry_run {
+            let what = match &action {
+                SqlAction::Move { mailbox, folder } => {
+                    format!("move to {mailbox}/{folder} (highest + 1)")
+                }
+                SqlAction::Copy { mailbox, folder } => {
+                    format!("copy to {mailbox}/{folder} (highest + 1)")
+                }
+                SqlAction::Delete => "delete".to_string(),
+            };
+            writeln!(
+                out,
+                "{}: {what}, one transaction in table {}",
+                m.at(),
+                sql.table.name
+            )
+            .map_err(crate::app::out_err)?;
+            done += 1;
+            continue;
+        }
+        match engine.apply(&m, &action) {
+            Ok(applied) => {
+                done += 1;
+                changed.insert(m.mailbox.clone());
+                let line = match &applied {
+                    SqlApplied::Moved(to) => format!("moved {} -> {to}", m.at()),
+                    SqlApplied::Copied(to) => format!("copied {} -> {to}", m.at()),
+                    SqlApplied::Deleted(Some(to)) => format!("deleted {} (kept in {to})", m.at()),
+                    SqlApplied::Deleted(None) => format!("deleted {}", m.at()),
+                };
+                if let SqlApplied::Moved(to)
+                | SqlApplied::Copied(to)
+                | SqlApplied::Deleted(Some(to)) = &applied
+                {
+                    if let Ok(mb) = to.mailbox_id() {
+                        changed.insert(mb);
+                    }
+                }
+                if !setup.quiet {
+                    writeln!(out, "{line}").map_err(crate::app::out_err)?;
+                }
+            }
+            Err(e) => rep.error(&Error::Failed(e)),
+        }
+    }
+    if !dry_run && !changed.is_empty() {
+        notify_asterisk(setup, g, &changed, rep);
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(Exit::Interrupted);
+    }
+    Ok(rep.finish(done))
+}
+
 /// Applies (or with `dry_run` prints) every plan, then tells Asterisk.
 fn run_all(
     setup: &Setup,
@@ -257,14 +365,14 @@ pub fn notify_asterisk(
     if g.no_ami {
         return;
     }
-    let target = match ami_target(setup, g) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
+    let targets = match ami_targets(setup, g) {
+        Ok(t) if t.is_empty() => {
             if g.verbose {
                 rep.note("AMI not configured: phones' message lamps update at Asterisk's next poll (pollmailboxes=yes) or reload");
             }
             return;
         }
+        Ok(t) => t,
         Err(e) => {
             rep.warn(&format!("{e}; the change was made, but Asterisk was not told (run `voicemail reload` or use --ami)"));
             return;
@@ -274,36 +382,46 @@ pub fn notify_asterisk(
         .iter()
         .map(|mb| (mb.context.to_string(), mb.mailbox().to_string()))
         .collect();
-    match crate::ami::voicemail_refresh(&target, &boxes, Duration::from_secs(5)) {
-        Ok(results) => {
-            for ((ctx, mbox), r) in boxes.iter().zip(results) {
-                if let Err(e) = r {
-                    rep.warn(&format!("VoicemailRefresh for {mbox}@{ctx}: {e}"));
+    // Every server sharing a SQL table keeps its own MWI state: tell each.
+    for target in &targets {
+        match crate::ami::voicemail_refresh(target, &boxes, Duration::from_secs(5)) {
+            Ok(results) => {
+                for ((ctx, mbox), r) in boxes.iter().zip(results) {
+                    if let Err(e) = r {
+                        rep.warn(&format!("VoicemailRefresh for {mbox}@{ctx}: {e}"));
+                    }
                 }
             }
+            Err(e) => rep.warn(&format!(
+                "could not tell Asterisk over AMI: {e}; the change was made (run `voicemail reload` in the Asterisk CLI)"
+            )),
         }
-        Err(e) => rep.warn(&format!(
-            "could not tell Asterisk over AMI: {e}; the change was made (run `voicemail reload` in the Asterisk CLI)"
-        )),
     }
 }
 
-/// `--ami`, else `$VMTOOL_AMI`, else the first suitable user of manager.conf
-/// (which also fills in a user or secret the spec leaves out).
-fn ami_target(
+/// Each `--ami`, else `$VMTOOL_AMI`, else the first suitable user of
+/// manager.conf (which also fills in a user or secret a spec leaves out).
+fn ami_targets(
     setup: &Setup,
     g: &GlobalArgs,
-) -> std::result::Result<Option<crate::ami::AmiTarget>, crate::ami::AmiError> {
-    let spec = g
-        .ami
-        .clone()
-        .or_else(|| std::env::var("VMTOOL_AMI").ok().filter(|s| !s.is_empty()));
+) -> std::result::Result<Vec<crate::ami::AmiTarget>, crate::ami::AmiError> {
+    let specs: Vec<Option<String>> = if g.ami.is_empty() {
+        vec![std::env::var("VMTOOL_AMI").ok().filter(|s| !s.is_empty())]
+    } else {
+        g.ami.iter().cloned().map(Some).collect()
+    };
     let manager = g
         .manager_conf
         .clone()
         .unwrap_or_else(|| setup.etc_dir.join("manager.conf"));
     let manager = (g.manager_conf.is_some() || manager.exists()).then_some(manager);
-    crate::ami::AmiTarget::resolve(spec.as_deref(), manager.as_deref())
+    let mut out = Vec::new();
+    for spec in specs {
+        if let Some(t) = crate::ami::AmiTarget::resolve(spec.as_deref(), manager.as_deref())? {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 /// The engine with this run's lock options.
@@ -361,7 +479,6 @@ pub fn cmd_transfer(
         .ok_or_else(|| Error::Usage("give messages and a destination".into()))?;
     let dest = parse_dest(setup, dest_arg, rep)?;
     let targets = setup.resolve_all(target_args, rep);
-    let engine = engine(setup, g)?;
     let mut msgs = Vec::new();
     for t in &targets {
         match messages_of(setup, t, None) {
@@ -375,6 +492,36 @@ pub fn cmd_transfer(
         a.yes || a.dry_run,
         if copy { "copy" } else { "move" },
     )?;
+    if let Some(sql) = setup.store.sql() {
+        let mut plans = Vec::new();
+        for (src_mb, f, n) in msgs {
+            let (mb, folder) = match &dest {
+                Dest::SameBox(f) => (src_mb.clone(), f.clone()),
+                Dest::At(mb, f) => (mb.clone(), f.clone()),
+            };
+            if !copy && mb == src_mb && folder == f {
+                rep.warn(&format!(
+                    "{} is already in {folder}; left as is",
+                    MsgRef::new(&src_mb, &f, n)
+                ));
+                continue;
+            }
+            let action = if copy {
+                SqlAction::Copy {
+                    mailbox: mb,
+                    folder,
+                }
+            } else {
+                SqlAction::Move {
+                    mailbox: mb,
+                    folder,
+                }
+            };
+            plans.push(((src_mb, f, n), action));
+        }
+        return run_sql(setup, g, sql, a.dry_run, plans, out, rep);
+    }
+    let engine = engine(setup, g)?;
     let mut plans = Vec::new();
     for loc in locate_all(&engine, msgs, rep) {
         let src_mb = loc.at.mailbox_id()?;
@@ -413,7 +560,6 @@ pub fn cmd_change(
 ) -> Result<Exit> {
     check_file_storage(setup)?;
     let targets = setup.resolve_all(&a.targets, rep);
-    let engine = engine(setup, g)?;
     let (from, box_folders): (&[Folder], Option<&[Folder]>) = match kind {
         ChangeKind::Read => (
             &[Folder::Inbox, Folder::Urgent],
@@ -432,6 +578,36 @@ pub fn cmd_change(
     if kind == ChangeKind::Rm {
         needs_yes(&targets, msgs.len(), a.yes || a.dry_run, "delete")?;
     }
+    if let Some(sql) = setup.store.sql() {
+        let mut plans = Vec::new();
+        for (mb, folder, n) in msgs {
+            if !from.is_empty() && !from.contains(&folder) {
+                rep.warn(&format!(
+                    "{} is in {folder}, not in {}; left as is",
+                    MsgRef::new(&mb, &folder, n),
+                    from.iter()
+                        .map(|f| f.dir_name())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ));
+                continue;
+            }
+            let action = match kind {
+                ChangeKind::Read => SqlAction::Move {
+                    mailbox: mb.clone(),
+                    folder: Folder::Old,
+                },
+                ChangeKind::Unread => SqlAction::Move {
+                    mailbox: mb.clone(),
+                    folder: Folder::Inbox,
+                },
+                ChangeKind::Rm => SqlAction::Delete,
+            };
+            plans.push(((mb, folder, n), action));
+        }
+        return run_sql(setup, g, sql, a.dry_run, plans, out, rep);
+    }
+    let engine = engine(setup, g)?;
     let mut plans = Vec::new();
     for loc in locate_all(&engine, msgs, rep) {
         let folder = loc.at.folder()?;
@@ -478,6 +654,7 @@ pub fn cmd_resequence(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    crate::change::file_only(setup, "resequence")?;
     check_file_storage(setup)?;
     let t = setup
         .resolve_all(std::slice::from_ref(&a.target), rep)
@@ -491,7 +668,7 @@ pub fn cmd_resequence(
     // Renumbering under an open VoiceMailMain session makes Asterisk delete or
     // move the wrong messages (spec §6.7): check there is none, over AMI.
     if !a.dry_run {
-        match ami_target(setup, g) {
+        match ami_targets(setup, g).map(|mut t| t.pop()) {
             Ok(Some(target)) => match crate::ami::voicemail_main_running(&target, Duration::from_secs(5)) {
                 Ok(chans) if chans.is_empty() => {}
                 Ok(chans) => {
@@ -555,6 +732,7 @@ pub fn cmd_unlock(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    crate::change::file_only(setup, "unlock")?;
     let t = setup
         .resolve_all(std::slice::from_ref(&a.target), rep)
         .pop()

@@ -424,6 +424,7 @@ pub fn cmd_check(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    crate::change::file_only(setup, "check")?;
     let engine = crate::change::engine_for(setup, g)?;
     let runuser_uid = setup
         .astconf

@@ -193,9 +193,25 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "SECS", default_value_t = 5.0)]
     pub lock_timeout: f64,
 
-    /// AMI to tell Asterisk about changes: [user[:secret]@]host[:port] [default: $VMTOOL_AMI, else manager.conf]
+    /// AMI to tell Asterisk about changes: [user[:secret]@]host[:port]; give it once per server [default: $VMTOOL_AMI, else manager.conf]
     #[arg(long, global = true, value_name = "SPEC")]
-    pub ami: Option<String>,
+    pub ami: Vec<String>,
+
+    /// Voicemail kept in SQL (Asterisk's ODBC storage): postgres://USER@HOST[:PORT]/DB or mysql://USER[:PASS]@HOST[:PORT]/DB [default: $VMTOOL_DB, else odbcstorage in voicemail.conf via res_odbc.conf and odbc.ini]
+    #[arg(long, global = true, value_name = "URL")]
+    pub db: Option<String>,
+
+    /// The voicemail table [default: odbctable in voicemail.conf, else voicemessages]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub db_table: Option<String>,
+
+    /// The start of every `dir` in the table, byte for byte as the servers write it [default: <astspooldir>/voicemail]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub spool_prefix: Option<String>,
+
+    /// unixODBC DSN file read for odbcstorage [default: $ODBCINI, else /etc/odbc.ini]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub odbc_ini: Option<PathBuf>,
 
     /// manager.conf to find an AMI user with write=user [default: manager.conf in astetcdir]
     #[arg(long, global = true, value_name = "FILE")]
@@ -260,6 +276,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Break a stale folder lock left by a crash (only locks older than --older-than)
     Unlock(UnlockArgs),
+    /// Move a whole file spool into the SQL table (--to-sql) or back (--to-files): verified, resumable
+    Migrate(MigrateArgs),
     /// Move old messages into an archive directory (by origtime; cron-friendly)
     #[command(after_help = ARCHIVE_HELP)]
     Archive(ArchiveArgs),
@@ -368,6 +386,26 @@ pub struct ChangeArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Needed by rm when a whole folder or more than one message is named
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("direction").required(true).args(["to_sql", "to_files"])))]
+pub struct MigrateArgs {
+    /// Contexts, boxes or folders (default: everything)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// From the file spool into the table given by --db / odbcstorage
+    #[arg(long)]
+    pub to_sql: bool,
+    /// From the table back into the file spool
+    #[arg(long)]
+    pub to_files: bool,
+    /// Print what would be copied and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Confirm: the messages leave their current storage
     #[arg(short, long)]
     pub yes: bool,
 }

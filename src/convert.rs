@@ -157,8 +157,11 @@ pub fn pick_messages(
         };
         let explicit_folder = matches!(t, Target::Folder(..));
         for (mb, folder) in units {
-            let dir = setup.store.spool().folder_dir(&mb, &folder);
-            if !dir.is_dir() {
+            let exists = match setup.store.sql() {
+                Some(_) => setup.store.folders(&mb).is_ok_and(|f| f.contains(&folder)),
+                None => setup.store.spool().folder_dir(&mb, &folder).is_dir(),
+            };
+            if !exists {
                 // Boxes often lack Urgent/ or INBOX/; a named folder must exist.
                 if explicit_folder {
                     rep.error(&Error::NotFound(format!(
@@ -242,10 +245,13 @@ pub struct Decoded {
 
 /// Decodes the chosen audio file of a message.
 pub fn decode_message(setup: &Setup, p: &Picked, ext: &str) -> Result<Decoded> {
-    let path = setup
-        .store
-        .spool()
-        .msg_file(&p.mb, &p.folder, p.files.num, ext);
+    let path = match setup.store.sql() {
+        Some(sql) => sql.location(&p.mb, &p.folder, p.files.num),
+        None => setup
+            .store
+            .spool()
+            .msg_file(&p.mb, &p.folder, p.files.num, ext),
+    };
     let wrap = |source: AudioError| match source {
         AudioError::Unsupported { format, .. } => Error::Failed(format!(
             "{}: cannot decode {format} audio: vmtool decodes {DECODED_FORMATS}",
@@ -256,12 +262,32 @@ pub fn decode_message(setup: &Setup, p: &Picked, ext: &str) -> Result<Decoded> {
             source,
         },
     };
-    let mut dec = audio::open(&path, ext).map_err(wrap)?;
-    let mut samples = Vec::new();
-    while dec.next_block(&mut samples).map_err(wrap)? > 0 {}
+    let (rate, warnings, samples) = match setup.store.sql() {
+        Some(sql) => {
+            // The recording column holds the whole file of the first format.
+            let data = sql.recording(&p.mb, &p.folder, p.files.num)?;
+            if data == crate::sql::AUDMAGIC {
+                return Err(Error::Failed(format!(
+                    "{}: the audio is on the servers' disks (odbc_audio_on_disk=yes), not in the table",
+                    path.display()
+                )));
+            }
+            let format = audio::AudioFormat::from_extension(ext);
+            let mut dec = audio::Decoder::new(std::io::Cursor::new(data), format).map_err(wrap)?;
+            let mut samples = Vec::new();
+            while dec.next_block(&mut samples).map_err(wrap)? > 0 {}
+            (dec.sample_rate(), dec.warnings().to_vec(), samples)
+        }
+        None => {
+            let mut dec = audio::open(&path, ext).map_err(wrap)?;
+            let mut samples = Vec::new();
+            while dec.next_block(&mut samples).map_err(wrap)? > 0 {}
+            (dec.sample_rate(), dec.warnings().to_vec(), samples)
+        }
+    };
     Ok(Decoded {
-        rate: dec.sample_rate(),
-        warnings: dec.warnings().to_vec(),
+        rate,
+        warnings,
         ext: ext.to_string(),
         path,
         samples,

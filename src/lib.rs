@@ -38,6 +38,7 @@ pub mod render;
 pub mod retention;
 pub mod scan;
 pub mod spool;
+pub mod sql;
 pub mod store;
 pub mod target;
 pub mod watch;

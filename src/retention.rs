@@ -234,6 +234,7 @@ pub fn cmd_archive(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    crate::change::file_only(setup, "archive")?;
     if !a.keep {
         crate::change::check_file_storage(setup)?;
     }
@@ -324,6 +325,7 @@ pub fn cmd_purge(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    crate::change::file_only(setup, "purge")?;
     if !a.yes && !a.select.dry_run {
         return Err(Error::Usage(
             "purge deletes messages for good: add --yes (or --dry-run to see what it would delete)"
@@ -458,6 +460,7 @@ pub fn cmd_restore(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    crate::change::file_only(setup, "restore")?;
     crate::change::check_file_storage(setup)?;
     let engine = engine_for(setup, g)?;
     let now = setup.env.now();

@@ -1,8 +1,8 @@
 //! The mailbox store: the one narrow interface through which messages are read.
 //!
-//! The file spool is the only implementation today; Asterisk's ODBC storage
-//! (messages as rows of one SQL table) is planned as the second one, so nothing
-//! above this trait may assume files.
+//! Two implementations: the file spool (`FileStore`) and Asterisk's ODBC
+//! storage, messages as rows of one SQL table (`crate::sql::SqlStore`);
+//! nothing above this trait may assume files.
 
 use crate::audio::{self, AudioInfo};
 use crate::error::{Error, Result};
@@ -77,6 +77,11 @@ pub trait MailboxStore {
     /// Where a message's metadata is, for display and JSON (`path`).
     fn location(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> PathBuf;
 
+    /// A hint that a whole context is about to be read (one query for a SQL store).
+    fn prefetch(&self, _ctx: &Context) {}
+    /// The context has been read; cached rows may go.
+    fn release(&self, _ctx: &Context) {}
+
     /// `MailboxCount`: Urgent, INBOX and Old by Asterisk's name rule.
     fn count(&self, mb: &MailboxId) -> Result<Counts> {
         Ok(Counts {
@@ -84,6 +89,97 @@ pub trait MailboxStore {
             new: self.folder_counts(mb, &Folder::Inbox)?.mwi,
             old: self.folder_counts(mb, &Folder::Old)?.mwi,
         })
+    }
+}
+
+/// Whichever store this run uses.
+pub enum Store {
+    File(FileStore),
+    Sql(Box<crate::sql::SqlStore>),
+}
+
+impl Store {
+    /// The local spool: the messages of a file store; for a SQL store only
+    /// the directories (and Asterisk's lock files) of this server.
+    pub fn spool(&self) -> &Spool {
+        match self {
+            Store::File(f) => f.spool(),
+            Store::Sql(s) => &s.spool,
+        }
+    }
+
+    pub fn sql(&self) -> Option<&crate::sql::SqlStore> {
+        match self {
+            Store::Sql(s) => Some(s),
+            Store::File(_) => None,
+        }
+    }
+
+    fn inner(&self) -> &dyn MailboxStore {
+        match self {
+            Store::File(f) => f,
+            Store::Sql(s) => s.as_ref(),
+        }
+    }
+}
+
+impl MailboxStore for Store {
+    fn describe(&self) -> String {
+        self.inner().describe()
+    }
+    fn contexts(&self) -> Result<Vec<Context>> {
+        self.inner().contexts()
+    }
+    fn mailboxes(&self, ctx: &Context) -> Result<Vec<MailboxId>> {
+        self.inner().mailboxes(ctx)
+    }
+    fn context_exists(&self, ctx: &Context) -> bool {
+        self.inner().context_exists(ctx)
+    }
+    fn mailbox_exists(&self, mb: &MailboxId) -> bool {
+        self.inner().mailbox_exists(mb)
+    }
+    fn folders(&self, mb: &MailboxId) -> Result<Vec<Folder>> {
+        self.inner().folders(mb)
+    }
+    fn scan_folder(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderScan> {
+        self.inner().scan_folder(mb, folder)
+    }
+    fn read_metadata(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> Result<Metadata> {
+        self.inner().read_metadata(mb, folder, num)
+    }
+    fn folder_messages(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        want: &dyn Fn(&scan::MsgFiles) -> bool,
+        each: &mut dyn FnMut(&scan::MsgFiles, Result<Metadata>),
+    ) -> Result<FolderScan> {
+        self.inner().folder_messages(mb, folder, want, each)
+    }
+    fn folder_counts(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderCounts> {
+        self.inner().folder_counts(mb, folder)
+    }
+    fn audio_info(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        num: MsgNum,
+        ext: &str,
+    ) -> Result<AudioInfo> {
+        self.inner().audio_info(mb, folder, num, ext)
+    }
+    fn location(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> PathBuf {
+        self.inner().location(mb, folder, num)
+    }
+    fn prefetch(&self, ctx: &Context) {
+        self.inner().prefetch(ctx)
+    }
+    fn release(&self, ctx: &Context) {
+        self.inner().release(ctx)
+    }
+    fn count(&self, mb: &MailboxId) -> Result<Counts> {
+        self.inner().count(mb)
     }
 }
 

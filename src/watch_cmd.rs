@@ -175,6 +175,7 @@ pub fn cmd_watch(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    crate::change::file_only(setup, "watch")?;
     let root = std::fs::canonicalize(setup.store.spool().root())
         .map_err(|e| Error::io("resolve", setup.store.spool().root(), e))?;
     let mut scope = Vec::new();

@@ -1,0 +1,594 @@
+//! One connection to the voicemail table, PostgreSQL or MariaDB/MySQL, behind
+//! one small API: statements are written once with `?` placeholders.
+
+use crate::error::{Error, Result};
+
+/// Which server dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Mysql,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Postgres => "PostgreSQL",
+            Kind::Mysql => "MariaDB/MySQL",
+        }
+    }
+}
+
+/// A statement parameter.
+#[derive(Debug, Clone)]
+pub enum V {
+    Int(i32),
+    Text(String),
+    /// NULL (a text column, or with a cast in the statement).
+    Null,
+    Bytes(Vec<u8>),
+}
+
+impl From<&str> for V {
+    fn from(s: &str) -> V {
+        V::Text(s.to_string())
+    }
+}
+
+impl From<String> for V {
+    fn from(s: String) -> V {
+        V::Text(s)
+    }
+}
+
+impl From<i32> for V {
+    fn from(n: i32) -> V {
+        V::Int(n)
+    }
+}
+
+impl From<Option<String>> for V {
+    fn from(s: Option<String>) -> V {
+        s.map_or(V::Null, V::Text)
+    }
+}
+
+/// A result cell, as the server sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+impl Cell {
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Cell::Null => None,
+            Cell::Int(n) => Some(n.to_string()),
+            // Servers send text in the connection's charset; stray bytes are kept visible.
+            Cell::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        }
+    }
+
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Cell::Int(n) => Some(*n),
+            Cell::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+            Cell::Null => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Cell::Null)
+    }
+
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Cell::Bytes(b) => Some(b),
+            Cell::Int(n) => Some(n.to_string().into_bytes()),
+            Cell::Null => None,
+        }
+    }
+}
+
+enum Conn {
+    Pg(Box<postgres::Client>),
+    My(Box<mysql::Conn>),
+}
+
+/// Where to connect, without ever printing the password.
+#[derive(Clone)]
+pub struct DbTarget {
+    pub kind: Kind,
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    /// Where these settings came from, for `-v` and errors.
+    pub source: String,
+}
+
+impl std::fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl DbTarget {
+    /// `postgres://user:pass@host:port/db`, `mysql://…`, `mariadb://…`.
+    pub fn parse_url(url: &str, source: &str) -> Result<DbTarget> {
+        let bad = |why: &str| {
+            Error::Usage(format!(
+                "database URL from {source}: {why} (expected postgres://USER@HOST[:PORT]/DB or mysql://USER[:PASSWORD]@HOST[:PORT]/DB)"
+            ))
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let kind = match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Kind::Postgres,
+            "mysql" | "mariadb" => Kind::Mysql,
+            _ => return Err(bad(&format!("unknown scheme {scheme:?}"))),
+        };
+        let (auth_host, db) = match rest.split_once('/') {
+            Some((a, d)) => (a, Some(d.split('?').next().unwrap_or(d))),
+            None => (rest, None),
+        };
+        let (auth, hostport) = match auth_host.rsplit_once('@') {
+            Some((a, h)) => (Some(a), h),
+            None => (None, auth_host),
+        };
+        let (user, password) = match auth {
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => (Some(pct_decode(u)), Some(pct_decode(p))),
+                None => (Some(pct_decode(a)), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
+            ),
+            _ => (hostport.to_string(), None),
+        };
+        Ok(DbTarget {
+            kind,
+            host: if host.is_empty() {
+                "localhost".into()
+            } else {
+                host
+            },
+            port,
+            user: user.filter(|u| !u.is_empty()),
+            password: password.filter(|p| !p.is_empty()),
+            database: db.filter(|d| !d.is_empty()).map(pct_decode),
+            source: source.to_string(),
+        })
+    }
+
+    /// The target as shown to the user: never the password.
+    pub fn describe(&self) -> String {
+        let scheme = match self.kind {
+            Kind::Postgres => "postgres",
+            Kind::Mysql => "mysql",
+        };
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!("{u}{}@", if self.password.is_some() { ":***" } else { "" }))
+            .unwrap_or_default();
+        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!(
+            "{scheme}://{user}{}{port}/{}",
+            self.host,
+            self.database.as_deref().unwrap_or("")
+        )
+    }
+
+    /// Replaces the password in a server or client message, should one echo it.
+    pub fn redact(&self, msg: &str) -> String {
+        match &self.password {
+            Some(p) if !p.is_empty() => msg.replace(p.as_str(), "***"),
+            _ => msg.to_string(),
+        }
+    }
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An open connection.
+pub struct Db {
+    conn: Conn,
+    pub target: DbTarget,
+}
+
+/// A server error class that a retry can cure: a deadlock, a serialization
+/// failure or a duplicate key from a concurrent allocation.
+pub fn is_retryable(e: &DbError) -> bool {
+    e.retry
+}
+
+/// A database error with its retry class.
+#[derive(Debug)]
+pub struct DbError {
+    pub msg: String,
+    pub retry: bool,
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+pub type DbResult<T> = std::result::Result<T, DbError>;
+
+impl Db {
+    pub fn connect(target: &DbTarget) -> Result<Db> {
+        let fail = |e: String| {
+            Error::Failed(format!(
+                "cannot connect to {} ({}): {}",
+                target.describe(),
+                target.source,
+                target.redact(&e)
+            ))
+        };
+        let conn = match target.kind {
+            Kind::Postgres => {
+                let mut c = postgres::Config::new();
+                c.host(&target.host);
+                if let Some(p) = target.port {
+                    c.port(p);
+                }
+                c.user(target.user.as_deref().unwrap_or("postgres"));
+                if let Some(p) = &target.password {
+                    c.password(p);
+                }
+                if let Some(d) = &target.database {
+                    c.dbname(d);
+                }
+                c.application_name("vmtool");
+                c.connect_timeout(std::time::Duration::from_secs(10));
+                Conn::Pg(Box::new(
+                    c.connect(postgres::NoTls)
+                        .map_err(|e| fail(pg_message(&e)))?,
+                ))
+            }
+            Kind::Mysql => {
+                let opts = mysql::OptsBuilder::new()
+                    .ip_or_hostname(Some(target.host.clone()))
+                    .tcp_port(target.port.unwrap_or(3306))
+                    .user(target.user.clone())
+                    .pass(target.password.clone())
+                    .db_name(target.database.clone())
+                    .tcp_connect_timeout(Some(std::time::Duration::from_secs(10)))
+                    .prefer_socket(false);
+                let mut conn = mysql::Conn::new(opts).map_err(|e| fail(e.to_string()))?;
+                // Locking reads see the newest committed row; plain reads need the same.
+                mysql::prelude::Queryable::query_drop(
+                    &mut conn,
+                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                Conn::My(Box::new(conn))
+            }
+        };
+        Ok(Db {
+            conn,
+            target: target.clone(),
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.conn {
+            Conn::Pg(_) => Kind::Postgres,
+            Conn::My(_) => Kind::Mysql,
+        }
+    }
+
+    /// Rewrites `?` placeholders for PostgreSQL (`$1`, `$2`, …).
+    fn sql(&self, sql: &str) -> String {
+        match self.conn {
+            Conn::My(_) => sql.to_string(),
+            Conn::Pg(_) => {
+                let mut out = String::with_capacity(sql.len() + 8);
+                let mut n = 0;
+                for c in sql.chars() {
+                    if c == '?' {
+                        n += 1;
+                        out.push('$');
+                        out.push_str(&n.to_string());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Runs a query; `each` sees every row as it arrives (not buffered by vmtool).
+    pub fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[V],
+        each: &mut dyn FnMut(Vec<Cell>),
+    ) -> DbResult<()> {
+        let sql = self.sql(sql);
+        match &mut self.conn {
+            Conn::Pg(c) => {
+                use postgres::fallible_iterator::FallibleIterator;
+                let p = pg_params(params);
+                let mut it = c
+                    .query_raw(sql.as_str(), p.iter().map(|b| b.as_ref()))
+                    .map_err(pg_err)?;
+                while let Some(row) = it.next().map_err(pg_err)? {
+                    each(pg_row(&row));
+                }
+                Ok(())
+            }
+            Conn::My(c) => {
+                use mysql::prelude::Queryable;
+                let p = my_params(params);
+                let result = c.exec_iter(sql.as_str(), p).map_err(my_err)?;
+                for row in result {
+                    let row = row.map_err(my_err)?;
+                    each(my_row(row));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn query(&mut self, sql: &str, params: &[V]) -> DbResult<Vec<Vec<Cell>>> {
+        let mut rows = Vec::new();
+        self.query_each(sql, params, &mut |r| rows.push(r))?;
+        Ok(rows)
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub fn exec(&mut self, sql: &str, params: &[V]) -> DbResult<u64> {
+        let sql = self.sql(sql);
+        match &mut self.conn {
+            Conn::Pg(c) => {
+                let p = pg_params(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                    p.iter().map(|b| b.as_ref()).collect();
+                c.execute(sql.as_str(), &refs).map_err(pg_err)
+            }
+            Conn::My(c) => {
+                use mysql::prelude::Queryable;
+                c.exec_drop(sql.as_str(), my_params(params))
+                    .map_err(my_err)?;
+                Ok(c.affected_rows())
+            }
+        }
+    }
+
+    /// A statement without parameters (transaction control).
+    pub fn batch(&mut self, sql: &str) -> DbResult<()> {
+        match &mut self.conn {
+            Conn::Pg(c) => c.batch_execute(sql).map_err(pg_err),
+            Conn::My(c) => {
+                use mysql::prelude::Queryable;
+                c.query_drop(sql).map_err(my_err)
+            }
+        }
+    }
+
+    pub fn begin(&mut self) -> DbResult<()> {
+        self.batch(match self.kind() {
+            Kind::Postgres => "BEGIN",
+            Kind::Mysql => "START TRANSACTION",
+        })
+    }
+
+    pub fn commit(&mut self) -> DbResult<()> {
+        self.batch("COMMIT")
+    }
+
+    /// Ends a failed transaction; a broken connection is reported by the next statement.
+    pub fn rollback(&mut self) {
+        let _ = self.batch("ROLLBACK");
+    }
+
+    /// Runs `work` in one transaction, retried when the server reports a
+    /// deadlock, a serialization failure or a duplicate key (a concurrent
+    /// allocation of the same number): the loser simply allocates again.
+    pub fn transaction<T>(&mut self, mut work: impl FnMut(&mut Db) -> DbResult<T>) -> DbResult<T> {
+        let mut delay = 2u64;
+        for attempt in 0.. {
+            self.begin()?;
+            match work(self).and_then(|t| self.commit().map(|()| t)) {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    self.rollback();
+                    if !e.retry || attempt >= 50 {
+                        return Err(e);
+                    }
+                    // Jitter keeps two retrying servers from meeting again.
+                    let jitter = u64::from(std::process::id() % 7) + attempt % 5;
+                    std::thread::sleep(std::time::Duration::from_millis(delay + jitter));
+                    delay = (delay * 2).min(200);
+                }
+            }
+        }
+        unreachable!("the retry loop returns")
+    }
+
+    /// A literal SQL string of the dialect, for the few places that need one.
+    pub fn quote_ident(&self, name: &str) -> String {
+        match self.kind() {
+            Kind::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
+            Kind::Mysql => format!("`{}`", name.replace('`', "``")),
+        }
+    }
+}
+
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s = format!("{s}: {inner}");
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn pg_err(e: postgres::Error) -> DbError {
+    use postgres::error::SqlState;
+    let retry = e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::LOCK_NOT_AVAILABLE
+    });
+    DbError {
+        msg: pg_message(&e),
+        retry,
+    }
+}
+
+fn my_err(e: mysql::Error) -> DbError {
+    // 1213 deadlock, 1205 lock wait timeout, 1062 duplicate key, 1020 record changed.
+    let retry =
+        matches!(&e, mysql::Error::MySqlError(m) if matches!(m.code, 1213 | 1205 | 1062 | 1020));
+    DbError {
+        msg: e.to_string(),
+        retry,
+    }
+}
+
+fn pg_params(params: &[V]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|v| -> Box<dyn postgres::types::ToSql + Sync> {
+            match v {
+                V::Int(n) => Box::new(*n),
+                V::Text(s) => Box::new(s.clone()),
+                V::Null => Box::new(None::<String>),
+                V::Bytes(b) => Box::new(b.clone()),
+            }
+        })
+        .collect()
+}
+
+fn pg_row(row: &postgres::Row) -> Vec<Cell> {
+    use postgres::types::Type;
+    (0..row.len())
+        .map(|i| {
+            let ty = row.columns()[i].type_();
+            let cell = if *ty == Type::INT4 {
+                row.try_get::<_, Option<i32>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|n| Cell::Int(n.into()))
+            } else if *ty == Type::INT8 {
+                row.try_get::<_, Option<i64>>(i)
+                    .ok()
+                    .flatten()
+                    .map(Cell::Int)
+            } else if *ty == Type::INT2 {
+                row.try_get::<_, Option<i16>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|n| Cell::Int(n.into()))
+            } else if *ty == Type::BOOL {
+                row.try_get::<_, Option<bool>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|b| Cell::Int(b.into()))
+            } else if *ty == Type::BYTEA {
+                row.try_get::<_, Option<Vec<u8>>>(i)
+                    .ok()
+                    .flatten()
+                    .map(Cell::Bytes)
+            } else {
+                row.try_get::<_, Option<String>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|s| Cell::Bytes(s.into_bytes()))
+            };
+            cell.unwrap_or(Cell::Null)
+        })
+        .collect()
+}
+
+fn my_params(params: &[V]) -> mysql::Params {
+    if params.is_empty() {
+        return mysql::Params::Empty;
+    }
+    mysql::Params::Positional(
+        params
+            .iter()
+            .map(|v| match v {
+                V::Int(n) => mysql::Value::Int((*n).into()),
+                V::Text(s) => mysql::Value::Bytes(s.clone().into_bytes()),
+                V::Null => mysql::Value::NULL,
+                V::Bytes(b) => mysql::Value::Bytes(b.clone()),
+            })
+            .collect(),
+    )
+}
+
+fn my_row(row: mysql::Row) -> Vec<Cell> {
+    row.unwrap()
+        .into_iter()
+        .map(|v| match v {
+            mysql::Value::NULL => Cell::Null,
+            mysql::Value::Int(n) => Cell::Int(n),
+            mysql::Value::UInt(n) => Cell::Int(n as i64),
+            mysql::Value::Bytes(b) => Cell::Bytes(b),
+            other => Cell::Bytes(other.as_sql(true).into_bytes()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_never_show_the_password() {
+        let t = DbTarget::parse_url("postgres://ast:s%40cret@db1:5433/voicemail", "--db").unwrap();
+        assert_eq!(t.kind, Kind::Postgres);
+        assert_eq!(t.host, "db1");
+        assert_eq!(t.port, Some(5433));
+        assert_eq!(t.user.as_deref(), Some("ast"));
+        assert_eq!(t.password.as_deref(), Some("s@cret"));
+        assert_eq!(t.database.as_deref(), Some("voicemail"));
+        assert!(!t.describe().contains("cret"));
+        assert!(!format!("{t:?}").contains("cret"));
+        assert_eq!(t.redact("auth failed for s@cret"), "auth failed for ***");
+        let m = DbTarget::parse_url("mariadb://root@127.0.0.1/test", "x").unwrap();
+        assert_eq!(m.kind, Kind::Mysql);
+        assert_eq!(m.port, None);
+        assert!(DbTarget::parse_url("sqlite:///x", "x").is_err());
+        assert!(DbTarget::parse_url("db1/test", "x").is_err());
+    }
+}
