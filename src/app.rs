@@ -366,10 +366,21 @@ impl Setup {
 
     /// Resolves TARGET arguments; failures are reported and skipped.
     pub fn resolve_all(&self, args: &[String], rep: &mut Reporter) -> Vec<Target> {
+        self.resolve_all_in(&self.store, args, rep)
+    }
+
+    /// Like `resolve_all`, against another store (migrate reads the file spool
+    /// while the run's store is the table).
+    pub fn resolve_all_in(
+        &self,
+        store: &dyn MailboxStore,
+        args: &[String],
+        rep: &mut Reporter,
+    ) -> Vec<Target> {
         let configured = |mb: &MailboxId| self.mailbox_conf(mb).is_some();
         let named = |n: &str| self.configured_boxes(n);
         let resolver = Resolver {
-            store: &self.store,
+            store,
             configured: &configured,
             configured_named: &named,
         };

@@ -14,5 +14,6 @@ mod fuzz_replay;
 mod model;
 mod play;
 mod readonly;
+mod sql;
 mod synthetic;
 mod watch;

@@ -79,6 +79,19 @@ impl Migrator<'_> {
                     continue;
                 }
             };
+            // File-only keys keep their raw text (Asterisk's writer does not
+            // escape, so `callerchan=Local/…;2` holds a comment it never reads).
+            let mut meta = meta;
+            let txt_path = self.spool.txt_path(mb, folder, m.num);
+            if !t.extra.is_empty() {
+                let bytes =
+                    std::fs::read(&txt_path).map_err(|e| Error::io("read", &txt_path, e))?;
+                for (k, v) in raw_values(&bytes) {
+                    if t.extra.contains(&k.as_str()) {
+                        meta.set(&k, v);
+                    }
+                }
+            }
             let audio = if m.audio.iter().any(|a| a == &ext) {
                 let p = self.spool.msg_file(mb, folder, m.num, &ext);
                 Some(std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?)
@@ -214,7 +227,7 @@ impl Migrator<'_> {
                 ));
                 continue;
             };
-            let txt = r.file_metadata(t).to_asterisk_bytes();
+            let txt = r.file_txt(t);
             let txt_path = self.spool.txt_path(mb, folder, num);
             let audio_path = self.spool.msg_file(mb, folder, num, &ext);
             let same = |p: &Path, want: &[u8]| std::fs::read(p).is_ok_and(|d| d == want);
@@ -253,6 +266,27 @@ impl Migrator<'_> {
         self.store.invalidate();
         Ok(rep)
     }
+}
+
+/// `key=value` lines of the `[message]` section, values as written (comments kept).
+fn raw_values(txt: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(txt);
+    let mut in_message = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_message = l.to_ascii_lowercase().starts_with("[message]");
+            continue;
+        }
+        if !in_message || l.starts_with(';') {
+            continue;
+        }
+        if let Some((k, v)) = l.split_once('=') {
+            out.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    out
 }
 
 fn delete_rows(db: &mut Db, t: &Table, rows: &[MsgRow]) -> DbResult<()> {
@@ -406,7 +440,7 @@ pub fn cmd_migrate(
             boxes.extend(source.mailboxes(&c)?);
         }
     } else {
-        for t in setup.resolve_all(&targets, rep) {
+        for t in setup.resolve_all_in(source, &targets, rep) {
             match t {
                 Target::Spool => {
                     for c in source.contexts()? {

@@ -373,6 +373,29 @@ impl MsgRow {
         Metadata::from_fields(metadata::ASTERISK_KEY_ORDER.iter().map(|k| (*k, val(k))))
     }
 
+    /// The bytes of that `.txt`: like Asterisk's writer, except that `;` in
+    /// the table's own columns is escaped (vmtool's writer rule, spec §3.1);
+    /// the file-only columns hold the raw text of the original line, so
+    /// they are written back as they were.
+    pub fn file_txt(&self, table: &Table) -> Vec<u8> {
+        let meta = self.file_metadata(table);
+        let mut out = String::from(";\n; Message Information file\n;\n[message]\n");
+        for f in meta.fields() {
+            out.push_str(&f.key);
+            out.push('=');
+            let raw = table.extra.contains(&f.key.as_str());
+            for c in f.value.chars() {
+                match c {
+                    '\r' | '\n' => {}
+                    ';' if !raw => out.push_str("\\;"),
+                    _ => out.push(c),
+                }
+            }
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
     pub fn msg_num(&self) -> Option<MsgNum> {
         u16::try_from(self.msgnum).ok().and_then(MsgNum::new)
     }
