@@ -424,7 +424,32 @@ pub fn cmd_check(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::file_only(setup, "check")?;
+    if let Some(sql) = setup.store.sql() {
+        if a.fix {
+            return Err(Error::Usage(
+                "check --fix works on a file spool; on the SQL store, check reports and changes nothing".into(),
+            ));
+        }
+        let found = crate::sql::check::check(sql, setup.vmconf.as_ref())?;
+        for f in &found {
+            match setup.format {
+                crate::cli::Format::Json => {
+                    serde_json::to_writer(&mut *out, f)
+                        .map_err(|e| crate::app::out_err(e.into()))?;
+                    writeln!(out).map_err(crate::app::out_err)?;
+                }
+                _ => writeln!(out, "{}: {}", f.at, f.problem).map_err(crate::app::out_err)?,
+            }
+        }
+        if found.is_empty() && !setup.quiet {
+            writeln!(out, "no problem found in {}", sql.describe()).map_err(crate::app::out_err)?;
+        }
+        return Ok(if found.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Problems
+        });
+    }
     let engine = crate::change::engine_for(setup, g)?;
     let runuser_uid = setup
         .astconf

@@ -690,3 +690,86 @@ fn two_servers_and_a_depositing_asterisk_never_lose_or_duplicate() {
         }
     }
 }
+
+#[test]
+fn check_names_the_rows_asterisk_cannot_work_with() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        let clean = run(&sb, &t, &["check"]);
+        assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
+        let mut db = t.db();
+        let ins = format!(
+            "INSERT INTO {} (dir, msgnum, recording, context, callerid, origtime, duration, mailboxuser, mailboxcontext, flag, msg_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            t.name
+        );
+        let row = |dir: &str, num: i32, rec: V, user: &str, id: &str| {
+            vec![
+                V::Text(dir.into()),
+                V::Int(num),
+                rec,
+                V::Text("x".into()),
+                V::Text("x".into()),
+                V::Int(1),
+                V::Int(1),
+                V::Text(user.into()),
+                V::Text("compta".into()),
+                V::Text(String::new()),
+                V::Text(id.into()),
+            ]
+        };
+        db.exec(
+            &ins,
+            &row(
+                &format!("{PREFIX}/compta/2202/Old"),
+                5,
+                V::Null,
+                "2202",
+                "a",
+            ),
+        )
+        .unwrap();
+        db.exec(
+            &ins,
+            &row(
+                "/srv/other/compta/2202/INBOX",
+                0,
+                V::Bytes(vec![1]),
+                "2202",
+                "b",
+            ),
+        )
+        .unwrap();
+        db.exec(
+            &ins,
+            &row(
+                &format!("{PREFIX}/compta/2202/Work"),
+                0,
+                V::Bytes(vec![1]),
+                "2201",
+                "c",
+            ),
+        )
+        .unwrap();
+        let r = run(&sb, &t, &["check"]);
+        assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("Old msgnum 5: recording is NULL"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("/srv/other/compta/2202/INBOX: 1 row(s)"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout
+                .contains("Work msgnum 0: mailboxuser/mailboxcontext are 2201/compta"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
+    }
+}

@@ -491,11 +491,32 @@ fn pg_params(params: &[V]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
             match v {
                 V::Int(n) => Box::new(*n),
                 V::Text(s) => Box::new(s.clone()),
-                V::Null => Box::new(None::<String>),
+                V::Null => Box::new(PgNull),
                 V::Bytes(b) => Box::new(b.clone()),
             }
         })
         .collect()
+}
+
+/// NULL for a parameter of any type.
+#[derive(Debug)]
+struct PgNull;
+
+impl postgres::types::ToSql for PgNull {
+    fn to_sql(
+        &self,
+        _: &postgres::types::Type,
+        _: &mut postgres::types::private::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        Ok(postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
 }
 
 fn pg_row(row: &postgres::Row) -> Vec<Cell> {

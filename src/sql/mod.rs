@@ -3,6 +3,7 @@
 //! `MailboxStore`; changes go through `change`, each in one transaction.
 
 pub mod change;
+pub mod check;
 pub mod db;
 pub mod discover;
 pub mod migrate;

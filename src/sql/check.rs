@@ -1,0 +1,130 @@
+//! `vmtool check` on the SQL store: what Asterisk cannot work with or counts
+//! wrongly — rows without audio, `dir` outside the prefix or not a folder,
+//! owners that disagree with `dir` (Asterisk's renumbering skips them),
+//! duplicate numbers (tables without the primary key), boxes over `maxmsg`.
+
+use super::db::{Kind, V};
+use super::table::{db_err, Table};
+use super::SqlStore;
+use crate::config::VoicemailConf;
+use crate::error::Result;
+
+/// One finding: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub at: String,
+    pub problem: String,
+}
+
+pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Finding>> {
+    let t: &Table = &store.table;
+    let mut out = Vec::new();
+    let mut db = store.db();
+    let prefix = format!("{}/", t.prefix);
+    let len = match t.kind {
+        Kind::Postgres => "octet_length(recording)",
+        Kind::Mysql => "LENGTH(recording)",
+    };
+    let sql = format!(
+        "SELECT dir, msgnum, CASE WHEN recording IS NULL THEN 'NULL' ELSE 'empty' END FROM {} WHERE msgnum >= 0 AND (recording IS NULL OR {len} = 0)",
+        t.name
+    );
+    for r in db.query(&sql, &[]).map_err(db_err(t, "cannot check"))? {
+        out.push(Finding {
+            at: format!(
+                "{} msgnum {}",
+                r[0].text().unwrap_or_default(),
+                r[1].int().unwrap_or(-1)
+            ),
+            problem: format!(
+                "recording is {}: the message counts for MWI but cannot be played",
+                r[2].text().unwrap_or_default()
+            ),
+        });
+    }
+    let sql = format!(
+        "SELECT dir, COUNT(*) FROM {} WHERE dir NOT LIKE ? GROUP BY dir",
+        t.name
+    );
+    for r in db
+        .query(&sql, &[V::Text(Table::like(&prefix))])
+        .map_err(db_err(t, "cannot check"))?
+    {
+        out.push(Finding {
+            at: r[0].text().unwrap_or_default(),
+            problem: format!(
+                "{} row(s) whose dir does not start with {prefix}: invisible here (servers must write dir byte for byte alike; see --spool-prefix)",
+                r[1].int().unwrap_or(0)
+            ),
+        });
+    }
+    let sql = format!(
+        "SELECT dir, msgnum, mailboxuser, mailboxcontext FROM {} WHERE dir LIKE ?",
+        t.name
+    );
+    let mut counts: std::collections::BTreeMap<String, u32> = Default::default();
+    for r in db
+        .query(&sql, &[V::Text(Table::like(&prefix))])
+        .map_err(db_err(t, "cannot check"))?
+    {
+        let dir = r[0].text().unwrap_or_default();
+        let num = r[1].int().unwrap_or(-1);
+        if num < 0 {
+            continue; // greetings
+        }
+        let Some(place) = t.place(&dir) else {
+            out.push(Finding {
+                at: format!("{dir} msgnum {num}"),
+                problem:
+                    "dir is not <prefix>/<context>/<box>/<folder>: no mailbox shows this message"
+                        .into(),
+            });
+            continue;
+        };
+        *counts.entry(dir.clone()).or_default() += 1;
+        let (u, c) = (r[2].text(), r[3].text());
+        if u.as_deref() != Some(place.mailbox.mailbox())
+            || c.as_deref() != Some(place.mailbox.context.as_str())
+        {
+            out.push(Finding {
+                at: format!("{dir} msgnum {num}"),
+                problem: format!(
+                    "mailboxuser/mailboxcontext are {}/{} but dir says {}/{}: Asterisk's renumbering skips this row",
+                    u.unwrap_or_else(|| "NULL".into()),
+                    c.unwrap_or_else(|| "NULL".into()),
+                    place.mailbox.mailbox(),
+                    place.mailbox.context
+                ),
+            });
+        }
+    }
+    let sql = format!(
+        "SELECT dir, msgnum, COUNT(*) FROM {} GROUP BY dir, msgnum HAVING COUNT(*) > 1",
+        t.name
+    );
+    for r in db.query(&sql, &[]).map_err(db_err(t, "cannot check"))? {
+        out.push(Finding {
+            at: format!("{} msgnum {}", r[0].text().unwrap_or_default(), r[1].int().unwrap_or(-1)),
+            problem: format!(
+                "{} rows share this number (the table lacks its primary key): Asterisk plays and deletes them as one",
+                r[2].int().unwrap_or(0)
+            ),
+        });
+    }
+    for (dir, n) in counts {
+        let Some(p) = t.place(&dir) else { continue };
+        let max = conf.map_or(100, |c| {
+            c.mailbox(p.mailbox.context.as_str(), p.mailbox.mailbox())
+                .map_or(c.general.maxmsg, |m| m.maxmsg)
+        });
+        if n > max {
+            out.push(Finding {
+                at: dir,
+                problem: format!(
+                    "{n} messages, over maxmsg={max}: Asterisk takes no new message here"
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
