@@ -557,7 +557,7 @@ fn tells_asterisk_over_ami() {
 }
 
 #[test]
-fn odbc_storage_is_refused() {
+fn odbc_storage_without_its_connection_is_refused() {
     let sb = Sandbox::team2();
     let conf = sb.path().join("etc/voicemail.conf");
     let text = fs::read_to_string(&conf)
@@ -565,9 +565,11 @@ fn odbc_storage_is_refused() {
         .replace("\n[general]\n", "\n[general]\nodbcstorage = asterisk\n");
     fs::write(&conf, text).unwrap();
     let before = tree_state(sb.path());
+    // The spool only holds caches: vmtool goes to the table, and says why it cannot.
     let r = sb.run(&["--no-ami", "read", "2202@compta/INBOX/0"]);
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("odbcstorage"), "{}", r.stderr);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("odbcstorage=asterisk"), "{}", r.stderr);
+    assert!(r.stderr.contains("res_odbc.conf"), "{}", r.stderr);
     assert_eq!(before, tree_state(sb.path()));
 }
 
