@@ -534,6 +534,9 @@ pub struct WatchArgs {
     /// Events waiting for --exec at most (then the watch waits and warns; none is dropped)
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub queue: usize,
+    /// Poll every SECS seconds: how voicemail kept in SQL is watched (it has no change feed) [default on SQL: 2]
+    #[arg(long, value_name = "SECS")]
+    pub poll: Option<f64>,
     /// Run a command per event, with the message in VMTOOL_* environment variables (no shell); must come last
     #[arg(long, value_name = "CMD [ARG]...", num_args = 1.., allow_hyphen_values = true)]
     pub exec: Vec<String>,

@@ -169,52 +169,110 @@ fn env_of(ev: &WatchEvent, row: Option<&MessageRow>) -> Vec<(String, String)> {
     env
 }
 
+/// Where events come from: inotify on a file spool, polling a SQL table.
+enum Source<'a> {
+    Files(Box<Watcher>),
+    Sql(crate::sql::watch::SqlPoller<'a>),
+}
+
 pub fn cmd_watch(
     setup: &Setup,
     a: &WatchArgs,
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::file_only(setup, "watch")?;
-    let root = std::fs::canonicalize(setup.store.spool().root())
-        .map_err(|e| Error::io("resolve", setup.store.spool().root(), e))?;
-    let mut scope = Vec::new();
-    for t in setup.resolve_all(&a.targets, rep) {
-        match t {
-            Target::Context(c) => scope.push(root.join(c.as_str())),
-            Target::Mailbox(mb) => scope.push(root.join(mb.context.as_str()).join(mb.mailbox())),
-            other => {
-                return Err(Error::Usage(format!(
-                    "watch takes contexts or boxes, not {}",
-                    crate::target::describe(&other)
-                )))
+    let mut source = match setup.store.sql() {
+        Some(sql) => {
+            let secs = a.poll.unwrap_or(2.0);
+            if !(secs.is_finite() && (0.05..=3600.0).contains(&secs)) {
+                return Err(Error::Usage("--poll takes 0.05 to 3600 seconds".into()));
             }
+            let mut scope = Vec::new();
+            for t in setup.resolve_all(&a.targets, rep) {
+                match t {
+                    Target::Context(c) => scope.push(sql.table.context_prefix(&c)),
+                    Target::Mailbox(mb) => scope.push(sql.table.box_prefix(&mb)),
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "watch takes contexts or boxes, not {}",
+                            crate::target::describe(&other)
+                        )))
+                    }
+                }
+            }
+            if rep.failed() {
+                return Ok(rep.finish(0));
+            }
+            let interval = Duration::from_secs_f64(secs);
+            let mut poller = crate::sql::watch::SqlPoller::new(sql, interval, scope, a.all);
+            // The first poll is the baseline: what is there now is not news.
+            poller.next_event(Duration::ZERO)?;
+            if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {
+                rep.note(&format!(
+                    "watching {} every {secs} s; Ctrl-C stops",
+                    sql.describe()
+                ));
+            }
+            Source::Sql(poller)
         }
-    }
-    if rep.failed() {
-        return Ok(rep.finish(0));
-    }
-    let mut opts = WatchOptions::new(&root);
-    opts.scope = scope;
-    opts.all_events = a.all;
-    let mut watcher = Watcher::start(opts).map_err(|e| Error::Failed(e.to_string()))?;
+        None => {
+            if a.poll.is_some() {
+                return Err(Error::Usage(
+                    "--poll is for voicemail kept in SQL; a file spool is watched with inotify"
+                        .into(),
+                ));
+            }
+            let root = std::fs::canonicalize(setup.store.spool().root())
+                .map_err(|e| Error::io("resolve", setup.store.spool().root(), e))?;
+            let mut scope = Vec::new();
+            for t in setup.resolve_all(&a.targets, rep) {
+                match t {
+                    Target::Context(c) => scope.push(root.join(c.as_str())),
+                    Target::Mailbox(mb) => {
+                        scope.push(root.join(mb.context.as_str()).join(mb.mailbox()))
+                    }
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "watch takes contexts or boxes, not {}",
+                            crate::target::describe(&other)
+                        )))
+                    }
+                }
+            }
+            if rep.failed() {
+                return Ok(rep.finish(0));
+            }
+            let mut opts = WatchOptions::new(&root);
+            opts.scope = scope;
+            opts.all_events = a.all;
+            let watcher = Watcher::start(opts).map_err(|e| Error::Failed(e.to_string()))?;
+            // Said once the watches are in place: scripts (and tests) can wait for it.
+            if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {
+                rep.note(&format!("watching {}; Ctrl-C stops", root.display()));
+            }
+            Source::Files(Box::new(watcher))
+        }
+    };
     let exec = (!a.exec.is_empty()).then(|| Executor::new(a.exec.clone(), a.jobs, a.queue));
-    // Said once the watches are in place: scripts (and tests) can wait for it.
-    if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {
-        rep.note(&format!("watching {}; Ctrl-C stops", root.display()));
-    }
     let mut seen = 0u64;
     while !INTERRUPTED.load(Ordering::SeqCst) && a.max_events.is_none_or(|m| seen < m) {
-        for w in watcher.warnings() {
-            rep.warn(&w);
+        if let Source::Files(w) = &mut source {
+            for w in w.warnings() {
+                rep.warn(&w);
+            }
         }
         if let Some(x) = &exec {
             x.report(rep);
         }
-        let ev = match watcher.next_event(Duration::from_millis(250)) {
-            Ok(Some(ev)) => ev,
-            Ok(None) => continue,
-            Err(e) => return Err(Error::Failed(e.to_string())),
+        let next = match &mut source {
+            Source::Files(w) => w
+                .next_event(Duration::from_millis(250))
+                .map_err(|e| Error::Failed(e.to_string())),
+            Source::Sql(p) => p.next_event(Duration::from_millis(250)),
+        };
+        let ev = match next? {
+            Some(ev) => ev,
+            None => continue,
         };
         seen += 1;
         let row = ev.message.as_ref().and_then(|m| row_of(setup, m));

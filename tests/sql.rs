@@ -773,3 +773,82 @@ fn check_names_the_rows_asterisk_cannot_work_with() {
         assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
     }
 }
+
+#[test]
+fn watch_polls_the_table_and_reports_new_and_read_messages() {
+    use std::io::{BufRead, BufReader};
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"))
+            .args(t.args())
+            .args(["--spool", sb.path().join("spool").to_str().unwrap()])
+            .args([
+                "--voicemail-conf",
+                sb.path().join("etc/voicemail.conf").to_str().unwrap(),
+            ])
+            .args([
+                "-v",
+                "--format",
+                "json",
+                "watch",
+                "--poll",
+                "0.1",
+                "--all",
+                "--max-events",
+                "2",
+                "compta",
+            ])
+            .env("TZ", "UTC")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the baseline poll is done: what is there now is not news.
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 && !line.contains("watching") {
+            line.clear();
+        }
+        assert!(line.contains("watching"), "{line}");
+        let fx = team2_fixture().join("voicemail/compta/2202/INBOX");
+        let txt = std::fs::read_to_string(fx.join("msg0000.txt"))
+            .unwrap()
+            .replace("1795689233-0000000a", "1795690000-0000abcd");
+        let audio = std::fs::read(fx.join("msg0000.WAV")).unwrap();
+        // Another box of another context: outside the scope, never reported.
+        t.deposit(
+            &mut t.db(),
+            "finance",
+            "2101",
+            "INBOX",
+            txt.as_bytes(),
+            &audio,
+        );
+        t.deposit(
+            &mut t.db(),
+            "compta",
+            "2202",
+            "INBOX",
+            txt.as_bytes(),
+            &audio,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        run(&sb, &t, &["read", "compta/2202/INBOX/2"]).ok();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let ev: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert_eq!(ev[0]["event"], "new");
+        assert_eq!(ev[0]["box"], "2202");
+        assert_eq!(ev[0]["msg_id"], "1795690000-0000abcd");
+        assert_eq!(ev[1]["event"], "read");
+        assert_eq!(ev[1]["folder"], "Old");
+        assert_eq!(ev[1]["from_folder"], "INBOX");
+    }
+}

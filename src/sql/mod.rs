@@ -8,6 +8,7 @@ pub mod db;
 pub mod discover;
 pub mod migrate;
 pub mod table;
+pub mod watch;
 
 use crate::audio::{self, AudioInfo};
 use crate::error::{Error, Result};
