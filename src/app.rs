@@ -751,10 +751,8 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
                     continue;
                 }
             };
-            if let Some(c) = &ctx {
-                setup.store.prefetch(c);
-            }
             for chunk in boxes.chunks(LS_CHUNK) {
+                setup.store.prefetch(chunk);
                 let parts: Vec<BoxListing> = chunk
                     .par_iter()
                     .map(|mb| list_box(setup, t, mb, &filter, a.utc))
@@ -766,9 +764,7 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
                     w.write_rendered(&part.bytes).map_err(out_err)?;
                     listed += part.rows;
                 }
-            }
-            if let Some(c) = &ctx {
-                setup.store.release(c);
+                setup.store.release(chunk);
             }
         }
     }

@@ -77,10 +77,10 @@ pub trait MailboxStore {
     /// Where a message's metadata is, for display and JSON (`path`).
     fn location(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> PathBuf;
 
-    /// A hint that a whole context is about to be read (one query for a SQL store).
-    fn prefetch(&self, _ctx: &Context) {}
-    /// The context has been read; cached rows may go.
-    fn release(&self, _ctx: &Context) {}
+    /// A hint that these boxes are about to be read (one query for a SQL store).
+    fn prefetch(&self, _boxes: &[MailboxId]) {}
+    /// These boxes have been read; cached rows may go.
+    fn release(&self, _boxes: &[MailboxId]) {}
 
     /// `MailboxCount`: Urgent, INBOX and Old by Asterisk's name rule.
     fn count(&self, mb: &MailboxId) -> Result<Counts> {
@@ -172,11 +172,11 @@ impl MailboxStore for Store {
     fn location(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> PathBuf {
         self.inner().location(mb, folder, num)
     }
-    fn prefetch(&self, ctx: &Context) {
-        self.inner().prefetch(ctx)
+    fn prefetch(&self, boxes: &[MailboxId]) {
+        self.inner().prefetch(boxes)
     }
-    fn release(&self, ctx: &Context) {
-        self.inner().release(ctx)
+    fn release(&self, boxes: &[MailboxId]) {
+        self.inner().release(boxes)
     }
     fn count(&self, mb: &MailboxId) -> Result<Counts> {
         self.inner().count(mb)

@@ -22,6 +22,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use table::{db_err, MsgRow, Table};
 
+/// What one `GROUP BY dir` says: counts by `dir`, and the same as a tree
+/// (context → box → folders), parsed once.
+#[derive(Default)]
+struct Summary {
+    counts: BTreeMap<String, u32>,
+    tree: BTreeMap<String, BTreeMap<String, Vec<Folder>>>,
+}
+
 /// One mailbox's rows, by folder name, by number.
 type BoxRows = BTreeMap<String, Vec<MsgRow>>;
 
@@ -34,7 +42,7 @@ pub struct SqlStore {
     /// Extension of the recording: the first `format=` of voicemail.conf.
     pub ext: String,
     /// `dir` → row count, from one `GROUP BY dir` (what MWI counts).
-    summary: Mutex<Option<Arc<BTreeMap<String, u32>>>>,
+    summary: Mutex<Option<Arc<Summary>>>,
     rows: Mutex<HashMap<MailboxId, Arc<BoxRows>>>,
 }
 
@@ -73,7 +81,7 @@ impl SqlStore {
         self.rows.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    fn summary(&self) -> Result<Arc<BTreeMap<String, u32>>> {
+    fn summary(&self) -> Result<Arc<Summary>> {
         let mut s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = &*s {
             return Ok(m.clone());
@@ -83,26 +91,31 @@ impl SqlStore {
             self.table.name
         );
         let prefix = format!("{}/", self.table.prefix);
-        let mut map = BTreeMap::new();
+        let mut sum = Summary::default();
         self.db()
             .query_each(&sql, &[V::Text(Table::like(&prefix))], &mut |r| {
                 if let (Some(d), Some(n)) = (r[0].text(), r[1].int()) {
-                    map.insert(d, u32::try_from(n).unwrap_or(u32::MAX));
+                    if let Some(p) = self.table.place(&d) {
+                        sum.tree
+                            .entry(p.mailbox.context.to_string())
+                            .or_default()
+                            .entry(p.mailbox.mailbox().to_string())
+                            .or_default()
+                            .push(p.folder);
+                    }
+                    sum.counts.insert(d, u32::try_from(n).unwrap_or(u32::MAX));
                 }
             })
             .map_err(db_err(&self.table, "cannot count messages"))?;
-        let map = Arc::new(map);
-        *s = Some(map.clone());
-        Ok(map)
-    }
-
-    /// Folders with rows, as places.
-    fn places(&self) -> Result<Vec<(table::Place, u32)>> {
-        Ok(self
-            .summary()?
-            .iter()
-            .filter_map(|(d, n)| Some((self.table.place(d)?, *n)))
-            .collect())
+        for boxes in sum.tree.values_mut() {
+            for folders in boxes.values_mut() {
+                folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+                folders.dedup();
+            }
+        }
+        let sum = Arc::new(sum);
+        *s = Some(sum.clone());
+        Ok(sum)
     }
 
     fn box_rows(&self, mb: &MailboxId) -> Result<Arc<BoxRows>> {
@@ -129,24 +142,52 @@ impl SqlStore {
         Ok(rows)
     }
 
-    /// Reads a whole context in one query (listing a spool box by box would
-    /// cost one round trip per box).
-    pub fn prefetch_context(&self, ctx: &Context) -> Result<()> {
-        let mut boxes: HashMap<MailboxId, BoxRows> = HashMap::new();
-        let prefix = self.table.context_prefix(ctx);
-        self.table.rows_under(&mut self.db(), &prefix, &mut |r| {
-            if let Some(p) = self.table.place(&r.dir) {
-                boxes
-                    .entry(p.mailbox)
-                    .or_default()
-                    .entry(p.folder.dir_name().to_string())
-                    .or_default()
-                    .push(r);
+    /// Reads the rows of these boxes in one query: `dir IN (…)` with the
+    /// exact folder paths of the summary, so the primary key serves it
+    /// whatever the column's collation (a `LIKE` per box or context would
+    /// scan the table each time).
+    pub fn prefetch_boxes(&self, boxes: &[MailboxId]) -> Result<()> {
+        let sum = self.summary()?;
+        let mut dirs = Vec::new();
+        for mb in boxes {
+            for f in sum
+                .tree
+                .get(mb.context.as_str())
+                .and_then(|b| b.get(mb.mailbox()))
+                .into_iter()
+                .flatten()
+            {
+                dirs.push(V::Text(self.table.dir(mb, f)));
             }
-        })?;
+        }
+        let mut found: HashMap<MailboxId, BoxRows> = boxes
+            .iter()
+            .map(|mb| (mb.clone(), BoxRows::new()))
+            .collect();
+        for part in dirs.chunks(500) {
+            let sql = format!(
+                "SELECT {} FROM {} WHERE dir IN ({}) AND msgnum >= 0",
+                self.table.row_columns(),
+                self.table.name,
+                vec!["?"; part.len()].join(", ")
+            );
+            self.db()
+                .query_each(&sql, part, &mut |cells| {
+                    let Some(r) = self.table.parse_row(cells) else {
+                        return;
+                    };
+                    if let Some(p) = self.table.place(&r.dir) {
+                        if let Some(b) = found.get_mut(&p.mailbox) {
+                            b.entry(p.folder.dir_name().to_string())
+                                .or_default()
+                                .push(r);
+                        }
+                    }
+                })
+                .map_err(db_err(&self.table, "cannot list messages"))?;
+        }
         let mut cache = self.rows.lock().unwrap_or_else(|p| p.into_inner());
-        cache.retain(|mb, _| &mb.context != ctx);
-        for (mb, mut rows) in boxes {
+        for (mb, mut rows) in found {
             for v in rows.values_mut() {
                 v.sort_by_key(|r| r.msgnum);
             }
@@ -155,20 +196,28 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Drops a context's rows once it has been listed (bounded memory).
-    pub fn release_context(&self, ctx: &Context) {
-        self.rows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|mb, _| &mb.context != ctx);
-    }
-
     /// The row of a message.
     pub fn msg_row(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> Result<MsgRow> {
+        self.with_row(mb, folder, num, |r| r.clone())
+    }
+
+    /// Runs `f` on a message's cached row (rows are sorted by number).
+    fn with_row<T>(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        num: MsgNum,
+        f: impl FnOnce(&MsgRow) -> T,
+    ) -> Result<T> {
         let rows = self.box_rows(mb)?;
+        let want = i32::from(num.get());
         rows.get(folder.dir_name())
-            .and_then(|v| v.iter().find(|r| r.msgnum == i32::from(num.get())))
-            .cloned()
+            .and_then(|v| {
+                v.binary_search_by_key(&want, |r| r.msgnum)
+                    .ok()
+                    .map(|i| &v[i])
+            })
+            .map(f)
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "no message {} in {mb}/{folder} (table {})",
@@ -206,47 +255,48 @@ impl MailboxStore for SqlStore {
     }
 
     fn contexts(&self) -> Result<Vec<Context>> {
-        let mut v: Vec<Context> = self
-            .places()?
-            .into_iter()
-            .map(|(p, _)| p.mailbox.context)
-            .collect();
-        v.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        v.dedup();
-        Ok(v)
+        Ok(self
+            .summary()?
+            .tree
+            .keys()
+            .filter_map(|c| Context::new(c).ok())
+            .collect())
     }
 
     fn mailboxes(&self, ctx: &Context) -> Result<Vec<MailboxId>> {
-        let mut v: Vec<MailboxId> = self
-            .places()?
-            .into_iter()
-            .filter(|(p, _)| &p.mailbox.context == ctx)
-            .map(|(p, _)| p.mailbox)
-            .collect();
-        v.sort_by(|a, b| a.mailbox().cmp(b.mailbox()));
-        v.dedup();
-        Ok(v)
+        Ok(self
+            .summary()?
+            .tree
+            .get(ctx.as_str())
+            .map(|b| {
+                b.keys()
+                    .filter_map(|m| MailboxId::new(ctx.clone(), m).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     fn context_exists(&self, ctx: &Context) -> bool {
-        self.contexts().is_ok_and(|c| c.contains(ctx))
+        self.summary()
+            .is_ok_and(|s| s.tree.contains_key(ctx.as_str()))
     }
 
     fn mailbox_exists(&self, mb: &MailboxId) -> bool {
-        self.places()
-            .is_ok_and(|p| p.iter().any(|(p, _)| &p.mailbox == mb))
+        self.summary().is_ok_and(|s| {
+            s.tree
+                .get(mb.context.as_str())
+                .is_some_and(|b| b.contains_key(mb.mailbox()))
+        })
     }
 
     fn folders(&self, mb: &MailboxId) -> Result<Vec<Folder>> {
-        let mut v: Vec<Folder> = self
-            .places()?
-            .into_iter()
-            .filter(|(p, _)| &p.mailbox == mb)
-            .map(|(p, _)| p.folder)
-            .collect();
-        v.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        v.dedup();
-        Ok(v)
+        Ok(self
+            .summary()?
+            .tree
+            .get(mb.context.as_str())
+            .and_then(|b| b.get(mb.mailbox()))
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn scan_folder(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderScan> {
@@ -274,12 +324,13 @@ impl MailboxStore for SqlStore {
     }
 
     fn read_metadata(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> Result<Metadata> {
-        Ok(self.msg_row(mb, folder, num)?.metadata(&self.table))
+        self.with_row(mb, folder, num, |r| r.metadata(&self.table))
     }
 
     fn folder_counts(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderCounts> {
         let n = self
             .summary()?
+            .counts
             .get(&self.table.dir(mb, folder))
             .copied()
             .unwrap_or(0);
@@ -345,12 +396,15 @@ impl MailboxStore for SqlStore {
         Ok(c)
     }
 
-    fn prefetch(&self, ctx: &Context) {
+    fn prefetch(&self, boxes: &[MailboxId]) {
         // A failure here shows again, with its message, on the per-box read.
-        let _ = self.prefetch_context(ctx);
+        let _ = self.prefetch_boxes(boxes);
     }
 
-    fn release(&self, ctx: &Context) {
-        self.release_context(ctx);
+    fn release(&self, boxes: &[MailboxId]) {
+        let mut cache = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        for mb in boxes {
+            cache.remove(mb);
+        }
     }
 }
