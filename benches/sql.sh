@@ -8,8 +8,8 @@
 #   ENGINES ("postgres mariadb").
 # Needs the local servers: PostgreSQL 127.0.0.1:5432 (postgres, trust) and
 # MariaDB 127.0.0.1:3306 (root, no password), database `test` on both.
-# Each engine gets a table `vm_bench` (plus small helper tables vm_bench_*)
-# that is dropped again on exit.
+# Each engine gets a table `vm_bench` (TABLE=name for another; plus small
+# helper tables vm_bench_*) that is dropped again on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,7 @@ rows=${1:-1000000}
 boxes=${2:-10000}
 vmtool=${VMTOOL:-target/release/vmtool}
 runs=${RUNS:-5}
+t=${TABLE:-vm_bench}
 engines=${ENGINES:-postgres mariadb}
 out=${OUT_DIR:-$(mktemp -d /tmp/vmtool-bench-sql.XXXXXX)}
 mkdir -p "$out"
@@ -33,8 +34,8 @@ PSQL=(psql -h 127.0.0.1 -U postgres -d test -X -q -v ON_ERROR_STOP=1)
 MARIADB=(mariadb -h 127.0.0.1 -u root test)
 
 cleanup() {
-  "${PSQL[@]}" -c 'DROP TABLE IF EXISTS vm_bench, vm_bench_blob' >/dev/null 2>&1 || true
-  "${MARIADB[@]}" -e 'DROP TABLE IF EXISTS vm_bench, vm_bench_boxes, vm_bench_nums, vm_bench_blob' >/dev/null 2>&1 || true
+  "${PSQL[@]}" -c "DROP TABLE IF EXISTS ${t}, ${t}_blob" >/dev/null 2>&1 || true
+  "${MARIADB[@]}" -e "DROP TABLE IF EXISTS ${t}, ${t}_boxes, ${t}_nums, ${t}_blob" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -53,9 +54,9 @@ q=$(( rows / boxes )); r=$(( rows % boxes ))
 
 load_postgres() {
   "${PSQL[@]}" <<SQL
-DROP TABLE IF EXISTS vm_bench, vm_bench_blob;
+DROP TABLE IF EXISTS ${t}, ${t}_blob;
 -- Net result of Asterisk's alembic scripts (schema-postgresql.sql).
-CREATE TABLE vm_bench (
+CREATE TABLE ${t} (
     dir character varying(255) NOT NULL,
     msgnum integer NOT NULL,
     context character varying(80),
@@ -68,13 +69,13 @@ CREATE TABLE vm_bench (
     mailboxuser character varying(30),
     mailboxcontext character varying(30),
     msg_id character varying(40),
-    CONSTRAINT vm_bench_dir_msgnum PRIMARY KEY (dir, msgnum)
+    CONSTRAINT ${t}_dir_msgnum PRIMARY KEY (dir, msgnum)
 );
-CREATE TABLE vm_bench_blob AS
+CREATE TABLE ${t}_blob AS
   SELECT k, decode('$wav_header', 'hex')
             || substring(decode(string_agg(md5(random()::text || k || s), ''), 'hex') for 4052) AS data
   FROM generate_series(0, 63) k, generate_series(1, 254) s GROUP BY k;
-INSERT INTO vm_bench
+INSERT INTO ${t}
 SELECT '$prefix/ctx' || (b / $per_ctx) || '/' || (1000 + b % $per_ctx) || '/'
          || CASE WHEN j < n_inbox THEN 'INBOX' ELSE 'Old' END,
        CASE WHEN j < n_inbox THEN j ELSE j - n_inbox END,
@@ -91,17 +92,17 @@ FROM generate_series(0, $boxes - 1) b,
                      b * $q + least(b, $r) AS start) s,
      LATERAL generate_series(0, c.c - 1) j,
      LATERAL (SELECT s.start + j AS i) x,
-     vm_bench_blob bl
+     ${t}_blob bl
 WHERE bl.k = x.i % 64;
-DROP TABLE vm_bench_blob;
-VACUUM ANALYZE vm_bench;
+DROP TABLE ${t}_blob;
+VACUUM ANALYZE ${t};
 SQL
 }
 
 load_mariadb() {
   "${MARIADB[@]}" <<SQL
-DROP TABLE IF EXISTS vm_bench, vm_bench_boxes, vm_bench_nums, vm_bench_blob;
-CREATE TABLE vm_bench (
+DROP TABLE IF EXISTS ${t}, ${t}_boxes, ${t}_nums, ${t}_blob;
+CREATE TABLE ${t} (
     dir varchar(255) NOT NULL,
     msgnum int(11) NOT NULL,
     context varchar(80),
@@ -119,14 +120,14 @@ CREATE TABLE vm_bench (
 -- Helper tables: the boxes with their message counts, a numbers table 0..max(c)-1.
 -- (MariaDB's name for MySQL's cte_max_recursion_depth)
 SET SESSION max_recursive_iterations = 4294967295;
-CREATE TABLE vm_bench_boxes (b int PRIMARY KEY, c int, n_inbox int, start int) ENGINE=InnoDB
+CREATE TABLE ${t}_boxes (b int PRIMARY KEY, c int, n_inbox int, start int) ENGINE=InnoDB
   WITH RECURSIVE t(b) AS (SELECT 0 UNION ALL SELECT b + 1 FROM t WHERE b + 1 < $boxes)
   SELECT b, $q + (b < $r) AS c, ($q + (b < $r)) * (50 + (b * 37) % 41) DIV 100 AS n_inbox,
          b * $q + LEAST(b, $r) AS start FROM t;
-CREATE TABLE vm_bench_nums (j int PRIMARY KEY) ENGINE=InnoDB
+CREATE TABLE ${t}_nums (j int PRIMARY KEY) ENGINE=InnoDB
   WITH RECURSIVE t(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM t WHERE j + 1 < $q + ($r > 0))
   SELECT j FROM t;
-CREATE TABLE vm_bench_blob (k int PRIMARY KEY, data longblob) ENGINE=InnoDB
+CREATE TABLE ${t}_blob (k int PRIMARY KEY, data longblob) ENGINE=InnoDB
   SELECT j AS k, CONCAT(UNHEX('$wav_header'), RANDOM_BYTES(1013), RANDOM_BYTES(1013),
                         RANDOM_BYTES(1013), RANDOM_BYTES(1013)) AS data
   FROM (WITH RECURSIVE t(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM t WHERE j < 63)
@@ -135,7 +136,7 @@ SQL
   # Insert ~100,000 rows (~400 MB) per transaction, box range after box range.
   local step=$(( 100000 / (q + 1) + 1 )) lo
   for (( lo = 0; lo < boxes; lo += step )); do
-    "${MARIADB[@]}" -e "INSERT INTO vm_bench
+    "${MARIADB[@]}" -e "INSERT INTO ${t}
 SELECT CONCAT('$prefix/ctx', bx.b DIV $per_ctx, '/', 1000 + bx.b % $per_ctx, '/',
               IF(n.j < bx.n_inbox, 'INBOX', 'Old')),
        IF(n.j < bx.n_inbox, n.j, n.j - bx.n_inbox),
@@ -147,35 +148,36 @@ SELECT CONCAT('$prefix/ctx', bx.b DIV $per_ctx, '/', 1000 + bx.b % $per_ctx, '/'
        bl.data, '', NULL,
        1000 + bx.b % $per_ctx, CONCAT('ctx', bx.b DIV $per_ctx),
        CONCAT(1790000000 + bx.start + n.j, '-', LOWER(LPAD(HEX(bx.start + n.j), 8, '0')))
-FROM vm_bench_boxes bx
-JOIN vm_bench_nums n ON n.j < bx.c
-JOIN vm_bench_blob bl ON bl.k = (bx.start + n.j) % 64
+FROM ${t}_boxes bx
+JOIN ${t}_nums n ON n.j < bx.c
+JOIN ${t}_blob bl ON bl.k = (bx.start + n.j) % 64
 WHERE bx.b >= $lo AND bx.b < $lo + $step
 ORDER BY bx.b, n.j"
   done
-  "${MARIADB[@]}" -e 'DROP TABLE vm_bench_boxes, vm_bench_nums, vm_bench_blob;
-    OPTIMIZE TABLE vm_bench; ANALYZE TABLE vm_bench' >/dev/null
+  "${MARIADB[@]}" -e "DROP TABLE ${t}_boxes, ${t}_nums, ${t}_blob;
+    OPTIMIZE TABLE ${t}; ANALYZE TABLE ${t}" >/dev/null
 }
 
 bench_engine() {
   local engine=$1 url baseline t0
   case $engine in
     postgres) url=postgres://postgres@127.0.0.1/test
-      baseline="psql -h 127.0.0.1 -U postgres -d test -At -c \"SELECT dir, msgnum, callerid, origtime, duration, msg_id FROM vm_bench\" > /dev/null" ;;
+      baseline="psql -h 127.0.0.1 -U postgres -d test -At -c \"SELECT dir, msgnum, callerid, origtime, duration, msg_id FROM ${t}\" > /dev/null" ;;
     mariadb) url=mysql://root@127.0.0.1:3306/test
-      baseline="mariadb -h 127.0.0.1 -u root test -B -N -e \"SELECT dir, msgnum, callerid, origtime, duration, msg_id FROM vm_bench\" > /dev/null" ;;
+      baseline="mariadb -h 127.0.0.1 -u root test -B -N -e \"SELECT dir, msgnum, callerid, origtime, duration, msg_id FROM ${t}\" > /dev/null" ;;
   esac
   echo "== $engine: loading $rows rows over $boxes boxes" >&2
   t0=$SECONDS
   "load_$engine"
   echo "   loaded in $(( SECONDS - t0 )) s" >&2
 
-  local vm="$vmtool --spool /nonexistent-spool --db $url --db-table vm_bench --spool-prefix $prefix"
+  local vm="$vmtool --spool /nonexistent-spool --db $url --db-table ${t} --spool-prefix $prefix"
   # Sanity: one CSV line per row (+ header), one `boxes` line per box.
   local nls nboxes
   nls=$($vm ls --format csv | wc -l)
   nboxes=$($vm boxes --format csv | wc -l)
-  echo "   ls --format csv: $nls lines (expected $(( rows + 1 ))); boxes --format csv: $nboxes lines ($boxes boxes)" >&2
+  echo "   ls --format csv: $nls lines (expected $(( rows + 1 ))); boxes --format csv: $nboxes lines (expected $(( boxes + 1 )))" >&2
+  (( nls == rows + 1 && nboxes == boxes + 1 )) || echo "   WARNING: line counts differ from the table" >&2
   echo "   count ctx3/1003: $($vm count ctx3/1003 2>&1 | tr '\n' ' ')" >&2
   echo "$engine ls_lines $nls" >> "$out/checks"
 
@@ -200,25 +202,26 @@ bench_engine() {
 
 for engine in $engines; do bench_engine "$engine"; done
 
-# Summary: mean time, ratio to the engine's own client, peak RSS (target <= 1.5x).
+# Summary: mean wall time, ratio to the engine's own client (target <= 1.5x),
+# CPU time of the measured process (user + system), peak RSS.
 python3 - "$out" $engines <<'PY'
 import json, sys
 out, engines = sys.argv[1], sys.argv[2:]
 rss_of = {"ls --format json": "ls", "boxes": "boxes", "count ctx3/1003": "count"}
-print(f"| engine | command | mean | ratio to client | peak RSS |")
-print(f"|---|---|---|---|---|")
+def secs(v):
+    return f"{v*1000:.1f} ms" if v < 1 else f"{v:.2f} s"
+print("| engine | command | mean (± sd) | ratio to client | CPU (user+sys) | peak RSS |")
+print("|---|---|---|---|---|---|")
 for e in engines:
     res = {r["command"]: r for r in json.load(open(f"{out}/{e}.json"))["results"]}
     base = res["client"]["mean"]
     for name, r in res.items():
-        m = r["mean"]
-        t = f"{m*1000:.1f} ms" if m < 1 else f"{m:.3f} s"
-        ratio = "1.00x" if name == "client" else f"{m/base:.2f}x"
+        ratio = "1.00x" if name == "client" else f"{r['mean']/base:.2f}x"
+        rss = "-"
         if name in rss_of:
             kb = int(open(f"{out}/{e}-{rss_of[name]}.rss").read().split()[-1])
             rss = f"{kb/1024:.1f} MB"
-        else:
-            rss = "-"
-        print(f"| {e} | {name} | {t} ± {r['stddev']*1000:.0f} ms | {ratio} | {rss} |")
+        print(f"| {e} | {name} | {secs(r['mean'])} (± {secs(r['stddev'])}) | {ratio} "
+              f"| {secs(r['user'] + r['system'])} | {rss} |")
 PY
 echo "(hyperfine JSON/markdown in $out)" >&2

@@ -12,6 +12,7 @@ use crate::metadata::Metadata;
 use crate::ops::Engine;
 use crate::scan::{MsgState, Noise};
 use crate::spool::{Context, Folder, MailboxId};
+use crate::store::FileStore;
 use crate::store::MailboxStore;
 use crate::target::Target;
 use std::collections::BTreeMap;
@@ -57,6 +58,19 @@ fn uid_of(user: &str) -> Option<u32> {
 }
 
 impl Checker<'_> {
+    /// Reports subdirectories of `dir` whose names are not UTF-8.
+    fn unnamed(&mut self, dir: &Path, what: &str) {
+        for name in FileStore::non_utf8_subdirs(dir).unwrap_or_default() {
+            self.add(
+                &dir.join(&name),
+                "name-not-utf8",
+                format!("{what} directory whose name is not UTF-8 (shown with U+FFFD): vmtool cannot name it, so ls, boxes and changes skip it"),
+                "rename it to a plain ASCII name (as configured in voicemail.conf), or remove it if Asterisk never used it".to_string(),
+                false,
+            );
+        }
+    }
+
     fn add(&mut self, path: &Path, kind: &'static str, problem: String, fix: String, fixed: bool) {
         let rel = self
             .setup
@@ -479,6 +493,13 @@ pub fn cmd_check(
             }
         };
         let mut all = boxes;
+        // Directories whose names are not UTF-8: listings cannot show them.
+        if matches!(t, Target::Spool) {
+            ck.unnamed(setup.store.spool().root(), "a context");
+        }
+        for ctx in &contexts {
+            ck.unnamed(&setup.store.spool().context_dir(ctx), "a mailbox");
+        }
         for ctx in contexts {
             let mbs = setup.store.mailboxes(&ctx)?;
             // Case variants: find_user() matches case-insensitively, so `Bob`
@@ -501,6 +522,9 @@ pub fn cmd_check(
             all.extend(mbs.into_iter().map(|m| (m, None)));
         }
         for (mb, f) in all {
+            if f.is_none() {
+                ck.unnamed(&setup.store.spool().mailbox_dir(&mb), "a folder");
+            }
             if let Err(e) = ck.check_mailbox(&mb, f.as_ref()) {
                 rep.error(&e);
             }

@@ -253,6 +253,13 @@ impl FileStore {
         &self.spool
     }
 
+    /// Subdirectories of `dir` whose names are not UTF-8 (shown lossily):
+    /// Asterisk uses them, but no TARGET can name them, so listings skip
+    /// them and `check` reports them.
+    pub fn non_utf8_subdirs(dir: &Path) -> Result<Vec<String>> {
+        Ok(subdirs(dir)?.1)
+    }
+
     fn read_txt(path: &Path) -> Result<Metadata> {
         Self::read_txt_with(path, || std::fs::File::open(path))
     }

@@ -129,3 +129,35 @@ fn stale_lock_is_reported_and_broken_only_on_request() {
     assert!(!inbox.join(".lock").exists());
     assert_eq!(sb.run(&["check", "direction"]).ok().stdout, "");
 }
+
+#[test]
+fn directories_named_in_no_utf8_are_reported_not_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::team2();
+    let vm = sb.voicemail();
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    std::fs::create_dir(vm.join(bad)).unwrap();
+    std::fs::create_dir(vm.join("compta").join(bad)).unwrap();
+    std::fs::create_dir(vm.join("compta/2202").join(bad)).unwrap();
+    let r = sb.run(&["--format", "json", "check"]);
+    assert_eq!(r.code, 5, "{}\n{}", r.stdout, r.stderr);
+    let found: Vec<String> = r
+        .json_lines()
+        .iter()
+        .filter(|f| f["kind"] == "name-not-utf8")
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "caf\u{fffd}",
+            "compta/caf\u{fffd}",
+            "compta/2202/caf\u{fffd}"
+        ],
+        "{}",
+        r.stdout
+    );
+    // Listings still work and never show them.
+    let ls = sb.run(&["ls"]).ok().stdout;
+    assert!(!ls.contains('\u{fffd}'), "{ls}");
+}

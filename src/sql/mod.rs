@@ -81,6 +81,13 @@ impl SqlStore {
         self.rows.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    fn loaded_summary(&self) -> Option<Arc<Summary>> {
+        self.summary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn summary(&self) -> Result<Arc<Summary>> {
         let mut s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = &*s {
@@ -277,11 +284,41 @@ impl MailboxStore for SqlStore {
     }
 
     fn context_exists(&self, ctx: &Context) -> bool {
-        self.summary()
-            .is_ok_and(|s| s.tree.contains_key(ctx.as_str()))
+        if let Some(sum) = self.loaded_summary() {
+            return sum.tree.contains_key(ctx.as_str());
+        }
+        // One row is enough: no GROUP BY over the whole table to resolve a target.
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE dir LIKE ? AND msgnum >= 0 LIMIT 1",
+            self.table.name
+        );
+        let like = Table::like(&self.table.context_prefix(ctx));
+        self.db()
+            .query(&sql, &[V::Text(like)])
+            .is_ok_and(|r| !r.is_empty())
     }
 
     fn mailbox_exists(&self, mb: &MailboxId) -> bool {
+        if let Some(sum) = self.loaded_summary() {
+            return sum
+                .tree
+                .get(mb.context.as_str())
+                .is_some_and(|b| b.contains_key(mb.mailbox()));
+        }
+        // The standard folders by primary key first; a box with only
+        // custom folders falls back to the summary.
+        let dirs: Vec<V> = Folder::KNOWN
+            .iter()
+            .map(|f| V::Text(self.table.dir(mb, f)))
+            .collect();
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE dir IN ({}) AND msgnum >= 0 LIMIT 1",
+            self.table.name,
+            vec!["?"; dirs.len()].join(", ")
+        );
+        if self.db().query(&sql, &dirs).is_ok_and(|r| !r.is_empty()) {
+            return true;
+        }
         self.summary().is_ok_and(|s| {
             s.tree
                 .get(mb.context.as_str())
