@@ -287,7 +287,7 @@ fn run_sql(
                 SqlAction::Copy { mailbox, folder } => {
                     format!("copy to {mailbox}/{folder} (highest + 1)")
                 }
-                SqlAction::Delete => "delete".to_string(),
+                SqlAction::Delete | SqlAction::Purge => "delete".to_string(),
             };
             writeln!(
                 out,

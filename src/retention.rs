@@ -325,12 +325,14 @@ pub fn cmd_purge(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::file_only(setup, "purge")?;
     if !a.yes && !a.select.dry_run {
         return Err(Error::Usage(
             "purge deletes messages for good: add --yes (or --dry-run to see what it would delete)"
                 .into(),
         ));
+    }
+    if let Some(sql) = setup.store.sql() {
+        return purge_sql(setup, g, sql, a, out, rep);
     }
     crate::change::check_file_storage(setup)?;
     let engine = engine_for(setup, g)?;
@@ -371,6 +373,117 @@ pub fn cmd_purge(
     }
     if a.select.summary {
         summary_line(out, "purged", done, 0, failed, bytes, changed.len())?;
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(Exit::Interrupted);
+    }
+    Ok(rep.finish(done))
+}
+
+/// `purge` on the SQL store: rows older than the cutoff, each deleted in its
+/// own transaction after its identity is checked (never into `Deleted`).
+fn purge_sql(
+    setup: &Setup,
+    g: &GlobalArgs,
+    sql: &crate::sql::SqlStore,
+    a: &PurgeArgs,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    use crate::sql::change::{SqlAction, SqlEngine, SqlMsg};
+    let sel = &a.select;
+    let cutoff = parse_when(&sel.older_than, setup.env.now(), false)?;
+    let mut only = Vec::new();
+    for name in &sel.folder {
+        only.push(Folder::known(name).unwrap_or(Folder::from_dir_name(name)?));
+    }
+    let folder_ok = |fo: &Folder| {
+        if only.is_empty() {
+            sel.include_new || !fo.is_new()
+        } else {
+            only.contains(fo)
+        }
+    };
+    let targets = if sel.targets.is_empty() {
+        vec![Target::Spool]
+    } else {
+        setup.resolve_all(&sel.targets, rep)
+    };
+    let mut picked: Vec<SqlMsg> = Vec::new();
+    for t in &targets {
+        let boxes = match t {
+            Target::Spool => {
+                let mut v = Vec::new();
+                for c in setup.store.contexts()? {
+                    v.extend(setup.store.mailboxes(&c)?);
+                }
+                v
+            }
+            Target::Context(c) => setup.store.mailboxes(c)?,
+            Target::Mailbox(mb) | Target::Folder(mb, _) | Target::Message(mb, _, _) => {
+                vec![mb.clone()]
+            }
+        };
+        for mb in boxes {
+            let folders = match t {
+                Target::Folder(_, f) | Target::Message(_, f, _) => vec![f.clone()],
+                _ => setup.store.folders(&mb)?,
+            };
+            for f in folders.iter().filter(|f| folder_ok(f)) {
+                for m in setup.store.scan_folder(&mb, f)?.messages {
+                    if let Target::Message(_, _, n) = t {
+                        if *n != m.num {
+                            continue;
+                        }
+                    }
+                    let row = sql.msg_row(&mb, f, m.num)?;
+                    let old = row
+                        .origtime
+                        .as_deref()
+                        .and_then(|o| o.trim().parse::<i64>().ok())
+                        .is_some_and(|o| o < cutoff);
+                    if old && sel.max.is_none_or(|x| picked.len() < x) {
+                        picked.extend(SqlMsg::from_row(&row, &sql.table));
+                    }
+                }
+            }
+        }
+    }
+    let engine = SqlEngine {
+        store: sql,
+        conf: setup.vmconf.as_ref(),
+        lock: crate::change::lock_options_for(setup, g)?,
+    };
+    let (mut done, mut failed) = (0usize, 0usize);
+    let mut changed: BTreeSet<MailboxId> = BTreeSet::new();
+    for m in picked {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            break;
+        }
+        if sel.dry_run {
+            writeln!(out, "would delete {}", m.at()).map_err(out_err)?;
+            done += 1;
+            continue;
+        }
+        match engine.apply(&m, &SqlAction::Purge) {
+            Ok(_) => {
+                done += 1;
+                changed.insert(m.mailbox.clone());
+                if g.verbose {
+                    writeln!(out, "deleted {}", m.at()).map_err(out_err)?;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                rep.error(&Error::Failed(e));
+            }
+        }
+    }
+    if !changed.is_empty() {
+        notify_asterisk(setup, g, &changed, rep);
+    }
+    if sel.summary {
+        summary_line(out, "purged", done, 0, failed, 0, changed.len())?;
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);

@@ -161,3 +161,31 @@ fn directories_named_in_no_utf8_are_reported_not_skipped() {
     let ls = sb.run(&["ls"]).ok().stdout;
     assert!(!ls.contains('\u{fffd}'), "{ls}");
 }
+
+#[test]
+fn arguments_that_are_not_utf8_are_refused_before_anything_is_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::team2();
+    let before = crate::util::tree_state(sb.path());
+    let bad = std::ffi::OsStr::from_bytes(b"compta/22\xff02");
+    for cmd in ["ls", "rm", "archive"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"))
+            .arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--voicemail-conf")
+            .arg(sb.path().join("etc/voicemail.conf"))
+            .arg(cmd)
+            .arg(bad)
+            .args(if cmd == "archive" {
+                vec!["--to", "/tmp/x"]
+            } else {
+                vec![]
+            })
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("UTF-8"), "{cmd}: {err}");
+    }
+    assert_eq!(before, crate::util::tree_state(sb.path()));
+}

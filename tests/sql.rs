@@ -852,3 +852,45 @@ fn watch_polls_the_table_and_reports_new_and_read_messages() {
         assert_eq!(ev[1]["from_folder"], "INBOX");
     }
 }
+
+#[test]
+fn purge_deletes_old_rows_outright_and_nothing_else() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        let cutoff = 1795689200i64;
+        let mut old_ids = BTreeSet::new();
+        for (ctx, mbox, folder, num) in fixture_messages() {
+            let p = team2_fixture().join(format!("voicemail/{ctx}/{mbox}/{folder}/msg{num}.txt"));
+            let m = vmtool::metadata::Metadata::parse(&std::fs::read(p).unwrap()).unwrap();
+            if m.origtime().unwrap() < cutoff {
+                old_ids.insert(m.msg_id().unwrap().to_string());
+            }
+        }
+        assert!(!old_ids.is_empty() && old_ids.len() < 13);
+        let before = t.rows();
+        let at = format!("@{cutoff}");
+        let r = run(&sb, &t, &["purge", "--older-than", &at, "--include-new"]);
+        assert_eq!(r.code, 2, "--yes is required");
+        let dry = run(
+            &sb,
+            &t,
+            &["purge", "--older-than", &at, "--include-new", "--dry-run"],
+        )
+        .ok()
+        .stdout;
+        assert_eq!(dry.lines().count(), old_ids.len(), "{dry}");
+        assert_eq!(t.rows(), before);
+        run(
+            &sb,
+            &t,
+            &["purge", "--older-than", &at, "--include-new", "--yes"],
+        )
+        .ok();
+        let left: BTreeSet<String> = t.rows().into_iter().filter_map(|r| r.2).collect();
+        let all: BTreeSet<String> = before.into_iter().filter_map(|r| r.2).collect();
+        assert_eq!(left, all.difference(&old_ids).cloned().collect());
+        assert!(t.rows().iter().all(|r| !r.0.ends_with("/Deleted")));
+    }
+}

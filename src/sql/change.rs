@@ -42,9 +42,17 @@ impl SqlMsg {
 
 #[derive(Debug, Clone)]
 pub enum SqlAction {
-    Move { mailbox: MailboxId, folder: Folder },
-    Copy { mailbox: MailboxId, folder: Folder },
+    Move {
+        mailbox: MailboxId,
+        folder: Folder,
+    },
+    Copy {
+        mailbox: MailboxId,
+        folder: Folder,
+    },
     Delete,
+    /// Deleted outright, never into `Deleted` (purge by age).
+    Purge,
 }
 
 /// What was done (the same words as for files).
@@ -255,7 +263,7 @@ impl SqlEngine<'_> {
             {
                 Some((m.mailbox.clone(), Folder::Deleted))
             }
-            SqlAction::Delete => None,
+            SqlAction::Delete | SqlAction::Purge => None,
         };
         let _src_lock = self.local_lock(&m.mailbox, &m.folder)?;
         let _dst_lock = match &dest {
@@ -281,6 +289,7 @@ impl SqlEngine<'_> {
                 },
                 None => self.delete_row(db, m).map(|()| SqlApplied::Deleted(None)),
             },
+            SqlAction::Purge => self.delete_row(db, m).map(|()| SqlApplied::Deleted(None)),
         });
         drop(db);
         self.store.invalidate();
