@@ -88,11 +88,7 @@ pub(crate) fn check_file_storage(setup: &Setup) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn lock_options_for(setup: &Setup, g: &GlobalArgs) -> Result<LockOptions> {
-    lock_options(setup, g)
-}
-
-fn lock_options(setup: &Setup, g: &GlobalArgs) -> Result<LockOptions> {
+pub(crate) fn lock_options(setup: &Setup, g: &GlobalArgs) -> Result<LockOptions> {
     if !(g.lock_timeout.is_finite() && g.lock_timeout >= 0.0 && g.lock_timeout <= 600.0) {
         return Err(Error::Usage("--lock-timeout takes 0 to 600 seconds".into()));
     }

@@ -173,6 +173,23 @@ pub(crate) fn failpoint(step: &str) {
     }
 }
 
+/// Per-box `maxmsg` (voicemail.conf, else Asterisk's default 100), for
+/// either store.
+pub fn maxmsg_of(conf: Option<&VoicemailConf>, mb: &MailboxId) -> u32 {
+    conf.map_or(100, |c| {
+        c.mailbox(mb.context.as_str(), mb.mailbox())
+            .map_or(c.general.maxmsg, |m| m.maxmsg)
+    })
+}
+
+/// Per-box `backupdeleted` (0: no `Deleted` copy), for either store.
+pub fn backupdeleted_of(conf: Option<&VoicemailConf>, mb: &MailboxId) -> u32 {
+    conf.map_or(0, |c| {
+        c.mailbox(mb.context.as_str(), mb.mailbox())
+            .map_or(c.general.backupdeleted, |m| m.backupdeleted)
+    })
+}
+
 /// Applies plans to a file spool.
 pub struct Engine<'a> {
     pub spool: &'a Spool,
@@ -197,21 +214,11 @@ impl Engine<'_> {
 
     /// Per-box `maxmsg` (voicemail.conf, else Asterisk's default 100).
     pub fn maxmsg(&self, mb: &MailboxId) -> u32 {
-        self.conf
-            .map(|c| {
-                c.mailbox(mb.context.as_str(), mb.mailbox())
-                    .map_or(c.general.maxmsg, |m| m.maxmsg)
-            })
-            .unwrap_or(100)
+        maxmsg_of(self.conf, mb)
     }
 
     fn backupdeleted(&self, mb: &MailboxId) -> u32 {
-        self.conf
-            .map(|c| {
-                c.mailbox(mb.context.as_str(), mb.mailbox())
-                    .map_or(c.general.backupdeleted, |m| m.backupdeleted)
-            })
-            .unwrap_or(0)
+        backupdeleted_of(self.conf, mb)
     }
 
     /// Files and identity of one message, as it is now.

@@ -452,7 +452,7 @@ fn purge_sql(
     let engine = SqlEngine {
         store: sql,
         conf: setup.vmconf.as_ref(),
-        lock: crate::change::lock_options_for(setup, g)?,
+        lock: crate::change::lock_options(setup, g)?,
     };
     let (mut done, mut failed) = (0usize, 0usize);
     let mut changed: BTreeSet<MailboxId> = BTreeSet::new();

@@ -181,28 +181,35 @@ pub fn cmd_watch(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    let mut targets = Vec::new();
+    for t in setup.resolve_all(&a.targets, rep) {
+        match t {
+            Target::Context(_) | Target::Mailbox(_) => targets.push(t),
+            other => {
+                return Err(Error::Usage(format!(
+                    "watch takes contexts or boxes, not {}",
+                    crate::target::describe(&other)
+                )))
+            }
+        }
+    }
+    if rep.failed() {
+        return Ok(rep.finish(0));
+    }
     let mut source = match setup.store.sql() {
         Some(sql) => {
             let secs = a.poll.unwrap_or(2.0);
             if !(secs.is_finite() && (0.05..=3600.0).contains(&secs)) {
                 return Err(Error::Usage("--poll takes 0.05 to 3600 seconds".into()));
             }
-            let mut scope = Vec::new();
-            for t in setup.resolve_all(&a.targets, rep) {
-                match t {
-                    Target::Context(c) => scope.push(sql.table.context_prefix(&c)),
-                    Target::Mailbox(mb) => scope.push(sql.table.box_prefix(&mb)),
-                    other => {
-                        return Err(Error::Usage(format!(
-                            "watch takes contexts or boxes, not {}",
-                            crate::target::describe(&other)
-                        )))
-                    }
-                }
-            }
-            if rep.failed() {
-                return Ok(rep.finish(0));
-            }
+            let scope = targets
+                .iter()
+                .filter_map(|t| match t {
+                    Target::Mailbox(mb) => Some(sql.table.box_prefix(mb)),
+                    Target::Context(c) => Some(sql.table.context_prefix(c)),
+                    _ => None,
+                })
+                .collect();
             let interval = Duration::from_secs_f64(secs);
             let mut poller = crate::sql::watch::SqlPoller::new(sql, interval, scope, a.all);
             // The first poll is the baseline: what is there now is not news.
@@ -224,24 +231,14 @@ pub fn cmd_watch(
             }
             let root = std::fs::canonicalize(setup.store.spool().root())
                 .map_err(|e| Error::io("resolve", setup.store.spool().root(), e))?;
-            let mut scope = Vec::new();
-            for t in setup.resolve_all(&a.targets, rep) {
-                match t {
-                    Target::Context(c) => scope.push(root.join(c.as_str())),
-                    Target::Mailbox(mb) => {
-                        scope.push(root.join(mb.context.as_str()).join(mb.mailbox()))
-                    }
-                    other => {
-                        return Err(Error::Usage(format!(
-                            "watch takes contexts or boxes, not {}",
-                            crate::target::describe(&other)
-                        )))
-                    }
-                }
-            }
-            if rep.failed() {
-                return Ok(rep.finish(0));
-            }
+            let scope = targets
+                .iter()
+                .filter_map(|t| match t {
+                    Target::Mailbox(mb) => Some(root.join(mb.context.as_str()).join(mb.mailbox())),
+                    Target::Context(c) => Some(root.join(c.as_str())),
+                    _ => None,
+                })
+                .collect();
             let mut opts = WatchOptions::new(&root);
             opts.scope = scope;
             opts.all_events = a.all;

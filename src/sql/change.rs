@@ -78,18 +78,12 @@ impl SqlEngine<'_> {
         &self.store.table
     }
 
-    pub fn maxmsg(&self, mb: &MailboxId) -> u32 {
-        self.conf.map_or(100, |c| {
-            c.mailbox(mb.context.as_str(), mb.mailbox())
-                .map_or(c.general.maxmsg, |m| m.maxmsg)
-        })
+    fn maxmsg(&self, mb: &MailboxId) -> u32 {
+        crate::ops::maxmsg_of(self.conf, mb)
     }
 
     fn backupdeleted(&self, mb: &MailboxId) -> u32 {
-        self.conf.map_or(0, |c| {
-            c.mailbox(mb.context.as_str(), mb.mailbox())
-                .map_or(c.general.backupdeleted, |m| m.backupdeleted)
-        })
+        crate::ops::backupdeleted_of(self.conf, mb)
     }
 
     /// Locks the source row and checks it is still the listed message.
@@ -97,10 +91,7 @@ impl SqlEngine<'_> {
         let t = self.table();
         let sql = format!(
             "SELECT msg_id, {} FROM {} WHERE dir = ? AND msgnum = ? FOR UPDATE",
-            match t.kind {
-                super::db::Kind::Postgres => "CAST(origtime AS TEXT)",
-                super::db::Kind::Mysql => "CAST(origtime AS CHAR)",
-            },
+            t.text_cast("origtime"),
             t.name
         );
         let rows = db.query(

@@ -113,10 +113,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
     }
     for (dir, n) in counts {
         let Some(p) = t.place(&dir) else { continue };
-        let max = conf.map_or(100, |c| {
-            c.mailbox(p.mailbox.context.as_str(), p.mailbox.mailbox())
-                .map_or(c.general.maxmsg, |m| m.maxmsg)
-        });
+        let max = crate::ops::maxmsg_of(conf, &p.mailbox);
         if n > max {
             out.push(Finding {
                 at: dir,

@@ -10,15 +10,6 @@ pub enum Kind {
     Mysql,
 }
 
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Postgres => "PostgreSQL",
-            Kind::Mysql => "MariaDB/MySQL",
-        }
-    }
-}
-
 /// A statement parameter.
 #[derive(Debug, Clone)]
 pub enum V {
@@ -220,12 +211,6 @@ fn pct_decode(s: &str) -> String {
 pub struct Db {
     conn: Conn,
     pub target: DbTarget,
-}
-
-/// A server error class that a retry can cure: a deadlock, a serialization
-/// failure or a duplicate key from a concurrent allocation.
-pub fn is_retryable(e: &DbError) -> bool {
-    e.retry
 }
 
 /// A database error with its retry class.
@@ -434,14 +419,6 @@ impl Db {
             }
         }
         unreachable!("the retry loop returns")
-    }
-
-    /// A literal SQL string of the dialect, for the few places that need one.
-    pub fn quote_ident(&self, name: &str) -> String {
-        match self.kind() {
-            Kind::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
-            Kind::Mysql => format!("`{}`", name.replace('`', "``")),
-        }
     }
 }
 

@@ -290,14 +290,15 @@ fn raw_values(txt: &[u8]) -> Vec<(String, String)> {
 }
 
 fn delete_rows(db: &mut Db, t: &Table, rows: &[MsgRow]) -> DbResult<()> {
-    let sql = format!(
-        "DELETE FROM {} WHERE dir = ? AND msgnum = ? AND msg_id {}",
-        t.name, "IS NOT DISTINCT FROM ?"
-    );
-    let sql = match t.kind {
-        super::db::Kind::Mysql => sql.replace("IS NOT DISTINCT FROM ?", "<=> ?"),
-        super::db::Kind::Postgres => sql,
+    // NULL-safe equality: a row without msg_id is still matched.
+    let same = match t.kind {
+        super::db::Kind::Mysql => "<=>",
+        super::db::Kind::Postgres => "IS NOT DISTINCT FROM",
     };
+    let sql = format!(
+        "DELETE FROM {} WHERE dir = ? AND msgnum = ? AND msg_id {same} ?",
+        t.name
+    );
     for r in rows {
         db.exec(
             &sql,
@@ -466,7 +467,7 @@ pub fn cmd_migrate(
             units.push((mb.clone(), f));
         }
     }
-    let lock = crate::change::lock_options_for(setup, g)?;
+    let lock = crate::change::lock_options(setup, g)?;
     let m = Migrator {
         store: sql,
         spool: &spool,

@@ -200,13 +200,13 @@ impl Table {
         }
         let ctx = Context::new(c).ok()?;
         let mailbox = MailboxId::new(ctx, b).ok()?;
-        let folder = Folder::known(f)
-            .filter(|k| k.dir_name() == f)
-            .or_else(|| Folder::from_dir_name(f).ok())?;
+        // Literal, as Asterisk's COUNT matches `dir`: `inbox` is not INBOX.
+        let folder = Folder::from_dir_name(f).ok()?;
         Some(Place { mailbox, folder })
     }
 
-    fn text_cast(&self, col: &str) -> String {
+    /// A column read as text, whatever its type.
+    pub fn text_cast(&self, col: &str) -> String {
         match self.kind {
             Kind::Postgres => format!("CAST({col} AS TEXT)"),
             Kind::Mysql => format!("CAST({col} AS CHAR)"),
