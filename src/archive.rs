@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::fsutil::{self, hex};
 use crate::metadata::Metadata;
-use crate::ops::{Engine, Located};
+use crate::ops::Located;
 use crate::render::MessageRow;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -203,11 +203,39 @@ fn repair_torn_tail(file: &mut File) -> io::Result<bool> {
     Ok(true)
 }
 
-/// A message to archive: where it is, its files `(extension, path)`, its
+/// Where an archived file's bytes come from: a spool file, or a recording
+/// and a rebuilt `.txt` read from the database.
+pub enum Source {
+    File(PathBuf),
+    Data(Vec<u8>),
+}
+
+impl Source {
+    fn sha256(&self) -> io::Result<[u8; 32]> {
+        match self {
+            Source::File(p) => fsutil::sha256_file(p),
+            Source::Data(d) => Ok(Sha256::digest(d).into()),
+        }
+    }
+
+    /// Size in bytes (0 when the file cannot be read).
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::File(p) => fs::metadata(p).map_or(0, |m| m.len()),
+            Source::Data(d) => d.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A message to archive: where it is, its files `(extension, source)`, its
 /// metadata and its listing row.
 pub struct Candidate {
     pub loc: Located,
-    pub files: Vec<(String, PathBuf)>,
+    pub files: Vec<(String, Source)>,
     pub meta: Metadata,
     pub row: MessageRow,
 }
@@ -235,8 +263,12 @@ impl Archive {
     pub fn open(root: &Path, spool_root: &Path) -> Result<Archive> {
         fs::create_dir_all(root).map_err(|e| Error::io("create", root, e))?;
         let real = fs::canonicalize(root).map_err(|e| Error::io("resolve", root, e))?;
-        let spool =
-            fs::canonicalize(spool_root).map_err(|e| Error::io("resolve", spool_root, e))?;
+        // With SQL storage this server may have no spool directory at all.
+        let spool = match fs::canonicalize(spool_root) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => spool_root.to_path_buf(),
+            Err(e) => return Err(Error::io("resolve", spool_root, e)),
+        };
         if real.starts_with(&spool) || spool.starts_with(&real) {
             return Err(Error::Usage(format!(
                 "archive directory {} is inside the spool {} (or contains it): choose a directory outside it",
@@ -311,33 +343,26 @@ impl Archive {
             ))
     }
 
-    /// Archives a batch of messages and, unless `keep`, removes them from the
-    /// spool. One `syncfs()` makes the whole batch's files durable before any
-    /// manifest line is written, and the manifest is synced before anything
-    /// is removed from the spool. Returns one result per candidate, in order.
+    /// Archives a batch of messages. One `syncfs()` makes the whole batch's
+    /// files durable before any manifest line is written, and the manifest
+    /// is synced before this returns: a message whose result is `Ok` is
+    /// safely archived and may be removed from the spool (or the table).
+    /// Returns one result per candidate, in order.
     pub fn archive_batch(
         &mut self,
-        engine: &Engine,
         batch: Vec<Candidate>,
         now: i64,
-        keep: bool,
     ) -> Vec<(crate::ops::MsgRef, Result<Outcome>)> {
         let mut results: Vec<(crate::ops::MsgRef, Result<Outcome>)> =
             Vec::with_capacity(batch.len());
-        let mut to_remove: Vec<(usize, Located)> = Vec::new();
         let mut lines: Vec<(usize, [u8; 16], Vec<u8>)> = Vec::new();
         for c in batch {
             let at = c.loc.at.clone();
-            let loc = c.loc.clone();
             match self.prepare(c, now) {
-                Ok(Prepared::Known) => {
-                    results.push((at, Ok(Outcome::AlreadyArchived)));
-                    to_remove.push((results.len() - 1, loc));
-                }
+                Ok(Prepared::Known) => results.push((at, Ok(Outcome::AlreadyArchived))),
                 Ok(Prepared::Line(id, line)) => {
                     results.push((at, Ok(Outcome::Archived)));
                     lines.push((results.len() - 1, id, line));
-                    to_remove.push((results.len() - 1, loc));
                 }
                 Err(e) => results.push((at, Err(e))),
             }
@@ -362,20 +387,12 @@ impl Archive {
                 for (i, _, _) in &lines {
                     results[*i].1 = Err(Error::Failed(msg.clone()));
                 }
-                to_remove.retain(|(i, _)| results[*i].1.is_ok());
             } else {
                 for (_, id, _) in &lines {
                     self.known.insert(*id);
                 }
             }
             crate::ops::failpoint("archive-manifest");
-        }
-        if !keep {
-            for (i, loc) in to_remove {
-                if let Err(e) = engine.delete_archived(&loc) {
-                    results[i].1 = Err(Error::from(e));
-                }
-            }
         }
         results
     }
@@ -441,7 +458,7 @@ impl Archive {
         &self,
         fin: &Path,
         stem: &str,
-        files: &[(String, PathBuf)],
+        files: &[(String, Source)],
     ) -> Result<Vec<ArchivedFile>> {
         let partial = fin.with_extension("partial");
         match fs::create_dir(&partial) {
@@ -460,13 +477,22 @@ impl Archive {
             let dst = partial.join(&name);
             // Audio is never rewritten in place by Asterisk: a hard link is a
             // safe zero-copy snapshot. The .txt may be rewritten: copy it.
-            let linked = self.same_fs_as_spool && ext != "txt" && fs::hard_link(src, &dst).is_ok();
+            let linked = match src {
+                Source::File(p) => {
+                    self.same_fs_as_spool && ext != "txt" && fs::hard_link(p, &dst).is_ok()
+                }
+                Source::Data(_) => false,
+            };
             let sum = if linked {
                 fsutil::sha256_file(&dst).map_err(|e| Error::io("read", &dst, e))?
             } else {
                 // Durability comes from the batch's syncfs.
-                let sum = fsutil::copy_hashed(src, &dst, &perms, false)
-                    .map_err(|e| Error::io("copy", src, e))?;
+                let sum = match src {
+                    Source::File(p) => fsutil::copy_hashed(p, &dst, &perms, false)
+                        .map_err(|e| Error::io("copy", p, e))?,
+                    Source::Data(d) => fsutil::write_hashed(&mut &d[..], &dst, &perms, false)
+                        .map_err(|e| Error::io("write", &dst, e))?,
+                };
                 // Verify what landed on disk, not what was read.
                 let again = fsutil::sha256_file(&dst).map_err(|e| Error::io("read", &dst, e))?;
                 if again != sum {
@@ -491,10 +517,10 @@ impl Archive {
         Ok(out)
     }
 
-    fn entry_matches(&self, fin: &Path, stem: &str, files: &[(String, PathBuf)]) -> Result<bool> {
+    fn entry_matches(&self, fin: &Path, stem: &str, files: &[(String, Source)]) -> Result<bool> {
         for (ext, src) in files {
             let a = fin.join(format!("{stem}.{ext}"));
-            let (Ok(x), Ok(y)) = (fsutil::sha256_file(&a), fsutil::sha256_file(src)) else {
+            let (Ok(x), Ok(y)) = (fsutil::sha256_file(&a), src.sha256()) else {
                 return Ok(false);
             };
             if x != y {
@@ -508,7 +534,7 @@ impl Archive {
         &self,
         fin: &Path,
         stem: &str,
-        files: &[(String, PathBuf)],
+        files: &[(String, Source)],
     ) -> Result<Vec<ArchivedFile>> {
         files
             .iter()

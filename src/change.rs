@@ -47,17 +47,6 @@ impl From<OpError> for Error {
     }
 }
 
-/// Refuses a file-spool command on a SQL store.
-pub(crate) fn file_only(setup: &Setup, what: &str) -> Result<()> {
-    match setup.store.sql() {
-        Some(s) => Err(Error::Usage(format!(
-            "{what} works on a file spool; here the messages are rows of {} (see `vmtool migrate --to-files`)",
-            crate::store::MailboxStore::describe(s)
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Refuses changes where the files are not the truth (spec §3.8, §10).
 pub(crate) fn check_file_storage(setup: &Setup) -> Result<()> {
     if setup.store.sql().is_some() {
@@ -252,11 +241,7 @@ fn run_sql(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    let engine = SqlEngine {
-        store: sql,
-        conf: setup.vmconf.as_ref(),
-        lock: lock_options(setup, g)?,
-    };
+    let engine = sql_engine(setup, sql, g)?;
     // Identities as listed, before any change renumbers anything.
     let mut msgs = Vec::new();
     for ((mb, f, n), action) in plans {
@@ -421,6 +406,19 @@ fn ami_targets(
 }
 
 /// The engine with this run's lock options.
+/// The engine for changes to rows of the SQL store.
+pub(crate) fn sql_engine<'a>(
+    setup: &'a Setup,
+    sql: &'a crate::sql::SqlStore,
+    g: &GlobalArgs,
+) -> Result<SqlEngine<'a>> {
+    Ok(SqlEngine {
+        store: sql,
+        conf: setup.vmconf.as_ref(),
+        lock: lock_options(setup, g)?,
+    })
+}
+
 pub fn engine_for<'a>(setup: &'a Setup, g: &GlobalArgs) -> Result<Engine<'a>> {
     engine(setup, g)
 }
@@ -650,7 +648,6 @@ pub fn cmd_resequence(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::file_only(setup, "resequence")?;
     check_file_storage(setup)?;
     let t = setup
         .resolve_all(std::slice::from_ref(&a.target), rep)
@@ -663,9 +660,20 @@ pub fn cmd_resequence(
     };
     // Renumbering under an open VoiceMailMain session makes Asterisk delete or
     // move the wrong messages (spec §6.7): check there is none, over AMI.
+    // With SQL storage every server may have the box open: ask each one.
     if !a.dry_run {
-        match ami_targets(setup, g).map(|mut t| t.pop()) {
-            Ok(Some(target)) => match crate::ami::voicemail_main_running(&target, Duration::from_secs(5)) {
+        let servers = match ami_targets(setup, g) {
+            Ok(t) if !t.is_empty() => t,
+            _ if a.force => Vec::new(),
+            _ => {
+                return Err(Error::Usage(
+                    "without AMI vmtool cannot check that no VoiceMailMain session has this box open; configure --ami, or add --force if you are sure"
+                        .into(),
+                ))
+            }
+        };
+        for target in &servers {
+            match crate::ami::voicemail_main_running(target, Duration::from_secs(5)) {
                 Ok(chans) if chans.is_empty() => {}
                 Ok(chans) => {
                     return Err(Error::LockBusy(format!(
@@ -680,16 +688,13 @@ pub fn cmd_resequence(
                         )));
                     }
                 }
-            },
-            _ if a.force => {}
-            _ => {
-                return Err(Error::Usage(
-                    "without AMI vmtool cannot check that no VoiceMailMain session has this box open; configure --ami, or add --force if you are sure"
-                        .into(),
-                ))
             }
         }
     }
+    let sql = match setup.store.sql() {
+        Some(sql) => Some(sql_engine(setup, sql, g)?),
+        None => None,
+    };
     let engine = engine(setup, g)?;
     let mut renames = 0;
     for f in folders {
@@ -703,7 +708,11 @@ pub fn cmd_resequence(
             }
             continue;
         }
-        match engine.resequence(&mb, &f) {
+        let result = match &sql {
+            Some(e) => e.resequence(&mb, &f).map_err(Error::Failed),
+            None => engine.resequence(&mb, &f).map_err(Error::from),
+        };
+        match result {
             Ok(moved) => {
                 for (from, to) in &moved {
                     if !setup.quiet {
@@ -713,7 +722,7 @@ pub fn cmd_resequence(
                 }
                 renames += moved.len();
             }
-            Err(e) => rep.error(&Error::from(e)),
+            Err(e) => rep.error(&e),
         }
     }
     if renames > 0 {
@@ -728,7 +737,6 @@ pub fn cmd_unlock(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::file_only(setup, "unlock")?;
     let t = setup
         .resolve_all(std::slice::from_ref(&a.target), rep)
         .pop()
@@ -739,9 +747,19 @@ pub fn cmd_unlock(
         ));
     };
     let dir: PathBuf = setup.store.spool().folder_dir(mb, f);
+    let what = target::describe(&t);
+    // With SQL storage a server may hold no directory for this folder.
+    if !dir.is_dir() {
+        writeln!(
+            out,
+            "{what}: not locked ({} does not exist here)",
+            dir.display()
+        )
+        .map_err(crate::app::out_err)?;
+        return Ok(Exit::Ok);
+    }
     let (outcome, helpers) =
         lock::break_stale(&dir, Duration::from_secs(a.older_than)).map_err(OpError::from)?;
-    let what = target::describe(&t);
     for h in &helpers {
         writeln!(out, "{what}: removed stale helper {}", h.display())
             .map_err(crate::app::out_err)?;

@@ -50,6 +50,9 @@ SHA-256), verified, and only then deleted from the spool under Asterisk's lock,
 without renumbering. A run killed at any point loses nothing; the next run
 finishes the job and never archives a message twice. Two runs never overlap
 (the second exits with status 4). Silent on success unless -v or --summary.
+With voicemail in SQL (--db, odbcstorage) the archive is the same: the recording
+as msgNNNN.<first format>, the .txt rebuilt in the file layout from the row, and
+the row deleted in its own transaction once the manifest is synced.
 
 Cron (examples/cron/vmtool-archive):
   17 3 * * *  asterisk  vmtool archive --older-than 90d --to /srv/voicemail-archive --summary

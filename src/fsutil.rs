@@ -108,7 +108,16 @@ pub fn copy_durable(from: &Path, to: &Path, perms: &Perms) -> io::Result<[u8; 32
 /// [`copy_durable`] with the fsync left to the caller when `durable` is false
 /// (a batch that syncs the whole file system once).
 pub fn copy_hashed(from: &Path, to: &Path, perms: &Perms, durable: bool) -> io::Result<[u8; 32]> {
-    let mut src = File::open(from)?;
+    write_hashed(&mut File::open(from)?, to, perms, durable)
+}
+
+/// [`copy_hashed`] from any reader (a recording read from the database).
+pub fn write_hashed(
+    src: &mut dyn Read,
+    to: &Path,
+    perms: &Perms,
+    durable: bool,
+) -> io::Result<[u8; 32]> {
     let mut dst = OpenOptions::new()
         .write(true)
         .create_new(true)

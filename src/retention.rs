@@ -3,30 +3,43 @@
 //! mailbox by mailbox; each message goes through `archive` / `ops`.
 
 use crate::app::{message_row, out_err, parse_when, LsFilter, Reporter, Setup};
-use crate::archive::{self, Archive, Candidate, ManifestEntry, Outcome};
-use crate::change::{engine_for, notify_asterisk, INTERRUPTED};
+use crate::archive::{self, Archive, Candidate, ManifestEntry, Outcome, Source};
+use crate::change::{engine_for, notify_asterisk, sql_engine, INTERRUPTED};
 use crate::cli::{
     ArchiveArgs, Format, GlobalArgs, LsArgs, PurgeArgs, RestoreArgs, SelectArgs, ShowArgs,
 };
 use crate::error::{Error, Exit, Result};
-use crate::ops::Engine;
-use crate::render::{sanitize, MessageWriter};
+use crate::metadata::Metadata;
+use crate::ops::{Engine, Located, MsgRef};
+use crate::render::{sanitize, MessageRow, MessageWriter};
+use crate::scan::MsgFiles;
 use crate::spool::{Context, Folder, MailboxId};
+use crate::sql::change::{SqlAction, SqlEngine, SqlMsg};
+use crate::sql::SqlStore;
 use crate::store::MailboxStore;
 use crate::target::{looks_like_msg_id, Target};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+/// A message old enough: where it is, its `.txt` and its listing row.
+struct Picked {
+    mb: MailboxId,
+    folder: Folder,
+    files: MsgFiles,
+    meta: Metadata,
+    row: MessageRow,
+}
+
 /// Walks the targets and calls `f` for each message older than the cutoff, in
 /// spool order, until `f` says stop or `--max` is reached.
 fn select(
     setup: &Setup,
-    engine: &Engine,
     a: &SelectArgs,
     rep: &mut Reporter,
-    mut f: impl FnMut(Candidate, &mut Reporter) -> Result<bool>,
+    mut f: impl FnMut(Picked, &mut Reporter) -> Result<bool>,
 ) -> Result<()> {
     let now = setup.env.now();
     let cutoff = parse_when(&a.older_than, now, false)?;
@@ -104,35 +117,16 @@ fn select(
                         if origtime >= cutoff {
                             continue;
                         }
-                        let loc = match engine.locate(&mb, folder, files.num) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                rep.error(&Error::from(e));
-                                continue;
-                            }
-                        };
-                        let paths = loc
-                            .exts
-                            .iter()
-                            .map(|e| {
-                                (
-                                    e.clone(),
-                                    setup.store.spool().msg_file(&mb, folder, files.num, e),
-                                )
-                            })
-                            .collect();
                         let row = message_row(setup, &mb, folder, files, Some(&meta), zone);
                         taken += 1;
-                        let go_on = f(
-                            Candidate {
-                                loc,
-                                files: paths,
-                                meta,
-                                row,
-                            },
-                            rep,
-                        )?;
-                        if !go_on {
+                        let picked = Picked {
+                            mb: mb.clone(),
+                            folder: folder.clone(),
+                            files: files.clone(),
+                            meta,
+                            row,
+                        };
+                        if !f(picked, rep)? {
                             return Ok(());
                         }
                     }
@@ -141,6 +135,60 @@ fn select(
         }
     }
     Ok(())
+}
+
+/// A spool message's files, located under the engine's rules.
+fn file_candidate(setup: &Setup, engine: &Engine, p: Picked) -> Result<Candidate> {
+    let loc = engine.locate(&p.mb, &p.folder, p.files.num)?;
+    let files = loc
+        .exts
+        .iter()
+        .map(|e| {
+            let path = setup
+                .store
+                .spool()
+                .msg_file(&p.mb, &p.folder, p.files.num, e);
+            (e.clone(), Source::File(path))
+        })
+        .collect();
+    Ok(Candidate {
+        loc,
+        files,
+        meta: p.meta,
+        row: p.row,
+    })
+}
+
+/// A row as the files the file backend would hold: the recording with the
+/// first format's extension and the `.txt` in Asterisk's file layout.
+fn sql_candidate(sql: &SqlStore, p: Picked) -> Result<(Candidate, SqlMsg)> {
+    let row = sql.msg_row(&p.mb, &p.folder, p.files.num)?;
+    let here = MsgRef::new(&p.mb, &p.folder, p.files.num);
+    let audio = sql.recording(&p.mb, &p.folder, p.files.num)?;
+    if audio == crate::sql::AUDMAGIC {
+        return Err(Error::Failed(format!(
+            "{here}: the audio is on the servers' disks (odbc_audio_on_disk=yes), not in the table; not archived"
+        )));
+    }
+    let msg = SqlMsg::from_row(&row, &sql.table)
+        .ok_or_else(|| Error::Failed(format!("{here}: the row's dir or msgnum is not valid")))?;
+    let txt = row.file_txt(&sql.table);
+    let loc = Located {
+        at: here,
+        exts: vec![sql.ext.clone(), "txt".into()],
+        txt_sha: Sha256::digest(&txt).into(),
+        msg_id: row.msg_id.clone(),
+    };
+    let cand = Candidate {
+        loc,
+        files: vec![
+            (sql.ext.clone(), Source::Data(audio)),
+            ("txt".into(), Source::Data(txt)),
+        ],
+        meta: row.file_metadata(&sql.table),
+        row: p.row,
+    };
+    Ok((cand, msg))
 }
 
 fn summary_line(
@@ -162,10 +210,19 @@ fn summary_line(
 
 /// Messages archived per `syncfs()` and manifest fsync.
 const ARCHIVE_BATCH: usize = 256;
+/// Recordings read from the database are held until their batch is
+/// written: flush earlier past this many bytes.
+const ARCHIVE_BATCH_BYTES: u64 = 64 << 20;
+
+/// How archived messages leave their store.
+enum Remover<'a> {
+    Files(Engine<'a>),
+    Sql(SqlEngine<'a>),
+}
 
 /// One archive run: what it works with, and its counters.
 struct ArchiveRun<'a> {
-    engine: &'a Engine<'a>,
+    remover: Remover<'a>,
     args: &'a ArchiveArgs,
     now: i64,
     verbose: bool,
@@ -177,30 +234,43 @@ struct ArchiveRun<'a> {
 }
 
 impl ArchiveRun<'_> {
+    /// Removes an archived message from its store (nothing with `--keep`).
+    fn remove(&self, loc: &Located, sql: Option<&SqlMsg>) -> Result<()> {
+        if self.args.keep {
+            return Ok(());
+        }
+        match (&self.remover, sql) {
+            (Remover::Files(engine), _) => Ok(engine.delete_archived(loc)?),
+            (Remover::Sql(engine), Some(m)) => engine
+                .apply(m, &SqlAction::Purge)
+                .map(|_| ())
+                .map_err(Error::Failed),
+            (Remover::Sql(_), None) => Err(Error::Failed(format!(
+                "{}: no row identity; left in the table",
+                loc.at
+            ))),
+        }
+    }
+
     fn flush(
         &mut self,
-        batch: &mut Vec<Candidate>,
+        batch: &mut Vec<(Candidate, Option<SqlMsg>)>,
         ar: &mut Archive,
         out: &mut dyn Write,
         rep: &mut Reporter,
     ) -> Result<()> {
-        let (engine, a, now, verbose) = (self.engine, self.args, self.now, self.verbose);
-        let sizes: Vec<u64> = batch
-            .iter()
-            .map(|c| {
-                c.files
-                    .iter()
-                    .filter_map(|(_, p)| std::fs::metadata(p).ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .collect();
-        for ((at, r), size) in ar
-            .archive_batch(engine, std::mem::take(batch), now, a.keep)
-            .into_iter()
-            .zip(sizes)
-        {
-            match r {
+        let mut sizes = Vec::with_capacity(batch.len());
+        let mut keys = Vec::with_capacity(batch.len());
+        let mut cands = Vec::with_capacity(batch.len());
+        for (c, m) in batch.drain(..) {
+            sizes.push(c.files.iter().map(|(_, s)| s.len()).sum::<u64>());
+            keys.push((c.loc.clone(), m));
+            cands.push(c);
+        }
+        let results = ar.archive_batch(cands, self.now);
+        for (((at, r), size), (loc, m)) in results.into_iter().zip(sizes).zip(keys) {
+            // Only what the synced manifest holds may leave the store.
+            match r.and_then(|o| self.remove(&loc, m.as_ref()).map(|()| o)) {
                 Ok(outcome) => {
                     if outcome == Outcome::AlreadyArchived {
                         self.again += 1;
@@ -208,12 +278,12 @@ impl ArchiveRun<'_> {
                         self.done += 1;
                         self.bytes += size;
                     }
-                    if !a.keep {
+                    if !self.args.keep {
                         if let Ok(mb) = at.mailbox_id() {
                             self.changed.insert(mb);
                         }
                     }
-                    if verbose {
+                    if self.verbose {
                         writeln!(out, "archived {at}").map_err(out_err)?;
                     }
                 }
@@ -234,11 +304,13 @@ pub fn cmd_archive(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::file_only(setup, "archive")?;
     if !a.keep {
         crate::change::check_file_storage(setup)?;
     }
-    let engine = engine_for(setup, g)?;
+    let remover = match setup.store.sql() {
+        Some(sql) => Remover::Sql(sql_engine(setup, sql, g)?),
+        None => Remover::Files(engine_for(setup, g)?),
+    };
     let now = setup.env.now();
     let mut ar = if a.select.dry_run {
         None
@@ -246,7 +318,7 @@ pub fn cmd_archive(
         Some(Archive::open(&a.to, setup.store.spool().root())?)
     };
     let mut run = ArchiveRun {
-        engine: &engine,
+        remover,
         args: a,
         now,
         verbose: g.verbose,
@@ -256,7 +328,8 @@ pub fn cmd_archive(
         bytes: 0,
         changed: BTreeSet::new(),
     };
-    let mut batch: Vec<Candidate> = Vec::new();
+    let mut batch: Vec<(Candidate, Option<SqlMsg>)> = Vec::new();
+    let mut batch_bytes = 0u64;
     // A spinner with counts on a terminal only: cron runs stay silent.
     let progress = if !setup.quiet
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -273,22 +346,37 @@ pub fn cmd_archive(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    select(setup, &engine, &a.select, rep, |s, rep| {
+    select(setup, &a.select, rep, |p, rep| {
         let Some(arc) = ar.as_mut() else {
             writeln!(
                 out,
                 "would archive {} -> {}",
-                s.loc.at,
-                a.to.join(Archive::entry_dir(&s.row)).display()
+                MsgRef::new(&p.mb, &p.folder, p.files.num),
+                a.to.join(Archive::entry_dir(&p.row)).display()
             )
             .map_err(out_err)?;
             run.done += 1;
             return Ok(true);
         };
-        batch.push(s);
+        let item = match &run.remover {
+            Remover::Files(engine) => file_candidate(setup, engine, p).map(|c| (c, None)),
+            Remover::Sql(engine) => sql_candidate(engine.store, p).map(|(c, m)| (c, Some(m))),
+        };
+        match item {
+            Ok(item) => {
+                batch_bytes += item.0.files.iter().map(|(_, s)| s.len()).sum::<u64>();
+                batch.push(item);
+            }
+            Err(e) => {
+                run.failed += 1;
+                rep.error(&e);
+                return Ok(true);
+            }
+        }
         progress.inc(1);
-        if batch.len() >= ARCHIVE_BATCH {
+        if batch.len() >= ARCHIVE_BATCH || batch_bytes >= ARCHIVE_BATCH_BYTES {
             run.flush(&mut batch, arc, out, rep)?;
+            batch_bytes = 0;
         }
         Ok(true)
     })?;
@@ -338,18 +426,21 @@ pub fn cmd_purge(
     let engine = engine_for(setup, g)?;
     let (mut done, mut failed, mut bytes) = (0usize, 0usize, 0u64);
     let mut changed: BTreeSet<MailboxId> = BTreeSet::new();
-    select(setup, &engine, &a.select, rep, |s, rep| {
+    select(setup, &a.select, rep, |p, rep| {
+        let s = match file_candidate(setup, &engine, p) {
+            Ok(c) => c,
+            Err(e) => {
+                failed += 1;
+                rep.error(&e);
+                return Ok(true);
+            }
+        };
         if a.select.dry_run {
             writeln!(out, "would delete {}", s.loc.at).map_err(out_err)?;
             done += 1;
             return Ok(true);
         }
-        let size: u64 = s
-            .files
-            .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
+        let size: u64 = s.files.iter().map(|(_, f)| f.len()).sum();
         match engine.delete_plain(&s.loc) {
             Ok(()) => {
                 done += 1;
@@ -385,82 +476,28 @@ pub fn cmd_purge(
 fn purge_sql(
     setup: &Setup,
     g: &GlobalArgs,
-    sql: &crate::sql::SqlStore,
+    sql: &SqlStore,
     a: &PurgeArgs,
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    use crate::sql::change::{SqlAction, SqlEngine, SqlMsg};
-    let sel = &a.select;
-    let cutoff = parse_when(&sel.older_than, setup.env.now(), false)?;
-    let mut only = Vec::new();
-    for name in &sel.folder {
-        only.push(Folder::known(name).unwrap_or(Folder::from_dir_name(name)?));
-    }
-    let folder_ok = |fo: &Folder| {
-        if only.is_empty() {
-            sel.include_new || !fo.is_new()
-        } else {
-            only.contains(fo)
-        }
-    };
-    let targets = if sel.targets.is_empty() {
-        vec![Target::Spool]
-    } else {
-        setup.resolve_all(&sel.targets, rep)
-    };
+    // Identities first: deleting while walking would re-read each box.
     let mut picked: Vec<SqlMsg> = Vec::new();
-    for t in &targets {
-        let boxes = match t {
-            Target::Spool => {
-                let mut v = Vec::new();
-                for c in setup.store.contexts()? {
-                    v.extend(setup.store.mailboxes(&c)?);
-                }
-                v
-            }
-            Target::Context(c) => setup.store.mailboxes(c)?,
-            Target::Mailbox(mb) | Target::Folder(mb, _) | Target::Message(mb, _, _) => {
-                vec![mb.clone()]
-            }
-        };
-        for mb in boxes {
-            let folders = match t {
-                Target::Folder(_, f) | Target::Message(_, f, _) => vec![f.clone()],
-                _ => setup.store.folders(&mb)?,
-            };
-            for f in folders.iter().filter(|f| folder_ok(f)) {
-                for m in setup.store.scan_folder(&mb, f)?.messages {
-                    if let Target::Message(_, _, n) = t {
-                        if *n != m.num {
-                            continue;
-                        }
-                    }
-                    let row = sql.msg_row(&mb, f, m.num)?;
-                    let old = row
-                        .origtime
-                        .as_deref()
-                        .and_then(|o| o.trim().parse::<i64>().ok())
-                        .is_some_and(|o| o < cutoff);
-                    if old && sel.max.is_none_or(|x| picked.len() < x) {
-                        picked.extend(SqlMsg::from_row(&row, &sql.table));
-                    }
-                }
-            }
+    select(setup, &a.select, rep, |p, rep| {
+        match sql.msg_row(&p.mb, &p.folder, p.files.num) {
+            Ok(row) => picked.extend(SqlMsg::from_row(&row, &sql.table)),
+            Err(e) => rep.error(&e),
         }
-    }
-    let engine = SqlEngine {
-        store: sql,
-        conf: setup.vmconf.as_ref(),
-        lock: crate::change::lock_options(setup, g)?,
-    };
+        Ok(true)
+    })?;
+    let engine = sql_engine(setup, sql, g)?;
     let (mut done, mut failed) = (0usize, 0usize);
     let mut changed: BTreeSet<MailboxId> = BTreeSet::new();
     for m in picked {
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
         }
-        if sel.dry_run {
+        if a.select.dry_run {
             writeln!(out, "would delete {}", m.at()).map_err(out_err)?;
             done += 1;
             continue;
@@ -482,7 +519,7 @@ fn purge_sql(
     if !changed.is_empty() {
         notify_asterisk(setup, g, &changed, rep);
     }
-    if sel.summary {
+    if a.select.summary {
         summary_line(out, "purged", done, 0, failed, 0, changed.len())?;
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
@@ -573,9 +610,11 @@ pub fn cmd_restore(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::file_only(setup, "restore")?;
     crate::change::check_file_storage(setup)?;
-    let engine = engine_for(setup, g)?;
+    let into = match setup.store.sql() {
+        Some(sql) => Remover::Sql(sql_engine(setup, sql, g)?),
+        None => Remover::Files(engine_for(setup, g)?),
+    };
     let now = setup.env.now();
     let since = a
         .since
@@ -637,7 +676,7 @@ pub fn cmd_restore(
             "{}/{}/{}/msg{}",
             e.row.context, e.row.mailbox, e.row.folder, e.row.number
         );
-        if already_there(setup, &mb, &folder, &e.txt_sha256) {
+        if already_there(setup, &mb, &folder, &e) {
             rep.warn(&format!(
                 "{label}: already in {mb}/{folder} (same .txt); not restored twice"
             ));
@@ -661,7 +700,11 @@ pub fn cmd_restore(
                 continue;
             }
         };
-        match engine.import(&files, &mb, &folder) {
+        let imported = match &into {
+            Remover::Files(engine) => engine.import(&files, &mb, &folder).map_err(Error::from),
+            Remover::Sql(engine) => import_sql(engine, &files, &mb, &folder, &label),
+        };
+        match imported {
             Ok(at) => {
                 done += 1;
                 changed.insert(mb);
@@ -669,7 +712,7 @@ pub fn cmd_restore(
                     writeln!(out, "restored {label} -> {at}").map_err(out_err)?;
                 }
             }
-            Err(err) => rep.error(&Error::from(err)),
+            Err(err) => rep.error(&err),
         }
     }
     if !changed.is_empty() {
@@ -678,20 +721,65 @@ pub fn cmd_restore(
     Ok(rep.finish(done))
 }
 
+/// An archived message into the table: its `.txt` gives the columns, the
+/// file of the table's format (the first `format=`) the recording.
+fn import_sql(
+    engine: &SqlEngine,
+    files: &[(String, std::path::PathBuf)],
+    mb: &MailboxId,
+    folder: &Folder,
+    label: &str,
+) -> Result<MsgRef> {
+    let sql = engine.store;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io("read", p, e));
+    let txt = files
+        .iter()
+        .find(|(x, _)| x == "txt")
+        .ok_or_else(|| Error::Failed(format!("{label}: the archive entry has no .txt")))?;
+    let Some((_, audio)) = files.iter().find(|(x, _)| *x == sql.ext) else {
+        let have: Vec<&str> = files
+            .iter()
+            .map(|(x, _)| x.as_str())
+            .filter(|x| *x != "txt")
+            .collect();
+        return Err(Error::Failed(format!(
+            "{label}: the archive holds .{} but the table keeps .{} (the first format= of voicemail.conf); convert it first, or restore into a file spool; not restored",
+            have.join(", ."),
+            sql.ext
+        )));
+    };
+    let meta = crate::sql::migrate::row_metadata(&read(&txt.1)?, &sql.table)
+        .map_err(|e| Error::Failed(format!("{}: {e}", txt.1.display())))?;
+    engine
+        .import(mb, folder, &meta, &read(audio)?)
+        .map_err(Error::Failed)
+}
+
 fn folder_of(name: &str) -> Folder {
     Folder::known(name).unwrap_or_else(|| Folder::from_dir_name(name).unwrap_or(Folder::Inbox))
 }
 
-/// A message with these exact `.txt` bytes is already in the folder.
-fn already_there(setup: &Setup, mb: &MailboxId, folder: &Folder, txt_sha: &str) -> bool {
+/// The archived message is already in the folder: a file with these exact
+/// `.txt` bytes, or a row with the same msg_id and origtime (or whose
+/// rebuilt `.txt` has these bytes).
+fn already_there(setup: &Setup, mb: &MailboxId, folder: &Folder, e: &ManifestEntry) -> bool {
     let Ok(scan) = setup.store.scan_folder(mb, folder) else {
         return false;
     };
-    scan.messages.iter().filter(|m| m.txt).any(|m| {
-        crate::fsutil::sha256_file(&setup.store.spool().txt_path(mb, folder, m.num))
-            .map(|s| crate::fsutil::hex(&s) == txt_sha)
-            .unwrap_or(false)
-    })
+    let hex_sha = |b: &[u8]| crate::fsutil::hex(&Sha256::digest(b));
+    scan.messages
+        .iter()
+        .filter(|m| m.txt)
+        .any(|m| match setup.store.sql() {
+            Some(sql) => sql.msg_row(mb, folder, m.num).is_ok_and(|r| {
+                let same_id = r.msg_id.is_some()
+                    && r.msg_id == e.row.msg_id
+                    && r.origtime.as_deref().and_then(|o| o.trim().parse().ok()) == e.row.origtime;
+                same_id || hex_sha(&r.file_txt(&sql.table)) == e.txt_sha256
+            }),
+            None => crate::fsutil::sha256_file(&setup.store.spool().txt_path(mb, folder, m.num))
+                .is_ok_and(|s| crate::fsutil::hex(&s) == e.txt_sha256),
+        })
 }
 
 /// `ls --archive DIR`: the archive's messages with the spool's columns and filters.

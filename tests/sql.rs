@@ -894,3 +894,295 @@ fn purge_deletes_old_rows_outright_and_nothing_else() {
         assert!(t.rows().iter().all(|r| !r.0.ends_with("/Deleted")));
     }
 }
+
+/// The fixture's messages by msg_id: (dir, metadata, first-format audio).
+fn fixture_by_id() -> BTreeMap<String, (String, vmtool::metadata::Metadata, Vec<u8>)> {
+    fixture_messages()
+        .into_iter()
+        .map(|(ctx, mbox, folder, num)| {
+            let base = team2_fixture().join(format!("voicemail/{ctx}/{mbox}/{folder}/msg{num}"));
+            let m = vmtool::metadata::Metadata::parse(
+                &std::fs::read(base.with_extension("txt")).unwrap(),
+            )
+            .unwrap();
+            let wav = std::fs::read(base.with_extension("WAV")).unwrap();
+            (
+                m.msg_id().unwrap().to_string(),
+                (format!("{PREFIX}/{ctx}/{mbox}/{folder}"), m, wav),
+            )
+        })
+        .collect()
+}
+
+/// The columns Asterisk's table keeps, as the `.txt` says them.
+const TABLE_KEYS: [&str; 7] = [
+    "context", "callerid", "origtime", "duration", "msg_id", "flag", "category",
+];
+
+#[test]
+fn archive_takes_rows_out_in_the_file_format_and_restore_brings_them_back() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        let fx = fixture_by_id();
+        let arch = sb.path().join("archive");
+        let a = arch.to_str().unwrap();
+        let at = "@1795689200";
+        let old: BTreeSet<String> = fx
+            .iter()
+            .filter(|(_, (_, m, _))| m.origtime().unwrap() < 1795689200)
+            .map(|(id, _)| id.clone())
+            .collect();
+        assert!(!old.is_empty() && old.len() < fx.len());
+        let before = t.rows();
+        let dry = run(
+            &sb,
+            &t,
+            &[
+                "archive",
+                "--older-than",
+                at,
+                "--include-new",
+                "--to",
+                a,
+                "--dry-run",
+            ],
+        )
+        .ok()
+        .stdout;
+        assert_eq!(dry.lines().count(), old.len(), "{dry}");
+        assert_eq!(t.rows(), before);
+        let archive = |t: &TestTable| {
+            run(
+                &sb,
+                t,
+                &[
+                    "archive",
+                    "--older-than",
+                    at,
+                    "--include-new",
+                    "--to",
+                    a,
+                    "--summary",
+                ],
+            )
+            .ok()
+            .stdout
+        };
+        let out = archive(&t);
+        assert!(
+            out.contains(&format!("archived {} message(s)", old.len())),
+            "{:?}: {out}",
+            s.kind
+        );
+        let left: BTreeSet<String> = t.rows().into_iter().filter_map(|r| r.2).collect();
+        assert!(left.is_disjoint(&old) && left.len() + old.len() == fx.len());
+        // Each entry: the recording byte for byte as .WAV, the .txt in the
+        // file layout with the table's values.
+        let manifest = std::fs::read_to_string(arch.join("manifest.jsonl")).unwrap();
+        let mut seen = BTreeSet::new();
+        for line in manifest.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = v["msg_id"].as_str().unwrap().to_string();
+            let (_, meta, wav) = &fx[&id];
+            let entry = arch.join(v["dir"].as_str().unwrap());
+            let num = v["number"].as_str().unwrap();
+            assert_eq!(
+                std::fs::read(entry.join(format!("msg{num}.WAV"))).unwrap(),
+                *wav
+            );
+            let txt = std::fs::read(entry.join(format!("msg{num}.txt"))).unwrap();
+            let back = vmtool::metadata::Metadata::parse(&txt).unwrap();
+            for k in TABLE_KEYS {
+                assert_eq!(back.get(k), meta.get(k), "{:?} {id} {k}", s.kind);
+            }
+            seen.insert(id);
+        }
+        assert_eq!(seen, old);
+        // A rerun finds nothing more to archive.
+        assert!(archive(&t).contains("archived 0 message(s)"));
+        // Back into the table, where each came from, at highest+1.
+        let ids: Vec<&str> = old.iter().map(String::as_str).collect();
+        let mut args = vec!["restore", "--from", a];
+        args.extend(&ids);
+        let out = run(&sb, &t, &args).ok().stdout;
+        assert_eq!(out.lines().count(), old.len(), "{out}");
+        let after = t.rows();
+        let place =
+            |rows: &[(String, i64, Option<String>, Option<String>)]| -> BTreeSet<(String, String)> {
+                rows.iter()
+                    .map(|r| (r.0.clone(), r.2.clone().unwrap()))
+                    .collect()
+            };
+        assert_eq!(place(&after), place(&before), "{:?}", s.kind);
+        for (dir, _, id, _) in &after {
+            assert_eq!(*dir, fx[id.as_ref().unwrap()].0);
+        }
+        // The recordings came back unchanged: convert equals the fixture's.
+        for (dir, n, id, _) in after.iter().filter(|r| old.contains(r.2.as_ref().unwrap())) {
+            let target = format!(
+                "{}/msg{n:04}",
+                dir.strip_prefix(&format!("{PREFIX}/")).unwrap()
+            );
+            let (_, _, wav) = &fx[id.as_ref().unwrap()];
+            let mut db = t.db();
+            let stored = db
+                .query(
+                    &format!(
+                        "SELECT recording FROM {} WHERE dir = ? AND msgnum = ?",
+                        t.name
+                    ),
+                    &[V::Text(dir.clone()), V::Int(*n as i32)],
+                )
+                .unwrap()
+                .remove(0)
+                .remove(0)
+                .into_bytes()
+                .unwrap();
+            assert!(stored == *wav, "{:?} {target}", s.kind);
+        }
+        // Restoring again is refused: the rows are there.
+        let r = run(&sb, &t, &args);
+        assert!(r.stderr.contains("not restored twice"), "{}", r.stderr);
+        assert_eq!(t.rows().len(), fx.len());
+        // The same archive restores into a file spool (no --db).
+        let files = Sandbox::team2();
+        let one = ids[0];
+        files
+            .run(&[
+                "--no-ami",
+                "restore",
+                "--from",
+                a,
+                "--to",
+                "2301@direction/Work",
+                one,
+            ])
+            .ok();
+        let work = files.voicemail().join("direction/2301/Work");
+        assert_eq!(std::fs::read(work.join("msg0000.WAV")).unwrap(), fx[one].2);
+        let m =
+            vmtool::metadata::Metadata::parse(&std::fs::read(work.join("msg0000.txt")).unwrap())
+                .unwrap();
+        assert_eq!(m.msg_id(), Some(one));
+    }
+}
+
+#[test]
+fn a_file_spool_archive_restores_into_the_table_with_its_first_format() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        let fx = fixture_by_id();
+        let arch = sb.path().join("archive");
+        let a = arch.to_str().unwrap();
+        // From the files (all three formats archived), kept in the spool.
+        sb.run(&[
+            "--no-ami",
+            "archive",
+            "--keep",
+            "--older-than",
+            "@1795689200",
+            "--include-new",
+            "--to",
+            a,
+        ])
+        .ok();
+        let manifest = std::fs::read_to_string(arch.join("manifest.jsonl")).unwrap();
+        let n = manifest.lines().count();
+        assert!(n > 0);
+        let out = run(
+            &sb,
+            &t,
+            &["restore", "--from", a, "compta", "finance", "direction"],
+        )
+        .ok()
+        .stdout;
+        assert_eq!(out.lines().count(), n, "{out}");
+        let mut db = t.db();
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT dir, msg_id, recording, mailboxuser, mailboxcontext FROM {}",
+                    t.name
+                ),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(rows.len(), n);
+        for r in rows {
+            let id = r[1].text().unwrap();
+            let (dir, _, wav) = &fx[&id];
+            assert_eq!(r[0].text().as_ref(), Some(dir));
+            assert!(
+                r[2].clone().into_bytes().unwrap() == *wav,
+                "{:?} {id}",
+                s.kind
+            );
+            let owner = format!("{}/{}", r[4].text().unwrap(), r[3].text().unwrap());
+            assert!(dir.contains(&format!("/{owner}/")), "{dir} {owner}");
+        }
+    }
+}
+
+#[test]
+fn resequence_closes_gaps_in_the_table_in_order() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        // The folder with the most messages; open a gap at its start.
+        let rows = t.rows();
+        let mut by_dir: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+        for (dir, n, id, _) in &rows {
+            by_dir
+                .entry(dir.clone())
+                .or_default()
+                .push((*n, id.clone().unwrap()));
+        }
+        let (dir, msgs) = by_dir.iter().max_by_key(|(_, v)| v.len()).unwrap();
+        assert!(msgs.len() >= 2, "{msgs:?}");
+        t.db()
+            .exec(
+                &format!("DELETE FROM {} WHERE dir = ? AND msgnum = 0", t.name),
+                &[V::Text(dir.clone())],
+            )
+            .unwrap();
+        let rel = dir.strip_prefix(&format!("{PREFIX}/")).unwrap();
+        let bx = rel.rsplit_once('/').unwrap().0;
+        let dry = run(&sb, &t, &["resequence", "--dry-run", rel]).ok().stdout;
+        assert_eq!(dry.lines().count(), msgs.len() - 1, "{dry}");
+        let r = run(&sb, &t, &["resequence", bx]);
+        assert_eq!(r.code, 2, "without AMI, --force is required: {}", r.stderr);
+        let out = run(&sb, &t, &["resequence", "--force", bx]).ok().stdout;
+        assert!(out.contains("msg0001 -> msg0000"), "{out}");
+        let after: Vec<(i64, String)> = t
+            .rows()
+            .into_iter()
+            .filter(|r| r.0 == *dir)
+            .map(|r| (r.1, r.2.unwrap()))
+            .collect();
+        let want: Vec<(i64, String)> = msgs[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, (_, id))| (i as i64, id.clone()))
+            .collect();
+        assert_eq!(after, want, "{:?}", s.kind);
+        // Other folders untouched.
+        let others = |rows: &[(String, i64, Option<String>, Option<String>)]| -> Vec<_> {
+            rows.iter().filter(|r| r.0 != *dir).cloned().collect()
+        };
+        assert_eq!(others(&t.rows()), others(&rows));
+        // Asterisk still locks this server's spool directories: a stale lock
+        // there is broken as for a file spool.
+        let lock = sb.voicemail().join(rel).join(".lock");
+        std::fs::write(&lock, "").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let out = run(&sb, &t, &["unlock", "--stale", "--older-than", "1", rel])
+            .ok()
+            .stdout;
+        assert!(out.contains("stale lock broken"), "{out}");
+        assert!(!lock.exists());
+    }
+}

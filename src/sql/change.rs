@@ -9,6 +9,7 @@ use super::table::{MsgRow, Table};
 use super::SqlStore;
 use crate::config::VoicemailConf;
 use crate::lock::{FolderLock, LockOptions};
+use crate::metadata::Metadata;
 use crate::ops::MsgRef;
 use crate::spool::{Folder, MailboxId, MsgNum};
 
@@ -240,6 +241,77 @@ impl SqlEngine<'_> {
         FolderLock::acquire(&dir, &self.lock)
             .map(Some)
             .map_err(|e| e.to_string())
+    }
+
+    /// Inserts a message restored from an archive: highest+1 in its folder
+    /// (maxmsg as Asterisk, `Deleted` rotating), in one transaction.
+    pub fn import(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        meta: &Metadata,
+        audio: &[u8],
+    ) -> Result<MsgRef, String> {
+        let _lock = self.local_lock(mb, folder)?;
+        let t = self.table();
+        let dir = t.dir(mb, folder);
+        let mut db = self.store.db();
+        let result = db.transaction(|db| {
+            let num = self.allocate(db, mb, folder)?;
+            super::migrate::insert(db, t, mb, &dir, num, meta, audio)?;
+            MsgNum::new(num as u16)
+                .map(|n| MsgRef::new(mb, folder, n))
+                .ok_or_else(|| refused("bad number".into()))
+        });
+        drop(db);
+        self.store.invalidate();
+        result.map_err(|e| format!("{mb}/{folder}: {}", self.store.target().redact(&e.msg)))
+    }
+
+    /// Closes the gaps of a folder: every row numbered 0..n-1 in order, in one
+    /// transaction with the folder's rows locked (what Asterisk's
+    /// resequencing does, row by row, with `rename_file`). Returns the renames.
+    pub fn resequence(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+    ) -> Result<Vec<(MsgNum, MsgNum)>, String> {
+        let _lock = self.local_lock(mb, folder)?;
+        let t = self.table();
+        let dir = t.dir(mb, folder);
+        let mut db = self.store.db();
+        let result = db.transaction(|db| {
+            let sql = format!(
+                "SELECT msgnum FROM {} WHERE dir = ? AND msgnum >= 0 ORDER BY msgnum FOR UPDATE",
+                t.name
+            );
+            let nums: Vec<i32> = db
+                .query(&sql, &[V::Text(dir.clone())])?
+                .iter()
+                .filter_map(|r| r[0].int())
+                .filter_map(|n| i32::try_from(n).ok())
+                .collect();
+            let update = format!(
+                "UPDATE {} SET msgnum = ? WHERE dir = ? AND msgnum = ?",
+                t.name
+            );
+            let mut moved = Vec::new();
+            // Ascending: slot i is free once rows 0..i are in place.
+            for (i, old) in nums.into_iter().enumerate() {
+                let new = i as i32;
+                if old == new {
+                    continue;
+                }
+                db.exec(&update, &[V::Int(new), V::Text(dir.clone()), V::Int(old)])?;
+                if let (Some(a), Some(b)) = (MsgNum::new(old as u16), MsgNum::new(new as u16)) {
+                    moved.push((a, b));
+                }
+            }
+            Ok(moved)
+        });
+        drop(db);
+        self.store.invalidate();
+        result.map_err(|e| format!("{mb}/{folder}: {}", self.store.target().redact(&e.msg)))
     }
 
     /// Applies one change in one transaction (retried on a deadlock or a

@@ -79,18 +79,12 @@ impl Migrator<'_> {
                     continue;
                 }
             };
-            // File-only keys keep their raw text (Asterisk's writer does not
-            // escape, so `callerchan=Local/…;2` holds a comment it never reads).
             let mut meta = meta;
-            let txt_path = self.spool.txt_path(mb, folder, m.num);
             if !t.extra.is_empty() {
+                let txt_path = self.spool.txt_path(mb, folder, m.num);
                 let bytes =
                     std::fs::read(&txt_path).map_err(|e| Error::io("read", &txt_path, e))?;
-                for (k, v) in raw_values(&bytes) {
-                    if t.extra.contains(&k.as_str()) {
-                        meta.set(&k, v);
-                    }
-                }
+                keep_raw_extras(&mut meta, &bytes, t);
             }
             let audio = if m.audio.iter().any(|a| a == &ext) {
                 let p = self.spool.msg_file(mb, folder, m.num, &ext);
@@ -266,6 +260,23 @@ impl Migrator<'_> {
         self.store.invalidate();
         Ok(rep)
     }
+}
+
+/// File-only keys keep their raw text (Asterisk's writer does not escape,
+/// so `callerchan=Local/…;2` holds a comment it never reads).
+fn keep_raw_extras(meta: &mut Metadata, txt: &[u8], t: &Table) {
+    for (k, v) in raw_values(txt) {
+        if t.extra.contains(&k.as_str()) {
+            meta.set(&k, v);
+        }
+    }
+}
+
+/// The metadata a row is inserted with, from a `.txt` in the file layout.
+pub fn row_metadata(txt: &[u8], t: &Table) -> std::result::Result<Metadata, String> {
+    let mut meta = Metadata::parse(txt).map_err(|e| e.to_string())?;
+    keep_raw_extras(&mut meta, txt, t);
+    Ok(meta)
 }
 
 /// `key=value` lines of the `[message]` section, values as written (comments kept).
