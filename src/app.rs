@@ -895,7 +895,22 @@ fn show_one(
         MsgState::Orphan => "orphan",
     };
     writeln!(out, "{} ({state})", st.bold(&sanitize(&here))).map_err(out_err)?;
-    writeln!(out, "  file: {}", sanitize(&path.display().to_string())).map_err(out_err)?;
+    match setup.store.sql() {
+        Some(sql) => writeln!(
+            out,
+            "  row: table {}, dir={}, msgnum={}",
+            sql.table.name,
+            sanitize(&sql.table.dir(mb, folder)),
+            files.num.get()
+        ),
+        None => writeln!(out, "  file: {}", sanitize(&path.display().to_string())),
+    }
+    .map_err(out_err)?;
+    let source = if setup.store.sql().is_some() {
+        "the row"
+    } else {
+        "the .txt"
+    };
     if let Some(m) = &meta {
         if m.rewritten {
             writeln!(
@@ -943,7 +958,7 @@ fn show_one(
         if let Some(d) = m.duration() {
             writeln!(
                 out,
-                "    duration: {} ({d} s, from the .txt)",
+                "    duration: {} ({d} s, from {source})",
                 render::duration_text(d)
             )
             .map_err(out_err)?;

@@ -367,6 +367,8 @@ pub fn explain(key: &str) -> Option<&'static str> {
         "msg_id" => "An id made at deposit (time and a counter); copies and moved messages keep it, so it is not unique.",
         "flag" => "Urgent when the caller marked the message urgent; it stays set after the message is heard.",
         "duration" => "Length of the recording in whole seconds, as Asterisk measured it (truncated).",
+        "mailboxuser" => "The box the row belongs to (ODBC storage: a column Asterisk matches on when it renumbers, next to dir).",
+        "mailboxcontext" => "The voicemail context of the box the row belongs to (ODBC storage, with mailboxuser).",
         _ => return None,
     })
 }

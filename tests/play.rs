@@ -52,10 +52,20 @@ fn decoded(sb: &Sandbox, rel: &str, ext: &str) -> (u32, Vec<i16>) {
 /// Plays `args` with the capture device; `None` when ALSA is unusable here
 /// (outside CI only: in CI that fails the test).
 fn play_captured(sb: &Sandbox, args: &[&str]) -> Option<(Run, Vec<i16>)> {
+    play_captured_with(sb, &[], args)
+}
+
+/// [`play_captured`] with global options (`--db …`) before `play`.
+pub(crate) fn play_captured_with(
+    sb: &Sandbox,
+    global: &[&str],
+    args: &[&str],
+) -> Option<(Run, Vec<i16>)> {
     let out = sb.path().join("captured.raw");
     let _ = fs::remove_file(&out);
     let conf = capture_conf(sb.path(), &out);
-    let mut all = vec!["play"];
+    let mut all = global.to_vec();
+    all.push("play");
     all.extend_from_slice(args);
     let run = sb.run_env(&[("ALSA_CONFIG_PATH", conf.to_str().unwrap())], &all);
     if run.code != 0 && run.stderr.contains("no audio output device") {
@@ -79,7 +89,7 @@ fn play_captured(sb: &Sandbox, args: &[&str]) -> Option<(Run, Vec<i16>)> {
 /// Sample-exact (±1 for the float path) after trimming silence; returns the
 /// count and the largest difference.
 #[track_caller]
-fn assert_same_audio(captured: &[i16], want: &[i16]) -> (usize, i32) {
+pub(crate) fn assert_same_audio(captured: &[i16], want: &[i16]) -> (usize, i32) {
     let got = trim_silence(captured);
     let want = trim_silence(want);
     assert_eq!(

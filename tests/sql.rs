@@ -285,6 +285,19 @@ fn listing_counts_and_audio_agree_with_asterisk_and_the_files() {
         assert_eq!(show[0]["fields"]["mailboxuser"], "2202");
         assert_eq!(show[0]["audio"][0]["format"], "wav49");
         assert!(show[0]["audio"][0]["seconds"].as_f64().unwrap() > 19.0);
+        let explained = run(&sb, &t, &["show", "--explain", "compta/2202/INBOX/0"])
+            .ok()
+            .stdout;
+        let dir_line = format!(
+            "row: table {}, dir={PREFIX}/compta/2202/INBOX, msgnum=0",
+            t.name
+        );
+        assert!(explained.contains(&dir_line), "{explained}");
+        assert!(
+            explained.contains("a column Asterisk matches on when it renumbers"),
+            "{explained}"
+        );
+        assert!(explained.contains("s, from the row)"), "{explained}");
         // convert decodes the recording exactly as it decodes the .WAV file.
         let out = sb.path().join("sql.wav");
         let out2 = sb.path().join("file.wav");
@@ -1184,5 +1197,46 @@ fn resequence_closes_gaps_in_the_table_in_order() {
             .stdout;
         assert!(out.contains("stale lock broken"), "{out}");
         assert!(!lock.exists());
+    }
+}
+
+#[test]
+fn play_sends_the_recording_to_alsa_and_marks_it_heard_in_the_table() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        let inbox = format!("{PREFIX}/compta/2202/INBOX");
+        let id_at = |dir: &str, n: i64| {
+            t.rows()
+                .into_iter()
+                .find(|r| r.0 == dir && r.1 == n)
+                .and_then(|r| r.2)
+        };
+        let id = id_at(&inbox, 1).unwrap();
+        let (_, want) = vmtool::audio::decode_all(
+            &team2_fixture().join("voicemail/compta/2202/INBOX/msg0001.WAV"),
+            "WAV",
+        )
+        .unwrap();
+        let global = t.args();
+        let global: Vec<&str> = global.iter().map(String::as_str).collect();
+        let Some((r, captured)) =
+            crate::play::play_captured_with(&sb, &global, &["compta/2202/INBOX/1"])
+        else {
+            return;
+        };
+        r.ok();
+        // The GSM recording from the blob, decoded, reached ALSA sample for sample.
+        let (n, _) = crate::play::assert_same_audio(&captured, &want);
+        assert!(n > 10_000, "{n}");
+        // Played to the end: moved to Old in the table, as a first listen does.
+        let old = t
+            .rows()
+            .into_iter()
+            .find(|r| r.2.as_deref() == Some(id.as_str()))
+            .unwrap();
+        assert_eq!(old.0, format!("{PREFIX}/compta/2202/Old"), "{:?}", s.kind);
+        assert_eq!(id_at(&inbox, 1), None);
     }
 }
