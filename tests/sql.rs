@@ -436,6 +436,26 @@ fn passwords_never_show() {
 }
 
 #[test]
+fn an_encrypted_connection_asked_for_is_never_made_in_plain_text() {
+    for s in servers() {
+        let sb = Sandbox::team2();
+        let param = match s.kind {
+            Kind::Postgres => "sslmode=require",
+            Kind::Mysql => "ssl-mode=REQUIRED",
+        };
+        // The PostgreSQL server here accepts plain text: only vmtool can refuse.
+        let r = sb.run(&["--db", &format!("{}?{param}", s.url), "ls"]);
+        assert_eq!(r.code, 2, "{:?}: {}", s.kind, r.stderr);
+        assert!(
+            r.stderr.contains(param) && r.stderr.contains("SSH tunnel"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stdout, "");
+    }
+}
+
+#[test]
 fn the_pbx_configuration_is_enough_to_connect() {
     for s in servers() {
         let t = TestTable::new(&s, &[]);

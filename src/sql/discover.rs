@@ -2,7 +2,7 @@
 //! itself uses — voicemail.conf `odbcstorage`/`odbctable`, the named
 //! connection of `res_odbc.conf` and its unixODBC DSN in `odbc.ini`.
 
-use super::db::{DbTarget, Kind};
+use super::db::{tls_demand, DbTarget, Kind};
 use crate::config::VoicemailConf;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -157,7 +157,12 @@ fn from_res_odbc(name: &str, etc_dir: &Path, odbc_ini: Option<&Path>) -> Result<
         .map(str::to_string)
         .filter(|v| !v.is_empty())
         .or_else(|| get(&["password", "pwd"]));
+    // An encrypted DSN must not quietly become a plain-text connection.
+    let tls = ["sslmode", "ssl_mode", "forcetls", "sslverify"]
+        .iter()
+        .find_map(|k| tls_demand(k, sec.get(k)?));
     Ok(DbTarget {
+        tls,
         kind,
         host: get(&["servername", "server", "host"]).unwrap_or_else(|| "localhost".into()),
         port,
@@ -221,6 +226,31 @@ mod tests {
         .unwrap();
         assert_eq!(f.target.kind, Kind::Mysql);
         assert_eq!(f.table, "voicemail_messages");
+        assert_eq!(f.target.tls, None);
+        // An encrypted DSN is remembered, so connecting refuses plain text.
+        std::fs::write(
+            &ini,
+            "[asterisk-connector]\nDriver = PostgreSQL Unicode\nServername = db.example\nSSLmode = require\n",
+        )
+        .unwrap();
+        let f = find(None, None, None, Some(&vc), d.path(), Some(&ini))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.target.tls.as_deref(), Some("sslmode=require"));
+        let e = crate::sql::db::Db::connect(&f.target).err().unwrap();
+        assert!(
+            e.to_string().contains("never falls back to plain text"),
+            "{e}"
+        );
+        std::fs::write(
+            &ini,
+            "[asterisk-connector]\nDriver = MariaDB Unicode\nServer = db.example\nFORCETLS = 1\n",
+        )
+        .unwrap();
+        let f = find(None, None, None, Some(&vc), d.path(), Some(&ini))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.target.tls.as_deref(), Some("forcetls=1"));
         // A missing DSN is named.
         std::fs::write(&ini, "[other]\nDriver=MariaDB\n").unwrap();
         let e = find(None, None, None, Some(&vc), d.path(), Some(&ini)).unwrap_err();
