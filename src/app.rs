@@ -379,10 +379,16 @@ impl Setup {
     ) -> Vec<Target> {
         let configured = |mb: &MailboxId| self.mailbox_conf(mb).is_some();
         let named = |n: &str| self.configured_boxes(n);
+        let in_conf = |c: &Context| {
+            self.vmconf
+                .as_ref()
+                .is_some_and(|vc| vc.mailboxes.iter().any(|m| m.context == c.as_str()))
+        };
         let resolver = Resolver {
             store,
             configured: &configured,
             configured_named: &named,
+            configured_context: &in_conf,
         };
         let mut out = Vec::new();
         for a in args {
@@ -1316,7 +1322,11 @@ fn cmd_boxes(
                         state.push(setup.style.yellow("not in voicemail.conf").into_owned());
                     }
                     if !row.directory {
-                        state.push("no directory yet".into());
+                        state.push(if setup.store.sql().is_some() {
+                            "no rows yet".into()
+                        } else {
+                            "no directory yet".into()
+                        });
                     }
                     let mut line = format!(
                         "{} {} {:>4} {:>4} {:>6} {:>7} ",

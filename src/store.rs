@@ -306,7 +306,12 @@ impl MailboxStore for FileStore {
     }
 
     fn mailboxes(&self, ctx: &Context) -> Result<Vec<MailboxId>> {
-        let (names, _) = subdirs(&self.spool.context_dir(ctx))?;
+        let dir = self.spool.context_dir(ctx);
+        // A context of voicemail.conf before its first message: no boxes yet.
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let (names, _) = subdirs(&dir)?;
         Ok(names
             .iter()
             .filter_map(|n| MailboxId::new(ctx.clone(), n).ok())

@@ -152,6 +152,9 @@ pub struct Resolver<'a> {
     pub store: &'a dyn MailboxStore,
     pub configured: &'a dyn Fn(&MailboxId) -> bool,
     pub configured_named: &'a dyn Fn(&str) -> Vec<MailboxId>,
+    /// A context with a box in the configuration (with SQL storage a
+    /// context has no rows until its first message).
+    pub configured_context: &'a dyn Fn(&Context) -> bool,
 }
 
 impl Resolver<'_> {
@@ -161,7 +164,7 @@ impl Resolver<'_> {
         match parse(t)? {
             Parsed::Bare(word) => {
                 if let Ok(ctx) = Context::new(&word) {
-                    if self.store.context_exists(&ctx) {
+                    if self.store.context_exists(&ctx) || (self.configured_context)(&ctx) {
                         return Ok(vec![Target::Context(ctx)]);
                     }
                 }
@@ -176,7 +179,9 @@ impl Resolver<'_> {
                 rest,
             } => {
                 let ctx = self.context(&context, t)?;
-                if self.store.context_exists(&ctx) {
+                let configured =
+                    MailboxId::new(ctx.clone(), &mailbox).is_ok_and(|mb| (self.configured)(&mb));
+                if configured || self.store.context_exists(&ctx) {
                     let mb = self.mailbox(ctx, &mailbox, t)?;
                     return Ok(vec![self.below(mb, &rest, t)?]);
                 }
@@ -229,7 +234,7 @@ impl Resolver<'_> {
             )));
         }
         Err(Error::NotFound(format!(
-            "no mailbox {mb}: no directory in {} and not in voicemail.conf",
+            "no mailbox {mb}: not in {} and not in voicemail.conf",
             self.store.describe()
         )))
     }

@@ -1260,3 +1260,32 @@ fn play_sends_the_recording_to_alsa_and_marks_it_heard_in_the_table() {
         assert_eq!(id_at(&inbox, 1), None);
     }
 }
+
+#[test]
+fn boxes_of_voicemail_conf_without_rows_are_targets() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        // Every message of finance gone: the table no longer names it.
+        t.db()
+            .exec(
+                &format!("DELETE FROM {} WHERE dir LIKE ?", t.name),
+                &[V::Text(format!("{PREFIX}/finance/%"))],
+            )
+            .unwrap();
+        assert_eq!(run(&sb, &t, &["ls", "finance"]).ok().stdout, "");
+        let out = run(&sb, &t, &["cp", "compta/2202/Old/0", "finance/2101"])
+            .ok()
+            .stdout;
+        assert!(out.contains("-> finance/2101/INBOX/msg0000"), "{out}");
+        run(&sb, &t, &["mv", "compta/2202/Old/0", "2102@finance/Work"]).ok();
+        let dirs: BTreeSet<String> = t.rows().into_iter().map(|r| r.0).collect();
+        assert!(dirs.contains(&format!("{PREFIX}/finance/2101/INBOX")));
+        assert!(dirs.contains(&format!("{PREFIX}/finance/2102/Work")));
+        // A box in neither the table nor voicemail.conf is still refused.
+        let r = run(&sb, &t, &["cp", "compta/2202/INBOX/0", "finance/2999"]);
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains("not in voicemail.conf"), "{}", r.stderr);
+    }
+}
