@@ -32,6 +32,28 @@ pub struct MessageRow {
     pub short_date: String,
 }
 
+/// `MessageRow` as borrowed text, for JSON lines without a copy of every
+/// field; serializes to the same bytes (same fields, same order).
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRowRef<'a> {
+    pub context: &'a str,
+    #[serde(rename = "box")]
+    pub mailbox: &'a str,
+    pub folder: &'a str,
+    pub number: &'a str,
+    pub msg_id: Option<&'a str>,
+    pub callerid: Option<&'a str>,
+    pub callerid_name: Option<&'a str>,
+    pub callerid_num: Option<&'a str>,
+    pub origtime: Option<i64>,
+    pub date: Option<&'a str>,
+    pub duration: Option<u64>,
+    pub urgent: bool,
+    pub formats: &'a [String],
+    pub path: &'a str,
+    pub state: crate::scan::MsgState,
+}
+
 /// Makes untrusted text safe for a terminal: control characters (C0, DEL, C1,
 /// and bidi overrides) become visible escapes, so no ANSI/OSC sequence passes.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
@@ -225,6 +247,17 @@ impl<W: Write> MessageWriter<W> {
         self.out.write_all(bytes)
     }
 
+    pub fn is_json(&self) -> bool {
+        matches!(self.format, crate::cli::Format::Json)
+    }
+
+    /// A JSON line from borrowed fields (the writer's format must be JSON).
+    pub fn write_json_ref(&mut self, row: &MessageRowRef<'_>) -> io::Result<()> {
+        self.header()?;
+        serde_json::to_writer(&mut self.out, row)?;
+        self.out.write_all(b"\n")
+    }
+
     pub fn write(&mut self, row: &MessageRow) -> io::Result<()> {
         self.header()?;
         match self.format {
@@ -338,6 +371,64 @@ mod tests {
         assert_eq!(csv_text("-2+3"), "'-2+3");
         assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_text("Karim"), "Karim");
+    }
+
+    #[test]
+    fn borrowed_rows_serialize_like_owned_ones() {
+        let mut row = MessageRow {
+            context: "ctx\"0".into(),
+            mailbox: "1000".into(),
+            folder: "INBOX".into(),
+            number: "0001".into(),
+            msg_id: Some("1790000000-00000001".into()),
+            callerid: Some("\"Zoé\" <0600>".into()),
+            callerid_name: Some("Zoé".into()),
+            callerid_num: Some("0600".into()),
+            origtime: Some(1790000000),
+            date: Some("2026-09-21T14:13:20+00:00".into()),
+            duration: Some(7),
+            urgent: true,
+            formats: vec!["wav".into(), "WAV".into()],
+            path: "/var/spool/asterisk/voicemail/ctx0/1000/INBOX/msg0001".into(),
+            state: crate::scan::MsgState::Complete,
+            short_date: "2026-09-21 14:13".into(),
+        };
+        for _ in 0..2 {
+            let r = MessageRowRef {
+                context: &row.context,
+                mailbox: &row.mailbox,
+                folder: &row.folder,
+                number: &row.number,
+                msg_id: row.msg_id.as_deref(),
+                callerid: row.callerid.as_deref(),
+                callerid_name: row.callerid_name.as_deref(),
+                callerid_num: row.callerid_num.as_deref(),
+                origtime: row.origtime,
+                date: row.date.as_deref(),
+                duration: row.duration,
+                urgent: row.urgent,
+                formats: &row.formats,
+                path: &row.path,
+                state: row.state,
+            };
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                serde_json::to_string(&row).unwrap()
+            );
+            row = MessageRow {
+                msg_id: None,
+                callerid: None,
+                callerid_name: None,
+                callerid_num: None,
+                origtime: None,
+                date: None,
+                duration: None,
+                urgent: false,
+                formats: vec![],
+                state: crate::scan::MsgState::Phantom,
+                ..row
+            };
+        }
     }
 
     #[test]
