@@ -174,7 +174,7 @@ impl SqlStore {
     /// PostgreSQL: whether equal `dir`s are byte-equal (collations were all
     /// deterministic before version 12, which has no such column).
     fn dir_deterministic(&self) -> bool {
-        let sql = "SELECT c.collisdeterministic FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation WHERE a.attrelid = CAST(? AS regclass) AND a.attname = 'dir'";
+        let sql = "SELECT c.collisdeterministic FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation WHERE a.attrelid = CAST(CAST(? AS TEXT) AS regclass) AND a.attname = 'dir'";
         match self.db().query(sql, &[V::Text(self.table.name.clone())]) {
             Ok(rows) => rows
                 .first()

@@ -61,9 +61,21 @@ impl Spill {
         // on the prefix is a byte comparison, done here.
         let mysql = table.kind == Kind::Mysql;
         let sql = if mysql {
+            // A PAD SPACE collation ignores trailing blanks, its weight does not.
+            let pad = db
+                .query(
+                    &format!("SELECT dir = CONCAT(dir, ' ') FROM {} LIMIT 1", table.name),
+                    &[],
+                )
+                .map_err(db_err(table, "cannot list messages"))?
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|c| c.int())
+                == Some(1);
             format!(
-                "SELECT {}, WEIGHT_STRING(dir) FROM {} WHERE dir LIKE ? AND msgnum >= 0 ORDER BY dir, msgnum",
+                "SELECT {}, WEIGHT_STRING({}) FROM {} WHERE dir LIKE ? AND msgnum >= 0 ORDER BY dir, msgnum",
                 table.row_columns(),
+                if pad { "TRIM(TRAILING ' ' FROM dir)" } else { "dir" },
                 table.name
             )
         } else {
@@ -80,7 +92,9 @@ impl Spill {
             Vec::new()
         };
         let mut sum = Summary::default();
-        let mut dirs: HashMap<String, Vec<(u64, u64)>> = HashMap::new();
+        let mut dirs: Vec<Vec<(u64, u64)>> = Vec::new();
+        let mut dir_idx: HashMap<String, usize> = HashMap::new();
+        let mut cur: Option<(String, usize)> = None;
         // The current group: its collation weight, name and whether this
         // row is of the named dir.
         let mut weight: Vec<u8> = Vec::new();
@@ -122,10 +136,15 @@ impl Spill {
                 failed = Some(e);
                 return false;
             }
-            let runs = match dirs.get_mut(&name) {
-                Some(r) => r,
-                None => dirs.entry(name.clone()).or_default(),
-            };
+            // Rows of one dir come together: one lookup per run of them.
+            if cur.as_ref().is_none_or(|c| c.0 != name) {
+                let i = *dir_idx.entry(name.clone()).or_insert_with(|| {
+                    dirs.push(Vec::new());
+                    dirs.len() - 1
+                });
+                cur = Some((name.clone(), i));
+            }
+            let runs = &mut dirs[cur.as_ref().map_or(0, |c| c.1)];
             match runs.last_mut() {
                 Some(r) if r.0 + r.1 == pos => r.1 += rec.len() as u64,
                 _ => runs.push((pos, rec.len() as u64)),
@@ -151,7 +170,10 @@ impl Spill {
                 .push(p.folder.clone());
             boxes.entry(p.mailbox).or_default().push(SpillDir {
                 folder: p.folder.dir_name().to_string(),
-                runs: dirs.remove(d).unwrap_or_default(),
+                runs: dir_idx
+                    .get(d)
+                    .map(|&i| std::mem::take(&mut dirs[i]))
+                    .unwrap_or_default(),
             });
         }
         sum.sort_folders();
