@@ -980,7 +980,13 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
                     continue;
                 }
             };
-            for chunk in boxes.chunks(LS_CHUNK) {
+            // Rows already read (whole table): bigger chunks, fewer waits.
+            let chunk_len = if _all.is_some() {
+                4 * LS_CHUNK
+            } else {
+                LS_CHUNK
+            };
+            for chunk in boxes.chunks(chunk_len) {
                 setup.store.prefetch(chunk);
                 let parts: Vec<BoxListing> = chunk
                     .par_iter()
@@ -1665,4 +1671,30 @@ fn cmd_count(
         ok += 1;
     }
     Ok(rep.finish(ok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_made_stamps_match_chrono_formatting() {
+        let zones = [
+            Zone::Utc,
+            Zone::Named(chrono_tz::Europe::Paris),
+            Zone::Named(chrono_tz::Asia::Kolkata),
+            Zone::Named(chrono_tz::America::St_Johns),
+            Zone::Named(chrono_tz::Australia::Lord_Howe),
+        ];
+        for zone in zones {
+            for ts in [0, -5, 1_790_000_000, 1_711_846_800, 253_402_200_000] {
+                let (rfc, table) = zone.stamps(ts).unwrap();
+                assert_eq!(rfc, zone.format(ts, "%Y-%m-%dT%H:%M:%S%:z").unwrap());
+                assert_eq!(table, zone.format(ts, "%Y-%m-%d %H:%M").unwrap());
+            }
+        }
+        // Past year 9999 as before (chrono's %Y would add a sign).
+        let far = Zone::Named(chrono_tz::Europe::Paris).stamps(253_402_300_799);
+        assert_eq!(far.unwrap().0, "10000-01-01T00:59:59+01:00");
+    }
 }

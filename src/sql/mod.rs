@@ -284,7 +284,7 @@ impl SqlStore {
         };
         for (_, buf) in pb.iter().filter(|(f, _)| f == folder.dir_name()) {
             let mut views = Vec::new();
-            packed::for_rows(buf, self.table.row_width(), &mut |cells| {
+            packed::for_rows(buf, packed::LISTING_WIDTH, &mut |cells| {
                 views.extend(packed::RowView::from_cells(cells));
             });
             // In order from the server already; sorted as the cache is.

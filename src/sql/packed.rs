@@ -1,12 +1,15 @@
-//! Rows of `Table::row_columns()` packed into one buffer per folder: a
+//! Rows of `Table::listing_columns()` packed into one buffer per folder: a
 //! whole-table listing keeps them so (no allocation per field) and reads
-//! the few fields a listing shows straight from the buffer.
+//! them straight from the buffer.
 
 use super::db::RawCell;
 use super::table::MsgRow;
 use std::borrow::Cow;
 
-/// One box: folder name (`dir_name`) → its packed rows, in `msgnum` order.
+/// Columns of `Table::listing_columns()`.
+pub(super) const LISTING_WIDTH: usize = 8;
+
+/// One box: folder name (`dir_name`) → its packed rows.
 pub(super) type PackedBox = Vec<(String, Vec<u8>)>;
 
 /// Appends one row's cells.
@@ -83,19 +86,20 @@ fn text<'a>(c: &RawCell<'a>) -> Option<Cow<'a, str>> {
 }
 
 impl<'a> RowView<'a> {
-    /// From the cells of `row_columns()`; `None` where `parse_raw` gives none.
+    /// From the cells of `listing_columns()`; `None` where
+    /// `Table::parse_raw` gives no row.
     pub(super) fn from_cells(cells: &[RawCell<'a>]) -> Option<RowView<'a>> {
         let cell = |i: usize| cells.get(i).copied().unwrap_or(RawCell::Null);
         text(&cell(0))?;
         let msgnum = i32::try_from(cell(1).int()?).ok()?;
         Some(RowView {
             msgnum,
-            callerid: text(&cell(3)),
-            origtime: text(&cell(4)),
-            duration: text(&cell(5)),
-            flag: text(&cell(6)),
-            msg_id: text(&cell(10)),
-            has_recording: text(&cell(11)).as_deref() == Some("1"),
+            callerid: text(&cell(2)),
+            origtime: text(&cell(3)),
+            duration: text(&cell(4)),
+            flag: text(&cell(5)),
+            msg_id: text(&cell(6)),
+            has_recording: text(&cell(7)).as_deref() == Some("1"),
         })
     }
 
