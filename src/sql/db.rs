@@ -92,15 +92,6 @@ pub enum RawCell<'a> {
 }
 
 impl RawCell<'_> {
-    /// As `Cell::text`.
-    pub fn text(&self) -> Option<String> {
-        match *self {
-            RawCell::Null => None,
-            RawCell::Int(n) => Some(n.to_string()),
-            RawCell::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        }
-    }
-
     /// As `Cell::int`.
     pub fn int(&self) -> Option<i64> {
         match *self {

@@ -156,9 +156,9 @@ impl SqlStore {
         Ok(sum)
     }
 
-    /// Reads the whole table once, in primary-key order, for a listing of
-    /// every box: the summary comes from the same read, and the rows wait
-    /// in a temporary file until their box is listed (see `spill`).
+    /// Reads the whole table once for a listing of every box: the summary
+    /// comes from the same read, and the rows wait in a temporary file until
+    /// their box is listed (see `spill`).
     pub fn read_all(&self) -> Result<SpillGuard<'_>> {
         if self.table.kind == db::Kind::Postgres && !self.dir_deterministic() {
             return Err(Error::Failed(

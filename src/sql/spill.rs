@@ -4,7 +4,7 @@
 //! unlinked temporary file, not memory, until the listing reaches their box;
 //! the listing's order stays vmtool's whatever the server's collation.
 
-use super::db::{Db, Kind, RawCell, V};
+use super::db::{Db, DbError, DbResult, Kind, RawCell, V};
 use super::packed::{put_row, PackedBox};
 use super::table::{db_err, Table};
 use super::Summary;
@@ -236,10 +236,33 @@ fn pg_halves(db: &mut Db, table: &Table, sql: &str) -> Vec<(Option<Db>, String, 
     if !ok || pages < 1000 || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return one();
     }
-    let Ok(other) = Db::connect(&db.target) else {
-        return one();
+    // Both halves in one snapshot, else a row updated meanwhile (a message
+    // moved to Old) could be seen in each.
+    let pair = || -> DbResult<(Db, Db)> {
+        let connect = || {
+            Db::connect(&db.target).map_err(|e| DbError {
+                msg: e.to_string(),
+                retry: false,
+            })
+        };
+        let (mut a, mut b) = (connect()?, connect()?);
+        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+        a.batch(begin)?;
+        let snap = a
+            .query("SELECT pg_export_snapshot()", &[])?
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|c| c.text())
+            .filter(|s| s.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'))
+            .ok_or_else(|| DbError {
+                msg: "no snapshot".into(),
+                retry: false,
+            })?;
+        b.batch(begin)?;
+        b.batch(&format!("SET TRANSACTION SNAPSHOT '{snap}'"))?;
+        Ok((a, b))
     };
-    let Ok(again) = Db::connect(&db.target) else {
+    let Ok((other, again)) = pair() else {
         return one();
     };
     let mid = pages / 2;

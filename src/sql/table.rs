@@ -1,7 +1,7 @@
 //! The voicemail table as Asterisk's schema scripts create it (spec §10.1):
 //! which columns it has, how a row maps to a message, and the `dir` paths.
 
-use super::db::{Cell, Db, DbError, Kind, RawCell, V};
+use super::db::{Cell, Db, DbError, Kind, V};
 use crate::error::{Error, Result};
 use crate::metadata::{self, Metadata};
 use crate::spool::{Context, Folder, MailboxId, MsgNum};
@@ -255,21 +255,8 @@ impl Table {
     }
 
     pub fn parse_row(&self, cells: Vec<Cell>) -> Option<MsgRow> {
-        let raw: Vec<RawCell<'_>> = cells
-            .iter()
-            .map(|c| match c {
-                Cell::Null => RawCell::Null,
-                Cell::Int(n) => RawCell::Int(*n),
-                Cell::Bytes(b) => RawCell::Bytes(b),
-            })
-            .collect();
-        self.parse_raw(&raw)
-    }
-
-    /// A row of `row_columns()`, straight from the driver's buffer.
-    pub fn parse_raw(&self, cells: &[RawCell<'_>]) -> Option<MsgRow> {
-        let mut it = cells.iter();
-        let mut next = || it.next().copied().unwrap_or(RawCell::Null);
+        let mut it = cells.into_iter();
+        let mut next = || it.next().unwrap_or(Cell::Null);
         let dir = next().text()?;
         let msgnum = i32::try_from(next().int()?).ok()?;
         let mut t = || next().text();
