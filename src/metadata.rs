@@ -290,7 +290,7 @@ fn text(bytes: &[u8], lossy: &mut bool) -> String {
 }
 
 /// `sscanf("%ld")`-like: optional blanks and sign, then digits.
-fn leading_integer(s: &str) -> Option<i64> {
+pub(crate) fn leading_integer(s: &str) -> Option<i64> {
     let t = s.trim_start();
     let (neg, digits) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),

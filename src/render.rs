@@ -32,6 +32,104 @@ pub struct MessageRow {
     pub short_date: String,
 }
 
+/// `MessageRow` as borrowed text, for JSON lines without a copy of every
+/// field; serializes to the same bytes (same fields, same order).
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageRowRef<'a> {
+    pub context: &'a str,
+    #[serde(rename = "box")]
+    pub mailbox: &'a str,
+    pub folder: &'a str,
+    pub number: &'a str,
+    pub msg_id: Option<&'a str>,
+    pub callerid: Option<&'a str>,
+    pub callerid_name: Option<&'a str>,
+    pub callerid_num: Option<&'a str>,
+    pub origtime: Option<i64>,
+    pub date: Option<&'a str>,
+    pub duration: Option<u64>,
+    pub urgent: bool,
+    pub formats: &'a [String],
+    pub path: &'a str,
+    pub state: crate::scan::MsgState,
+}
+
+/// A JSON string as serde_json writes it; most need no escape and are
+/// copied whole (serde_json's writer was a tenth of a large listing).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn json_opt_num<T: std::fmt::Display>(out: &mut Vec<u8>, n: Option<T>) {
+    match n {
+        // Integers print as serde_json prints them.
+        Some(n) => {
+            let _ = write!(out, "{n}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `serde_json::to_writer(row)` and a newline, by hand: the same bytes
+/// (`borrowed_rows_serialize_like_owned_ones` checks it).
+fn json_line(out: &mut Vec<u8>, r: &MessageRowRef<'_>) {
+    out.extend_from_slice(b"{\"context\":");
+    json_str(out, r.context);
+    out.extend_from_slice(b",\"box\":");
+    json_str(out, r.mailbox);
+    out.extend_from_slice(b",\"folder\":");
+    json_str(out, r.folder);
+    out.extend_from_slice(b",\"number\":");
+    json_str(out, r.number);
+    out.extend_from_slice(b",\"msg_id\":");
+    json_opt_str(out, r.msg_id);
+    out.extend_from_slice(b",\"callerid\":");
+    json_opt_str(out, r.callerid);
+    out.extend_from_slice(b",\"callerid_name\":");
+    json_opt_str(out, r.callerid_name);
+    out.extend_from_slice(b",\"callerid_num\":");
+    json_opt_str(out, r.callerid_num);
+    out.extend_from_slice(b",\"origtime\":");
+    json_opt_num(out, r.origtime);
+    out.extend_from_slice(b",\"date\":");
+    json_opt_str(out, r.date);
+    out.extend_from_slice(b",\"duration\":");
+    json_opt_num(out, r.duration);
+    out.extend_from_slice(if r.urgent {
+        b",\"urgent\":true,\"formats\":["
+    } else {
+        b",\"urgent\":false,\"formats\":["
+    });
+    for (i, f) in r.formats.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, f);
+    }
+    out.extend_from_slice(b"],\"path\":");
+    json_str(out, r.path);
+    out.extend_from_slice(match r.state {
+        crate::scan::MsgState::Complete => b",\"state\":\"complete\"}\n".as_slice(),
+        crate::scan::MsgState::Phantom => b",\"state\":\"phantom\"}\n".as_slice(),
+        crate::scan::MsgState::Orphan => b",\"state\":\"orphan\"}\n".as_slice(),
+    });
+}
+
 /// Makes untrusted text safe for a terminal: control characters (C0, DEL, C1,
 /// and bidi overrides) become visible escapes, so no ANSI/OSC sequence passes.
 pub fn sanitize(s: &str) -> Cow<'_, str> {
@@ -157,6 +255,8 @@ pub struct MessageWriter<W: Write> {
     format: crate::cli::Format,
     style: Style,
     header_done: bool,
+    /// One JSON line at a time (`write_json_ref`).
+    line: Vec<u8>,
 }
 
 const TABLE_COLS: [(&str, usize); 9] = [
@@ -178,6 +278,7 @@ impl<W: Write> MessageWriter<W> {
             format,
             style,
             header_done: false,
+            line: Vec::new(),
         }
     }
 
@@ -189,6 +290,7 @@ impl<W: Write> MessageWriter<W> {
             format,
             style,
             header_done: true,
+            line: Vec::new(),
         }
     }
 
@@ -223,6 +325,18 @@ impl<W: Write> MessageWriter<W> {
         }
         self.header()?;
         self.out.write_all(bytes)
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self.format, crate::cli::Format::Json)
+    }
+
+    /// A JSON line from borrowed fields (the writer's format must be JSON).
+    pub fn write_json_ref(&mut self, row: &MessageRowRef<'_>) -> io::Result<()> {
+        self.header()?;
+        self.line.clear();
+        json_line(&mut self.line, row);
+        self.out.write_all(&self.line)
     }
 
     pub fn write(&mut self, row: &MessageRow) -> io::Result<()> {
@@ -338,6 +452,65 @@ mod tests {
         assert_eq!(csv_text("-2+3"), "'-2+3");
         assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_text("Karim"), "Karim");
+    }
+
+    #[test]
+    fn borrowed_rows_serialize_like_owned_ones() {
+        let mut row = MessageRow {
+            context: "ctx\"0".into(),
+            mailbox: "1000".into(),
+            folder: "INBOX".into(),
+            number: "0001".into(),
+            msg_id: Some("1790000000-00000001".into()),
+            callerid: Some("\"Zo\u{e9}\\\t\u{1f}\u{7f}\u{2028}\" <0600>".into()),
+            callerid_name: Some("Zoé".into()),
+            callerid_num: Some("0600".into()),
+            origtime: Some(1790000000),
+            date: Some("2026-09-21T14:13:20+00:00".into()),
+            duration: Some(7),
+            urgent: true,
+            formats: vec!["wav".into(), "WAV".into()],
+            path: "/var/spool/asterisk/voicemail/ctx0/1000/INBOX/msg0001".into(),
+            state: crate::scan::MsgState::Complete,
+            short_date: "2026-09-21 14:13".into(),
+        };
+        for _ in 0..2 {
+            let r = MessageRowRef {
+                context: &row.context,
+                mailbox: &row.mailbox,
+                folder: &row.folder,
+                number: &row.number,
+                msg_id: row.msg_id.as_deref(),
+                callerid: row.callerid.as_deref(),
+                callerid_name: row.callerid_name.as_deref(),
+                callerid_num: row.callerid_num.as_deref(),
+                origtime: row.origtime,
+                date: row.date.as_deref(),
+                duration: row.duration,
+                urgent: row.urgent,
+                formats: &row.formats,
+                path: &row.path,
+                state: row.state,
+            };
+            let owned = serde_json::to_string(&row).unwrap();
+            assert_eq!(serde_json::to_string(&r).unwrap(), owned);
+            let mut line = Vec::new();
+            json_line(&mut line, &r);
+            assert_eq!(String::from_utf8(line).unwrap(), format!("{owned}\n"));
+            row = MessageRow {
+                msg_id: None,
+                callerid: None,
+                callerid_name: None,
+                callerid_num: None,
+                date: None,
+                urgent: false,
+                formats: vec![],
+                state: crate::scan::MsgState::Phantom,
+                origtime: Some(-5),
+                duration: Some(u64::MAX),
+                ..row
+            };
+        }
     }
 
     #[test]

@@ -83,6 +83,25 @@ impl Cell {
     }
 }
 
+/// A result cell borrowed from the driver's row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RawCell<'a> {
+    Null,
+    Int(i64),
+    Bytes(&'a [u8]),
+}
+
+impl RawCell<'_> {
+    /// As `Cell::int`.
+    pub fn int(&self) -> Option<i64> {
+        match *self {
+            RawCell::Int(n) => Some(n),
+            RawCell::Bytes(b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+            RawCell::Null => None,
+        }
+    }
+}
+
 enum Conn {
     Pg(Box<postgres::Client>),
     My(Box<mysql::Conn>),
@@ -395,6 +414,98 @@ impl Db {
                 for row in result {
                     let row = row.map_err(my_err)?;
                     each(my_row(row));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Like `query_each`, but the cells borrow the driver's row buffer (no
+    /// copy per cell); `each` returns false to stop reading.
+    pub fn query_each_raw(
+        &mut self,
+        sql: &str,
+        params: &[V],
+        each: &mut dyn FnMut(&[RawCell<'_>]) -> bool,
+    ) -> DbResult<()> {
+        let sql = self.sql(sql);
+        match &mut self.conn {
+            Conn::Pg(c) => {
+                use postgres::fallible_iterator::FallibleIterator;
+                use postgres::types::Type;
+                let p = pg_params(params);
+                let mut it = c
+                    .query_raw(sql.as_str(), p.iter().map(|b| b.as_ref()))
+                    .map_err(pg_err)?;
+                while let Some(row) = it.next().map_err(pg_err)? {
+                    let mut cells = Vec::with_capacity(row.len());
+                    for (i, col) in row.columns().iter().enumerate() {
+                        let ty = col.type_();
+                        let cell = if *ty == Type::INT4 {
+                            row.try_get::<_, Option<i32>>(i)
+                                .ok()
+                                .flatten()
+                                .map(|n| RawCell::Int(n.into()))
+                        } else if *ty == Type::INT8 {
+                            row.try_get::<_, Option<i64>>(i)
+                                .ok()
+                                .flatten()
+                                .map(RawCell::Int)
+                        } else if *ty == Type::INT2 {
+                            row.try_get::<_, Option<i16>>(i)
+                                .ok()
+                                .flatten()
+                                .map(|n| RawCell::Int(n.into()))
+                        } else if *ty == Type::BYTEA {
+                            row.try_get::<_, Option<&[u8]>>(i)
+                                .ok()
+                                .flatten()
+                                .map(RawCell::Bytes)
+                        } else if *ty == Type::BOOL {
+                            row.try_get::<_, Option<bool>>(i)
+                                .ok()
+                                .flatten()
+                                .map(|b| RawCell::Int(b.into()))
+                        } else {
+                            row.try_get::<_, Option<&str>>(i)
+                                .ok()
+                                .flatten()
+                                .map(|s| RawCell::Bytes(s.as_bytes()))
+                        };
+                        cells.push(cell.unwrap_or(RawCell::Null));
+                    }
+                    if !each(&cells) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Conn::My(c) => {
+                use mysql::prelude::Queryable;
+                let p = my_params(params);
+                let result = c.exec_iter(sql.as_str(), p).map_err(my_err)?;
+                for row in result {
+                    let row = row.map_err(my_err)?;
+                    let mut other = Vec::new();
+                    let mut cells = Vec::with_capacity(row.len());
+                    for i in 0..row.len() {
+                        cells.push(match row.as_ref(i) {
+                            None | Some(mysql::Value::NULL) => RawCell::Null,
+                            Some(mysql::Value::Int(n)) => RawCell::Int(*n),
+                            Some(mysql::Value::UInt(n)) => RawCell::Int(*n as i64),
+                            Some(mysql::Value::Bytes(b)) => RawCell::Bytes(b),
+                            Some(v) => {
+                                other.push((i, v.as_sql(true).into_bytes()));
+                                RawCell::Null
+                            }
+                        });
+                    }
+                    for (i, b) in &other {
+                        cells[*i] = RawCell::Bytes(b);
+                    }
+                    if !each(&cells) {
+                        break;
+                    }
                 }
                 Ok(())
             }

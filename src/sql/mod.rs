@@ -7,6 +7,8 @@ pub mod check;
 pub mod db;
 pub mod discover;
 pub mod migrate;
+pub mod packed;
+mod spill;
 pub mod table;
 pub mod watch;
 
@@ -30,6 +32,18 @@ struct Summary {
     tree: BTreeMap<String, BTreeMap<String, Vec<Folder>>>,
 }
 
+impl Summary {
+    /// Asterisk's folder order in each box.
+    fn sort_folders(&mut self) {
+        for boxes in self.tree.values_mut() {
+            for folders in boxes.values_mut() {
+                folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+                folders.dedup();
+            }
+        }
+    }
+}
+
 /// One mailbox's rows, by folder name, by number.
 type BoxRows = BTreeMap<String, Vec<MsgRow>>;
 
@@ -44,6 +58,26 @@ pub struct SqlStore {
     /// `dir` → row count, from one `GROUP BY dir` (what MWI counts).
     summary: Mutex<Option<Arc<Summary>>>,
     rows: Mutex<HashMap<MailboxId, Arc<BoxRows>>>,
+    /// Boxes of a whole-table listing, packed (see `packed`).
+    packed: Mutex<HashMap<MailboxId, Arc<packed::PackedBox>>>,
+    /// The rows of a whole-table listing, while it runs.
+    spill: Mutex<Option<Arc<spill::Spill>>>,
+}
+
+/// Ends a whole-table listing: its rows are dropped.
+pub struct SpillGuard<'a> {
+    store: &'a SqlStore,
+}
+
+impl Drop for SpillGuard<'_> {
+    fn drop(&mut self) {
+        *self.store.spill.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.store
+            .packed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
 }
 
 impl SqlStore {
@@ -63,6 +97,8 @@ impl SqlStore {
             ext: ext.to_string(),
             summary: Mutex::new(None),
             rows: Mutex::new(HashMap::new()),
+            packed: Mutex::new(HashMap::new()),
+            spill: Mutex::new(None),
         })
     }
 
@@ -114,15 +150,38 @@ impl SqlStore {
                 }
             })
             .map_err(db_err(&self.table, "cannot count messages"))?;
-        for boxes in sum.tree.values_mut() {
-            for folders in boxes.values_mut() {
-                folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-                folders.dedup();
-            }
-        }
+        sum.sort_folders();
         let sum = Arc::new(sum);
         *s = Some(sum.clone());
         Ok(sum)
+    }
+
+    /// Reads the whole table once for a listing of every box: the summary
+    /// comes from the same read, and the rows wait in a temporary file until
+    /// their box is listed (see `spill`).
+    pub fn read_all(&self) -> Result<SpillGuard<'_>> {
+        if self.table.kind == db::Kind::Postgres && !self.dir_deterministic() {
+            return Err(Error::Failed(
+                "dir has a nondeterministic collation: read box by box".into(),
+            ));
+        }
+        let (sum, spill) = spill::Spill::read(&mut self.db(), &self.table)?;
+        *self.summary.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(sum));
+        *self.spill.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(spill));
+        Ok(SpillGuard { store: self })
+    }
+
+    /// PostgreSQL: whether equal `dir`s are byte-equal (collations were all
+    /// deterministic before version 12, which has no such column).
+    fn dir_deterministic(&self) -> bool {
+        let sql = "SELECT c.collisdeterministic FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation WHERE a.attrelid = CAST(CAST(? AS TEXT) AS regclass) AND a.attname = 'dir'";
+        match self.db().query(sql, &[V::Text(self.table.name.clone())]) {
+            Ok(rows) => rows
+                .first()
+                .and_then(|r| r.first())
+                .is_none_or(|c| c.int() != Some(0)),
+            Err(_) => true,
+        }
     }
 
     fn box_rows(&self, mb: &MailboxId) -> Result<Arc<BoxRows>> {
@@ -201,6 +260,62 @@ impl SqlStore {
             cache.insert(mb, Arc::new(rows));
         }
         Ok(())
+    }
+
+    /// The rows of a folder that are messages, by number, as `scan_folder`
+    /// and `read_metadata` see them.
+    pub fn folder_rows(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        each: &mut dyn FnMut(MsgNum, &packed::RowView<'_>),
+    ) -> Result<()> {
+        let mut call = |v: &packed::RowView<'_>| {
+            if let Some(num) = u16::try_from(v.msgnum).ok().and_then(MsgNum::new) {
+                each(num, v);
+            }
+        };
+        let Some(pb) = self.packed_box(mb)? else {
+            let rows = self.box_rows(mb)?;
+            for r in rows.get(folder.dir_name()).into_iter().flatten() {
+                call(&packed::RowView::from_row(r));
+            }
+            return Ok(());
+        };
+        for (_, buf) in pb.iter().filter(|(f, _)| f == folder.dir_name()) {
+            let mut views = Vec::new();
+            packed::for_rows(buf, packed::LISTING_WIDTH, &mut |cells| {
+                views.extend(packed::RowView::from_cells(cells));
+            });
+            // In order from the server already; sorted as the cache is.
+            if !views.is_sorted_by_key(|v| v.msgnum) {
+                views.sort_by_key(|v| v.msgnum);
+            }
+            views.iter().for_each(&mut call);
+        }
+        Ok(())
+    }
+
+    /// A box of the whole-table listing now running, if any.
+    fn packed_box(&self, mb: &MailboxId) -> Result<Option<Arc<packed::PackedBox>>> {
+        if let Some(p) = self
+            .packed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(mb)
+        {
+            return Ok(Some(p.clone()));
+        }
+        let spill = self.spill.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let found = spill.and_then(|s| s.box_rows(mb)).transpose()?;
+        Ok(found.map(|p| {
+            let p = Arc::new(p);
+            self.packed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(mb.clone(), p.clone());
+            p
+        }))
     }
 
     /// The row of a message.
@@ -434,14 +549,24 @@ impl MailboxStore for SqlStore {
     }
 
     fn prefetch(&self, boxes: &[MailboxId]) {
+        if self
+            .spill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return;
+        }
         // A failure here shows again, with its message, on the per-box read.
         let _ = self.prefetch_boxes(boxes);
     }
 
     fn release(&self, boxes: &[MailboxId]) {
         let mut cache = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut packed = self.packed.lock().unwrap_or_else(|p| p.into_inner());
         for mb in boxes {
             cache.remove(mb);
+            packed.remove(mb);
         }
     }
 }

@@ -236,6 +236,24 @@ impl Table {
         s
     }
 
+    /// The select list of a whole-table listing: what a listing shows
+    /// (`packed::RowView`), half of `row_columns()`; integer times as
+    /// integers, which read as the same text as their cast.
+    pub fn listing_columns(&self) -> String {
+        let time = |c: &str| {
+            if self.int_times {
+                c.to_string()
+            } else {
+                self.text_cast(c)
+            }
+        };
+        format!(
+            "dir, msgnum, callerid, {}, {}, flag, msg_id, CASE WHEN recording IS NULL THEN 0 ELSE 1 END",
+            time("origtime"),
+            time("duration")
+        )
+    }
+
     pub fn parse_row(&self, cells: Vec<Cell>) -> Option<MsgRow> {
         let mut it = cells.into_iter();
         let mut next = || it.next().unwrap_or(Cell::Null);

@@ -1,0 +1,118 @@
+//! Rows of `Table::listing_columns()` packed into one buffer per folder: a
+//! whole-table listing keeps them so (no allocation per field) and reads
+//! them straight from the buffer.
+
+use super::db::RawCell;
+use super::table::MsgRow;
+use std::borrow::Cow;
+
+/// Columns of `Table::listing_columns()`.
+pub(super) const LISTING_WIDTH: usize = 8;
+
+/// One box: folder name (`dir_name`) → its packed rows.
+pub(super) type PackedBox = Vec<(String, Vec<u8>)>;
+
+/// Appends one row's cells.
+pub(super) fn put_row(out: &mut Vec<u8>, cells: &[RawCell<'_>]) {
+    for c in cells {
+        match *c {
+            RawCell::Null => out.push(0),
+            RawCell::Int(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            RawCell::Bytes(b) => {
+                out.push(2);
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+}
+
+fn get_cell<'a>(buf: &mut &'a [u8]) -> Option<RawCell<'a>> {
+    let (&tag, rest) = buf.split_first()?;
+    let (cell, rest) = match tag {
+        0 => (RawCell::Null, rest),
+        1 => {
+            let (n, rest) = rest.split_at_checked(8)?;
+            (RawCell::Int(i64::from_le_bytes(n.try_into().ok()?)), rest)
+        }
+        _ => {
+            let (n, rest) = rest.split_at_checked(4)?;
+            let n = u32::from_le_bytes(n.try_into().ok()?) as usize;
+            let (b, rest) = rest.split_at_checked(n)?;
+            (RawCell::Bytes(b), rest)
+        }
+    };
+    *buf = rest;
+    Some(cell)
+}
+
+/// Calls `each` with the cells of every row of `buf` (`width` cells each).
+pub(super) fn for_rows<'a>(mut buf: &'a [u8], width: usize, each: &mut dyn FnMut(&[RawCell<'a>])) {
+    let mut cells = Vec::with_capacity(width);
+    while !buf.is_empty() {
+        cells.clear();
+        for _ in 0..width {
+            match get_cell(&mut buf) {
+                Some(c) => cells.push(c),
+                None => return,
+            }
+        }
+        each(&cells);
+    }
+}
+
+/// What a listing reads of a row, borrowed where the text is valid UTF-8;
+/// the same values as `Table::parse_raw` gives `MsgRow`.
+#[derive(Debug, Clone)]
+pub struct RowView<'a> {
+    pub msgnum: i32,
+    pub callerid: Option<Cow<'a, str>>,
+    pub origtime: Option<Cow<'a, str>>,
+    pub duration: Option<Cow<'a, str>>,
+    pub flag: Option<Cow<'a, str>>,
+    pub msg_id: Option<Cow<'a, str>>,
+    pub has_recording: bool,
+}
+
+fn text<'a>(c: &RawCell<'a>) -> Option<Cow<'a, str>> {
+    match *c {
+        RawCell::Null => None,
+        RawCell::Int(n) => Some(Cow::Owned(n.to_string())),
+        RawCell::Bytes(b) => Some(String::from_utf8_lossy(b)),
+    }
+}
+
+impl<'a> RowView<'a> {
+    /// From the cells of `listing_columns()`; `None` where
+    /// `Table::parse_raw` gives no row.
+    pub(super) fn from_cells(cells: &[RawCell<'a>]) -> Option<RowView<'a>> {
+        let cell = |i: usize| cells.get(i).copied().unwrap_or(RawCell::Null);
+        text(&cell(0))?;
+        let msgnum = i32::try_from(cell(1).int()?).ok()?;
+        Some(RowView {
+            msgnum,
+            callerid: text(&cell(2)),
+            origtime: text(&cell(3)),
+            duration: text(&cell(4)),
+            flag: text(&cell(5)),
+            msg_id: text(&cell(6)),
+            has_recording: text(&cell(7)).as_deref() == Some("1"),
+        })
+    }
+
+    pub fn from_row(r: &'a MsgRow) -> RowView<'a> {
+        let b = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
+        RowView {
+            msgnum: r.msgnum,
+            callerid: b(&r.callerid),
+            origtime: b(&r.origtime),
+            duration: b(&r.duration),
+            flag: b(&r.flag),
+            msg_id: b(&r.msg_id),
+            has_recording: r.has_recording,
+        }
+    }
+}
