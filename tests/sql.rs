@@ -1289,3 +1289,54 @@ fn boxes_of_voicemail_conf_without_rows_are_targets() {
         assert!(r.stderr.contains("not in voicemail.conf"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn a_whole_table_listing_equals_the_box_by_box_one_on_a_large_table() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        // 60,000 rows (PostgreSQL: over 1,000 pages, so read in two halves
+        // on two connections), 600 boxes in 3 contexts, INBOX and Old.
+        let rows = 60_000;
+        let fill = match s.kind {
+            Kind::Postgres => format!(
+                "INSERT INTO {n} (dir, msgnum, context, callerid, origtime, duration, recording, flag, mailboxuser, mailboxcontext, msg_id) \
+                 SELECT '{PREFIX}/ctx' || (i % 3) || '/' || (1000 + (i / 3) % 200) || '/' || CASE WHEN (i / 600) % 2 = 0 THEN 'INBOX' ELSE 'Old' END, \
+                        i / 1200, 'from-pstn', '\"Caller ' || i || '\" <0' || i || '>', 1790000000 + i, i % 90, '\\x00'::bytea, \
+                        CASE WHEN i % 7 = 0 THEN 'Urgent' ELSE '' END, (1000 + (i / 3) % 200)::text, 'ctx' || (i % 3), (1790000000 + i) || '-' || i \
+                 FROM generate_series(0, {last}) i",
+                n = t.name,
+                last = rows - 1
+            ),
+            Kind::Mysql => format!(
+                "INSERT INTO {n} (dir, msgnum, context, callerid, origtime, duration, recording, flag, mailboxuser, mailboxcontext, msg_id) \
+                 SELECT CONCAT('{PREFIX}/ctx', seq % 3, '/', 1000 + (seq DIV 3) % 200, '/', IF((seq DIV 600) % 2 = 0, 'INBOX', 'Old')), \
+                        seq DIV 1200, 'from-pstn', CONCAT('\"Caller ', seq, '\" <0', seq, '>'), 1790000000 + seq, seq % 90, x'00', \
+                        IF(seq % 7 = 0, 'Urgent', ''), 1000 + (seq DIV 3) % 200, CONCAT('ctx', seq % 3), CONCAT(1790000000 + seq, '-', seq) \
+                 FROM seq_0_to_{last}",
+                n = t.name,
+                last = rows - 1
+            ),
+        };
+        let mut db = t.db();
+        db.batch(&fill).unwrap();
+        db.batch(&format!("ANALYZE TABLE {}", t.name).replace(
+            "ANALYZE TABLE",
+            if s.kind == Kind::Postgres {
+                "ANALYZE"
+            } else {
+                "ANALYZE TABLE"
+            },
+        ))
+        .unwrap();
+        let whole = run(&sb, &t, &["ls", "--format", "json"]).ok().stdout;
+        assert_eq!(whole.lines().count(), rows, "{:?}", s.kind);
+        let mut by_box = String::new();
+        for ctx in ["ctx0", "ctx1", "ctx2"] {
+            by_box.push_str(&run(&sb, &t, &["ls", "--format", "json", ctx]).ok().stdout);
+        }
+        assert!(whole == by_box, "{:?}: the two listings differ", s.kind);
+        let csv = run(&sb, &t, &["ls", "--format", "csv"]).ok().stdout;
+        assert_eq!(csv.lines().count(), rows + 1);
+    }
+}

@@ -11,7 +11,6 @@ use super::Summary;
 use crate::error::{Error, Result};
 use crate::spool::MailboxId;
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 
@@ -27,25 +26,6 @@ struct SpillDir {
 /// keeps the pieces to read back few (some 8 per folder and read for
 /// 1,000,000 rows).
 const PENDING_BYTES: usize = 8 << 20;
-
-/// FxHash (rustc's): with scattered rows the dir index is looked up for
-/// most rows, and SipHash showed there.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for c in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            self.0 =
-                (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// One `dir` (group) while reading.
 #[derive(Default)]
@@ -78,26 +58,10 @@ pub(super) struct Spill {
     boxes: HashMap<MailboxId, Vec<SpillDir>>,
 }
 
+/// Unlinked at once (O_TMPFILE where it can): nothing is left behind,
+/// whatever happens.
 fn temp_file() -> std::io::Result<std::fs::File> {
-    let dir = std::env::temp_dir();
-    for i in 0..100u32 {
-        let path = dir.join(format!(".vmtool-ls-{}-{i}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => {
-                // Unlinked at once: nothing is left behind, whatever happens.
-                std::fs::remove_file(&path)?;
-                return Ok(f);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free temporary file name"))
+    tempfile::tempfile()
 }
 
 impl Spill {
@@ -293,7 +257,8 @@ fn scan(
     let file = temp_file().map_err(io)?;
     let mut out = BufWriter::with_capacity(1 << 16, &file);
     let mut accs: Vec<DirAcc> = Vec::new();
-    let mut index: HashMap<Vec<u8>, usize, BuildHasherDefault<FxHasher>> = HashMap::default();
+    // FxHash: the dir index is looked up for most rows (SipHash showed there).
+    let mut index: HashMap<Vec<u8>, usize, rustc_hash::FxBuildHasher> = HashMap::default();
     let mut acc_for = |accs: &mut Vec<DirAcc>, dir: &[u8]| -> usize {
         if let Some(&i) = index.get(dir) {
             return i;
