@@ -432,48 +432,13 @@ impl Db {
         match &mut self.conn {
             Conn::Pg(c) => {
                 use postgres::fallible_iterator::FallibleIterator;
-                use postgres::types::Type;
                 let p = pg_params(params);
                 let mut it = c
                     .query_raw(sql.as_str(), p.iter().map(|b| b.as_ref()))
                     .map_err(pg_err)?;
                 while let Some(row) = it.next().map_err(pg_err)? {
-                    let mut cells = Vec::with_capacity(row.len());
-                    for (i, col) in row.columns().iter().enumerate() {
-                        let ty = col.type_();
-                        let cell = if *ty == Type::INT4 {
-                            row.try_get::<_, Option<i32>>(i)
-                                .ok()
-                                .flatten()
-                                .map(|n| RawCell::Int(n.into()))
-                        } else if *ty == Type::INT8 {
-                            row.try_get::<_, Option<i64>>(i)
-                                .ok()
-                                .flatten()
-                                .map(RawCell::Int)
-                        } else if *ty == Type::INT2 {
-                            row.try_get::<_, Option<i16>>(i)
-                                .ok()
-                                .flatten()
-                                .map(|n| RawCell::Int(n.into()))
-                        } else if *ty == Type::BYTEA {
-                            row.try_get::<_, Option<&[u8]>>(i)
-                                .ok()
-                                .flatten()
-                                .map(RawCell::Bytes)
-                        } else if *ty == Type::BOOL {
-                            row.try_get::<_, Option<bool>>(i)
-                                .ok()
-                                .flatten()
-                                .map(|b| RawCell::Int(b.into()))
-                        } else {
-                            row.try_get::<_, Option<&str>>(i)
-                                .ok()
-                                .flatten()
-                                .map(|s| RawCell::Bytes(s.as_bytes()))
-                        };
-                        cells.push(cell.unwrap_or(RawCell::Null));
-                    }
+                    let cells: Vec<RawCell<'_>> =
+                        (0..row.len()).map(|i| pg_cell(&row, i)).collect();
                     if !each(&cells) {
                         break;
                     }
@@ -663,43 +628,40 @@ impl postgres::types::ToSql for PgNull {
     postgres::types::to_sql_checked!();
 }
 
-fn pg_row(row: &postgres::Row) -> Vec<Cell> {
+/// One column of a PostgreSQL row, borrowed: integers and booleans as
+/// numbers, everything else as its bytes (text as UTF-8).
+fn pg_cell(row: &postgres::Row, i: usize) -> RawCell<'_> {
     use postgres::types::Type;
+    let ty = row.columns()[i].type_();
+    let get = |r: Result<Option<i64>, postgres::Error>| r.ok().flatten().map(RawCell::Int);
+    let cell = if *ty == Type::INT4 {
+        get(row.try_get::<_, Option<i32>>(i).map(|n| n.map(i64::from)))
+    } else if *ty == Type::INT8 {
+        get(row.try_get::<_, Option<i64>>(i))
+    } else if *ty == Type::INT2 {
+        get(row.try_get::<_, Option<i16>>(i).map(|n| n.map(i64::from)))
+    } else if *ty == Type::BOOL {
+        get(row.try_get::<_, Option<bool>>(i).map(|b| b.map(i64::from)))
+    } else if *ty == Type::BYTEA {
+        row.try_get::<_, Option<&[u8]>>(i)
+            .ok()
+            .flatten()
+            .map(RawCell::Bytes)
+    } else {
+        row.try_get::<_, Option<&str>>(i)
+            .ok()
+            .flatten()
+            .map(|s| RawCell::Bytes(s.as_bytes()))
+    };
+    cell.unwrap_or(RawCell::Null)
+}
+
+fn pg_row(row: &postgres::Row) -> Vec<Cell> {
     (0..row.len())
-        .map(|i| {
-            let ty = row.columns()[i].type_();
-            let cell = if *ty == Type::INT4 {
-                row.try_get::<_, Option<i32>>(i)
-                    .ok()
-                    .flatten()
-                    .map(|n| Cell::Int(n.into()))
-            } else if *ty == Type::INT8 {
-                row.try_get::<_, Option<i64>>(i)
-                    .ok()
-                    .flatten()
-                    .map(Cell::Int)
-            } else if *ty == Type::INT2 {
-                row.try_get::<_, Option<i16>>(i)
-                    .ok()
-                    .flatten()
-                    .map(|n| Cell::Int(n.into()))
-            } else if *ty == Type::BOOL {
-                row.try_get::<_, Option<bool>>(i)
-                    .ok()
-                    .flatten()
-                    .map(|b| Cell::Int(b.into()))
-            } else if *ty == Type::BYTEA {
-                row.try_get::<_, Option<Vec<u8>>>(i)
-                    .ok()
-                    .flatten()
-                    .map(Cell::Bytes)
-            } else {
-                row.try_get::<_, Option<String>>(i)
-                    .ok()
-                    .flatten()
-                    .map(|s| Cell::Bytes(s.into_bytes()))
-            };
-            cell.unwrap_or(Cell::Null)
+        .map(|i| match pg_cell(row, i) {
+            RawCell::Null => Cell::Null,
+            RawCell::Int(n) => Cell::Int(n),
+            RawCell::Bytes(b) => Cell::Bytes(b.to_vec()),
         })
         .collect()
 }
