@@ -6,8 +6,9 @@ use super::db::RawCell;
 use super::table::MsgRow;
 use std::borrow::Cow;
 
-/// Columns of `Table::listing_columns()`.
-pub(super) const LISTING_WIDTH: usize = 8;
+/// Columns of `Table::listing_columns()` kept per row: all but `dir`,
+/// which the folder's buffer already stands for (a third of the bytes).
+pub(super) const LISTING_WIDTH: usize = 7;
 
 /// One box: folder name (`dir_name`) → its packed rows.
 pub(super) type PackedBox = Vec<(String, Vec<u8>)>;
@@ -86,20 +87,20 @@ fn text<'a>(c: &RawCell<'a>) -> Option<Cow<'a, str>> {
 }
 
 impl<'a> RowView<'a> {
-    /// From the cells of `listing_columns()`; `None` where
+    /// From the cells of `listing_columns()` after `dir` (a row only has
+    /// a buffer when its `dir` was not NULL); `None` where
     /// `Table::parse_raw` gives no row.
     pub(super) fn from_cells(cells: &[RawCell<'a>]) -> Option<RowView<'a>> {
         let cell = |i: usize| cells.get(i).copied().unwrap_or(RawCell::Null);
-        text(&cell(0))?;
-        let msgnum = i32::try_from(cell(1).int()?).ok()?;
+        let msgnum = i32::try_from(cell(0).int()?).ok()?;
         Some(RowView {
             msgnum,
-            callerid: text(&cell(2)),
-            origtime: text(&cell(3)),
-            duration: text(&cell(4)),
-            flag: text(&cell(5)),
-            msg_id: text(&cell(6)),
-            has_recording: text(&cell(7)).as_deref() == Some("1"),
+            callerid: text(&cell(1)),
+            origtime: text(&cell(2)),
+            duration: text(&cell(3)),
+            flag: text(&cell(4)),
+            msg_id: text(&cell(5)),
+            has_recording: cell(6).int() == Some(1),
         })
     }
 

@@ -312,7 +312,7 @@ fn scan(
             i
         };
         let before = accs[i].pending.len();
-        put_row(&mut accs[i].pending, row);
+        put_row(&mut accs[i].pending, &row[1..]);
         pending += accs[i].pending.len() - before;
         if pending > PENDING_BYTES {
             if let Err(e) = flush(&mut accs, &mut out, &mut pos) {
