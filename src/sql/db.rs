@@ -92,6 +92,15 @@ pub enum RawCell<'a> {
 }
 
 impl RawCell<'_> {
+    /// The same cell, owned.
+    pub fn to_cell(&self) -> Cell {
+        match *self {
+            RawCell::Null => Cell::Null,
+            RawCell::Int(n) => Cell::Int(n),
+            RawCell::Bytes(b) => Cell::Bytes(b.to_vec()),
+        }
+    }
+
     /// As `Cell::int`.
     pub fn int(&self) -> Option<i64> {
         match *self {
@@ -394,30 +403,10 @@ impl Db {
         params: &[V],
         each: &mut dyn FnMut(Vec<Cell>),
     ) -> DbResult<()> {
-        let sql = self.sql(sql);
-        match &mut self.conn {
-            Conn::Pg(c) => {
-                use postgres::fallible_iterator::FallibleIterator;
-                let p = pg_params(params);
-                let mut it = c
-                    .query_raw(sql.as_str(), p.iter().map(|b| b.as_ref()))
-                    .map_err(pg_err)?;
-                while let Some(row) = it.next().map_err(pg_err)? {
-                    each(pg_row(&row));
-                }
-                Ok(())
-            }
-            Conn::My(c) => {
-                use mysql::prelude::Queryable;
-                let p = my_params(params);
-                let result = c.exec_iter(sql.as_str(), p).map_err(my_err)?;
-                for row in result {
-                    let row = row.map_err(my_err)?;
-                    each(my_row(row));
-                }
-                Ok(())
-            }
-        }
+        self.query_each_raw(sql, params, &mut |cells| {
+            each(cells.iter().map(RawCell::to_cell).collect());
+            true
+        })
     }
 
     /// Like `query_each`, but the cells borrow the driver's row buffer (no
@@ -656,16 +645,6 @@ fn pg_cell(row: &postgres::Row, i: usize) -> RawCell<'_> {
     cell.unwrap_or(RawCell::Null)
 }
 
-fn pg_row(row: &postgres::Row) -> Vec<Cell> {
-    (0..row.len())
-        .map(|i| match pg_cell(row, i) {
-            RawCell::Null => Cell::Null,
-            RawCell::Int(n) => Cell::Int(n),
-            RawCell::Bytes(b) => Cell::Bytes(b.to_vec()),
-        })
-        .collect()
-}
-
 fn my_params(params: &[V]) -> mysql::Params {
     if params.is_empty() {
         return mysql::Params::Empty;
@@ -681,19 +660,6 @@ fn my_params(params: &[V]) -> mysql::Params {
             })
             .collect(),
     )
-}
-
-fn my_row(row: mysql::Row) -> Vec<Cell> {
-    row.unwrap()
-        .into_iter()
-        .map(|v| match v {
-            mysql::Value::NULL => Cell::Null,
-            mysql::Value::Int(n) => Cell::Int(n),
-            mysql::Value::UInt(n) => Cell::Int(n as i64),
-            mysql::Value::Bytes(b) => Cell::Bytes(b),
-            other => Cell::Bytes(other.as_sql(true).into_bytes()),
-        })
-        .collect()
 }
 
 #[cfg(test)]
