@@ -959,7 +959,7 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
     for t in &targets {
         // The whole table in one ordered read (on failure, box by box as
         // before, where the error shows again).
-        let _all = match (t, setup.store.sql()) {
+        let whole = match (t, setup.store.sql()) {
             (Target::Spool, Some(sql)) => sql.read_all().ok(),
             _ => None,
         };
@@ -987,7 +987,7 @@ fn cmd_ls(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) ->
                 }
             };
             // Rows already read (whole table): bigger chunks, fewer waits.
-            let chunk_len = if _all.is_some() {
+            let chunk_len = if whole.is_some() {
                 4 * LS_CHUNK
             } else {
                 LS_CHUNK

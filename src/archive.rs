@@ -219,15 +219,11 @@ impl Source {
     }
 
     /// Size in bytes (0 when the file cannot be read).
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         match self {
             Source::File(p) => fs::metadata(p).map_or(0, |m| m.len()),
             Source::Data(d) => d.len() as u64,
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -238,6 +234,13 @@ pub struct Candidate {
     pub files: Vec<(String, Source)>,
     pub meta: Metadata,
     pub row: MessageRow,
+}
+
+impl Candidate {
+    /// Bytes of all its files.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|(_, s)| s.size()).sum()
+    }
 }
 
 enum Prepared {

@@ -263,7 +263,7 @@ impl ArchiveRun<'_> {
         let mut keys = Vec::with_capacity(batch.len());
         let mut cands = Vec::with_capacity(batch.len());
         for (c, m) in batch.drain(..) {
-            sizes.push(c.files.iter().map(|(_, s)| s.len()).sum::<u64>());
+            sizes.push(c.size());
             keys.push((c.loc.clone(), m));
             cands.push(c);
         }
@@ -364,7 +364,7 @@ pub fn cmd_archive(
         };
         match item {
             Ok(item) => {
-                batch_bytes += item.0.files.iter().map(|(_, s)| s.len()).sum::<u64>();
+                batch_bytes += item.0.size();
                 batch.push(item);
             }
             Err(e) => {
@@ -440,7 +440,7 @@ pub fn cmd_purge(
             done += 1;
             return Ok(true);
         }
-        let size: u64 = s.files.iter().map(|(_, f)| f.len()).sum();
+        let size = s.size();
         match engine.delete_plain(&s.loc) {
             Ok(()) => {
                 done += 1;

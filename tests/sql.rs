@@ -301,22 +301,14 @@ fn listing_counts_and_audio_agree_with_asterisk_and_the_files() {
         // convert decodes the recording exactly as it decodes the .WAV file.
         let out = sb.path().join("sql.wav");
         let out2 = sb.path().join("file.wav");
-        let a = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"))
+        let a = sb
+            .command()
             .args(t.args())
-            .args(["--spool", sb.path().join("spool").to_str().unwrap()])
-            .args([
-                "--voicemail-conf",
-                sb.path().join("etc/voicemail.conf").to_str().unwrap(),
-            ])
             .args(["convert", "compta/2202/INBOX/0", "--stdout"])
             .output()
             .unwrap();
-        let b = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"))
-            .args(["--spool", sb.path().join("spool").to_str().unwrap()])
-            .args([
-                "--voicemail-conf",
-                sb.path().join("etc/voicemail.conf").to_str().unwrap(),
-            ])
+        let b = sb
+            .command()
             .args([
                 "convert",
                 "compta/2202/INBOX/0",
@@ -814,13 +806,9 @@ fn watch_polls_the_table_and_reports_new_and_read_messages() {
         let t = TestTable::new(&s, &[]);
         let sb = Sandbox::team2();
         t.load_fixture();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"))
+        let mut child = sb
+            .command()
             .args(t.args())
-            .args(["--spool", sb.path().join("spool").to_str().unwrap()])
-            .args([
-                "--voicemail-conf",
-                sb.path().join("etc/voicemail.conf").to_str().unwrap(),
-            ])
             .args([
                 "-v",
                 "--format",

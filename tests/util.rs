@@ -105,15 +105,22 @@ impl Sandbox {
 
     /// Like `run`, with extra environment variables (e.g. VMTOOL_NOW).
     pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut cmd = self.command();
+        cmd.args(args);
+        run_cmd_env(cmd, env)
+    }
+
+    /// vmtool with this sandbox's spool and configuration, for a test that
+    /// drives the process itself (binary output, a child that keeps running).
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmtool"));
         cmd.arg("--spool")
             .arg(self.path().join("spool"))
             .arg("--asterisk-conf")
             .arg(self.path().join("etc/asterisk.conf"))
             .arg("--voicemail-conf")
-            .arg(self.path().join("etc/voicemail.conf"))
-            .args(args);
-        run_cmd_env(cmd, env)
+            .arg(self.path().join("etc/voicemail.conf"));
+        cmd
     }
 }
 

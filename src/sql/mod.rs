@@ -29,7 +29,19 @@ use table::{db_err, MsgRow, Table};
 #[derive(Default)]
 struct Summary {
     counts: BTreeMap<String, u32>,
-    tree: BTreeMap<String, BTreeMap<String, Vec<Folder>>>,
+    tree: FolderTree,
+}
+
+/// context → box → folders with rows.
+type FolderTree = BTreeMap<String, BTreeMap<String, Vec<Folder>>>;
+
+/// Puts a folder that has rows into the tree.
+fn add_folder(tree: &mut FolderTree, p: &table::Place) {
+    tree.entry(p.mailbox.context.to_string())
+        .or_default()
+        .entry(p.mailbox.mailbox().to_string())
+        .or_default()
+        .push(p.folder.clone());
 }
 
 impl Summary {
@@ -139,12 +151,7 @@ impl SqlStore {
             .query_each(&sql, &[V::Text(Table::like(&prefix))], &mut |r| {
                 if let (Some(d), Some(n)) = (r[0].text(), r[1].int()) {
                     if let Some(p) = self.table.place(&d) {
-                        sum.tree
-                            .entry(p.mailbox.context.to_string())
-                            .or_default()
-                            .entry(p.mailbox.mailbox().to_string())
-                            .or_default()
-                            .push(p.folder);
+                        add_folder(&mut sum.tree, &p);
                     }
                     sum.counts.insert(d, u32::try_from(n).unwrap_or(u32::MAX));
                 }

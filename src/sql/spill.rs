@@ -148,12 +148,7 @@ impl Spill {
         let mut boxes: HashMap<MailboxId, Vec<SpillDir>> = HashMap::new();
         for d in sum.counts.keys() {
             let Some(p) = table.place(d) else { continue };
-            sum.tree
-                .entry(p.mailbox.context.to_string())
-                .or_default()
-                .entry(p.mailbox.mailbox().to_string())
-                .or_default()
-                .push(p.folder.clone());
+            super::add_folder(&mut sum.tree, &p);
             boxes.entry(p.mailbox).or_default().push(SpillDir {
                 folder: p.folder.dir_name().to_string(),
                 runs: runs.remove(d).unwrap_or_default(),
