@@ -34,7 +34,11 @@ fn servers() -> Vec<Server> {
                 kind: target.kind,
             }),
             Err(e) if ci => panic!("{var}: {e} (CI=true: the SQL tests need this server)"),
-            Err(e) => eprintln!("skipping {var}: {e}"),
+            Err(e) => eprintln!(
+                "skipping the {kind} tests: {e} — start the server or set {var}=URL \
+                 (default {default}); .ci/run installs and starts both",
+                kind = if var.ends_with("PG") { "PostgreSQL" } else { "MariaDB" }
+            ),
         }
     }
     out
