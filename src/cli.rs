@@ -131,7 +131,7 @@ const LONG_HELP: &str = concat!(
 #[derive(Debug, Parser)]
 #[command(
     name = "vmtool",
-    version,
+    version = env!("VMTOOL_VERSION"),
     about = "Manage Asterisk voicemail spools the way Asterisk itself does",
     long_about = "vmtool reads and manages the voicemail that Asterisk's app_voicemail keeps in \
                   <astspooldir>/voicemail/<context>/<box>/<Folder>/msgNNNN.{txt,wav,WAV,gsm}: \

@@ -37,7 +37,11 @@ fn servers() -> Vec<Server> {
             Err(e) => eprintln!(
                 "skipping the {kind} tests: {e} — start the server or set {var}=URL \
                  (default {default}); .ci/run installs and starts both",
-                kind = if var.ends_with("PG") { "PostgreSQL" } else { "MariaDB" }
+                kind = if var.ends_with("PG") {
+                    "PostgreSQL"
+                } else {
+                    "MariaDB"
+                }
             ),
         }
     }
