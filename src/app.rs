@@ -582,7 +582,8 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
 /// Writes `vmtool.1` and one page per subcommand (clap_mangen).
 pub fn write_man_pages(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let cmd = <Cli as clap::CommandFactory>::command();
+    // The pages carry the release, not the commit `--version` names: they are committed.
+    let cmd = <Cli as clap::CommandFactory>::command().version(env!("CARGO_PKG_VERSION"));
     clap_mangen::generate_to(cmd, dir)
 }
 
