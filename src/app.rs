@@ -1290,6 +1290,11 @@ fn cmd_show(setup: &Setup, a: &ShowArgs, out: &mut dyn Write, rep: &mut Reporter
                     first = false;
                     show_one(setup, &mb, &folder, files, a, out, json)?;
                     shown += 1;
+                    if let Some(irr) = scan.irregular_of(files.num) {
+                        let p = setup.store.spool().folder_dir(&mb, &folder).join(&irr.name);
+                        let e = crate::fsutil::not_regular_err(irr.kind);
+                        rep.error(&Error::io("read", p, e));
+                    }
                 }
                 if let Target::Message(_, _, n) = &t {
                     if !hit {
