@@ -1058,7 +1058,7 @@ fn show_one(
     let mut audio = Vec::new();
     for ext in &files.audio {
         let path = setup.store.spool().msg_file(mb, folder, files.num, ext);
-        let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+        let size = std::fs::symlink_metadata(&path).map(|m| m.len()).ok();
         match setup.store.audio_info(mb, folder, files.num, ext) {
             Ok(info) => {
                 for w in &info.warnings {

@@ -95,7 +95,7 @@ pub fn kind_of_type(ft: fs::FileType) -> Option<&'static str> {
 /// The kind of a non-regular file from a `stat` mode (`None`: regular).
 pub fn kind_of_mode(mode: u32) -> Option<&'static str> {
     use rustix::fs::FileType as T;
-    Some(match T::from_raw_mode(mode as _) {
+    Some(match T::from_raw_mode(mode) {
         T::RegularFile => return None,
         T::Directory => "directory",
         T::Symlink => "symbolic link",
@@ -139,7 +139,7 @@ pub fn open_regular_at(dir: impl AsFd, name: &str) -> io::Result<(File, Metadata
             open_failed(e, || {
                 rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                     .ok()
-                    .and_then(|st| kind_of_mode(st.st_mode as u32))
+                    .and_then(|st| kind_of_mode(st.st_mode))
             })
         })?;
     check_regular(File::from(fd))
@@ -486,6 +486,94 @@ mod tests {
         );
         assert!(copy_durable(&a, &b, &perms).is_err(), "never overwrites");
         assert_eq!(fs::read(&b).unwrap(), b"hello");
+    }
+
+    fn kind_of_err(r: io::Result<impl std::fmt::Debug>) -> &'static str {
+        let e = r.expect_err("must be refused");
+        not_regular(&e).map_or("other error", |n| n.kind)
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_never_block() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        let fifo = p("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(p("sock")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p("zero")).unwrap();
+        std::os::unix::fs::symlink("loop", p("loop")).unwrap();
+        fs::create_dir(p("dir")).unwrap();
+        fs::write(p("file"), b"data").unwrap();
+        std::os::unix::fs::symlink(p("file"), p("link")).unwrap();
+        assert_eq!(kind_of_err(open_regular(&fifo)), "special file (FIFO)");
+        assert_eq!(
+            kind_of_err(open_regular(&p("sock"))),
+            "special file (socket)"
+        );
+        assert_eq!(kind_of_err(open_regular(&p("zero"))), "symbolic link");
+        assert_eq!(kind_of_err(open_regular(&p("loop"))), "symbolic link");
+        assert_eq!(kind_of_err(open_regular(&p("link"))), "symbolic link");
+        assert_eq!(kind_of_err(open_regular(&p("dir"))), "directory");
+        assert_eq!(
+            kind_of_err(open_regular(Path::new("/dev/null"))),
+            "special file (character device)"
+        );
+        let dir = File::open(d.path()).unwrap();
+        assert_eq!(
+            kind_of_err(open_regular_at(&dir, "fifo")),
+            "special file (FIFO)"
+        );
+        assert_eq!(kind_of_err(open_regular_at(&dir, "zero")), "symbolic link");
+        assert_eq!(open_regular_at(&dir, "file").unwrap().1.len(), 4);
+        assert_eq!(read_capped(&p("file"), 4).unwrap(), b"data");
+        assert!(read_capped(&p("file"), 3).is_err(), "over the cap");
+        assert!(sha256_file(&fifo).is_err() && sha256_file(&p("zero")).is_err());
+        // Configuration files may be links, but only to regular files.
+        assert_eq!(read_config(&p("link")).unwrap(), b"data");
+        assert_eq!(kind_of_err(read_config(&fifo)), "special file (FIFO)");
+        assert_eq!(
+            kind_of_err(read_config(&p("zero"))),
+            "special file (character device)"
+        );
+        // Writing: a FIFO without a reader would block an ordinary open.
+        let w = open_options_regular(OpenOptions::new().write(true), &fifo);
+        assert_eq!(kind_of_err(w), "special file (FIFO)");
+        let w = open_options_regular(OpenOptions::new().write(true).create(true), &p("zero"));
+        assert_eq!(kind_of_err(w), "symbolic link");
+        assert!(open_options_regular(OpenOptions::new().append(true), &p("file")).is_ok());
+    }
+
+    #[test]
+    fn reads_stop_at_the_size_seen_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("growing");
+        fs::write(&p, b"0123").unwrap();
+        let mut b = open_bounded(&p, 100).unwrap();
+        // It grows after the open: the new bytes are not read.
+        OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"4567")
+            .unwrap();
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"0123");
+        assert_eq!(b.seek(SeekFrom::End(-1)).unwrap(), 3);
+        let mut one = Vec::new();
+        b.read_to_end(&mut one).unwrap();
+        assert_eq!(one, b"3");
+        let big = d.path().join("sparse");
+        File::create(&big).unwrap().set_len(2 << 30).unwrap();
+        let e = open_bounded(&big, MAX_AUDIO_BYTES).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 
     #[test]

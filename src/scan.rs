@@ -218,7 +218,7 @@ pub fn scan_folder_fd(dir: &std::os::fd::OwnedFd) -> io::Result<FolderScan> {
             FileType::Directory => EntryKind::Dir,
             FileType::RegularFile => EntryKind::File,
             t => EntryKind::Other(
-                crate::fsutil::kind_of_mode(t.as_raw_mode() as u32).unwrap_or("special file"),
+                crate::fsutil::kind_of_mode(t.as_raw_mode()).unwrap_or("special file"),
             ),
         };
         b.add(name, kind);

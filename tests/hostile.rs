@@ -266,12 +266,23 @@ fn plants() -> Vec<Plant> {
             name: "unreadable .txt",
             plant: |_, i| {
                 copy_msg(i, "msg0001", "msg0005", &["txt", "WAV"]);
-                fs::set_permissions(i.join("msg0005.txt"), fs::Permissions::from_mode(0)).unwrap();
+                fs::set_permissions(i.join("msg0005.txt"), fs::Permissions::from_mode(0o000))
+                    .unwrap();
                 vec!["msg0005.txt".into()]
             },
             shown: "msg0005.txt",
             // Root reads a mode-000 file: then it is an ordinary message.
             named: if is_root() { &[] } else { ALL },
+        },
+        Plant {
+            name: "FIFO .lock",
+            plant: |_, i| {
+                mkfifo(&i.join(".lock"));
+                vec![".lock".into()]
+            },
+            shown: "INBOX/.lock",
+            // Only what locks the folder meets it.
+            named: &["check", "archive"],
         },
         Plant {
             name: "name with newline and terminal escapes (a FIFO)",
@@ -429,7 +440,16 @@ fn every_reader_survives_every_planted_object() {
             .collect();
         let mut sorted = inbox_nums.clone();
         sorted.sort();
-        if !(root_note && p.name == "unreadable .txt") {
+        if p.name == "FIFO .lock" {
+            // Copied into the archive maybe, but nothing leaves a folder that cannot be locked.
+            for m in ["msg0000.txt", "msg0001.txt"] {
+                assert!(
+                    inbox.join(m).is_file(),
+                    "[{}] {m} left the spool unlocked",
+                    p.name
+                );
+            }
+        } else if !(root_note && p.name == "unreadable .txt") {
             assert_eq!(
                 sorted,
                 ["0000", "0001"],
@@ -567,10 +587,53 @@ fn watch_skips_planted_objects_and_reports_the_next_message() {
     }
 }
 
+/// The archive directory is as writable as the spool may be: a FIFO or a link
+/// as its run lock or manifest is refused by name, at once.
+#[test]
+fn archive_refuses_planted_run_lock_and_manifest() {
+    let sb = Sandbox::team2();
+    let outside = sb.path().join("elsewhere.jsonl");
+    fs::write(&outside, "").unwrap();
+    for (name, plant) in [
+        (".vmtool-archive.lock", "fifo"),
+        ("manifest.jsonl", "fifo"),
+        ("manifest.jsonl", "link"),
+    ] {
+        let arch = sb.path().join(format!("arch-{name}-{plant}"));
+        fs::create_dir(&arch).unwrap();
+        if plant == "fifo" {
+            mkfifo(&arch.join(name));
+        } else {
+            std::os::unix::fs::symlink(&outside, arch.join(name)).unwrap();
+        }
+        let args = [
+            "archive",
+            "--older-than",
+            "1d",
+            "--to",
+            arch.to_str().unwrap(),
+            "compta/2202",
+        ];
+        let label = format!("[{plant} as {name}]");
+        let out = run_bounded(&sb, &label, &args, &[]);
+        assert_ne!(out.code, 0, "{label}: {}", out.text);
+        assert!(out.text.contains(name), "{label}: not named:\n{}", out.text);
+        assert_eq!(
+            fs::read(&outside).unwrap(),
+            b"",
+            "{label}: wrote through the link"
+        );
+    }
+    // Nothing was archived, so the messages are all still there.
+    let inbox = sb.voicemail().join(INBOX);
+    assert!(inbox.join("msg0000.txt").is_file() && inbox.join("msg0001.txt").is_file());
+}
+
 /// Configuration files that are FIFOs: every command ends at once and names the file.
 #[test]
 fn fifo_configuration_files_are_refused_by_name() {
-    let cases: [(&str, fn(&Sandbox) -> &'static str); 4] = [
+    type Plant = fn(&Sandbox) -> &'static str;
+    let cases: [(&str, Plant); 4] = [
         ("voicemail.conf", |sb| {
             let p = sb.path().join("etc/voicemail.conf");
             fs::remove_file(&p).unwrap();
