@@ -1059,7 +1059,7 @@ fn show_one(
     let mut audio = Vec::new();
     for ext in &files.audio {
         let path = setup.store.spool().msg_file(mb, folder, files.num, ext);
-        let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+        let size = std::fs::symlink_metadata(&path).map(|m| m.len()).ok();
         match setup.store.audio_info(mb, folder, files.num, ext) {
             Ok(info) => {
                 for w in &info.warnings {
@@ -1291,6 +1291,11 @@ fn cmd_show(setup: &Setup, a: &ShowArgs, out: &mut dyn Write, rep: &mut Reporter
                     first = false;
                     show_one(setup, &mb, &folder, files, a, out, json)?;
                     shown += 1;
+                    if let Some(irr) = scan.irregular_of(files.num) {
+                        let p = setup.store.spool().folder_dir(&mb, &folder).join(&irr.name);
+                        let e = crate::fsutil::not_regular_err(irr.kind);
+                        rep.error(&Error::io("read", p, e));
+                    }
                 }
                 if let Target::Message(_, _, n) = &t {
                     if !hit {

@@ -165,7 +165,10 @@ pub fn read_manifest(root: &Path) -> Result<Vec<ManifestEntry>> {
 /// Streams the manifest entries (constant memory); bad lines are skipped.
 pub fn for_each_entry(root: &Path, mut f: impl FnMut(ManifestEntry) -> Result<()>) -> Result<()> {
     let path = root.join(MANIFEST);
-    let file = match File::open(&path) {
+    // Read up to its size at open: lines appended meanwhile are the next run's.
+    let file = match fsutil::open_regular(&path)
+        .and_then(|(f, md)| fsutil::Bounded::new(f, &md, u64::MAX))
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(Error::NotFound(format!(
@@ -280,12 +283,11 @@ impl Archive {
             )));
         }
         let lock_path = root.join(RUN_LOCK);
-        let run_lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::io("open", &lock_path, e))?;
+        let run_lock = fsutil::open_options_regular(
+            OpenOptions::new().write(true).create(true).truncate(false),
+            &lock_path,
+        )
+        .map_err(|e| Error::io("open", &lock_path, e))?;
         if run_lock.try_lock().is_err() {
             return Err(Error::LockBusy(format!(
                 "another vmtool run is using the archive {} (its lock {} is held): retry later",
@@ -295,12 +297,11 @@ impl Archive {
         }
         check_case_sensitive(root)?;
         let mpath = root.join(MANIFEST);
-        let mut manifest = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&mpath)
-            .map_err(|e| Error::io("open", &mpath, e))?;
+        let mut manifest = fsutil::open_options_regular(
+            OpenOptions::new().read(true).append(true).create(true),
+            &mpath,
+        )
+        .map_err(|e| Error::io("open", &mpath, e))?;
         repair_torn_tail(&mut manifest).map_err(|e| Error::io("repair", &mpath, e))?;
         let mut known = HashSet::new();
         for_each_entry(root, |e| {
@@ -463,15 +464,39 @@ impl Archive {
         stem: &str,
         files: &[(String, Source)],
     ) -> Result<Vec<ArchivedFile>> {
+        // Every spool file must be a regular file within the cap before an
+        // entry is started: a FIFO or a link to a device is refused by name.
+        for (_, src) in files {
+            if let Source::File(p) = src {
+                fsutil::open_bounded(p, fsutil::MAX_AUDIO_BYTES)
+                    .map_err(|e| Error::io("archive", p, e))?;
+            }
+        }
         let partial = fin.with_extension("partial");
-        match fs::create_dir(&partial) {
+        let written = self.fill_partial(&partial, stem, files);
+        if written.is_err() {
+            // No half entry stays behind for a message that was not archived.
+            let _ = fs::remove_dir_all(&partial);
+        }
+        let out = written?;
+        fs::rename(&partial, fin).map_err(|e| Error::io("rename", &partial, e))?;
+        Ok(out)
+    }
+
+    fn fill_partial(
+        &self,
+        partial: &Path,
+        stem: &str,
+        files: &[(String, Source)],
+    ) -> Result<Vec<ArchivedFile>> {
+        match fs::create_dir(partial) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Left by a killed run: start it again.
-                fs::remove_dir_all(&partial).map_err(|e| Error::io("remove", &partial, e))?;
-                fs::create_dir(&partial).map_err(|e| Error::io("create", &partial, e))?;
+                fs::remove_dir_all(partial).map_err(|e| Error::io("remove", partial, e))?;
+                fs::create_dir(partial).map_err(|e| Error::io("create", partial, e))?;
             }
-            Err(_) => fs::create_dir_all(&partial).map_err(|e| Error::io("create", &partial, e))?,
+            Err(_) => fs::create_dir_all(partial).map_err(|e| Error::io("create", partial, e))?,
         }
         let perms = self.perms;
         let mut out = Vec::new();
@@ -516,7 +541,6 @@ impl Archive {
             });
             crate::ops::failpoint("archive-file");
         }
-        fs::rename(&partial, fin).map_err(|e| Error::io("rename", &partial, e))?;
         Ok(out)
     }
 

@@ -237,6 +237,9 @@ impl Checker<'_> {
             );
         }
         let scan = self.setup.store.scan_folder(mb, folder)?;
+        // Message files that are not regular files: reported one by one, and
+        // left out of every read and of --fix below.
+        let mut not_regular: std::collections::HashSet<PathBuf> = Default::default();
         for m in &scan.messages {
             let exts = m
                 .audio
@@ -245,14 +248,25 @@ impl Checker<'_> {
                 .chain(m.txt.then_some("txt"));
             for ext in exts {
                 let p = spool.msg_file(mb, folder, m.num, ext);
-                if std::fs::symlink_metadata(&p).is_ok_and(|md| md.file_type().is_symlink()) {
-                    self.add(
-                        &p,
-                        "symlink",
-                        "a message file that is a symbolic link: vmtool refuses to change this message".into(),
-                        "replace the link by the file itself".into(),
-                        false,
-                    );
+                if self.not_regular(&p) {
+                    not_regular.insert(p);
+                }
+            }
+        }
+        for n in &scan.noise {
+            // A `.lock` or `lock` that is not a regular file blocks every locker.
+            if let Noise::Lock(name) = n {
+                let p = dir.join(name);
+                if let Ok(md) = std::fs::symlink_metadata(&p) {
+                    if !md.file_type().is_file() {
+                        self.add(
+                            &p,
+                            "special-file",
+                            format!("a {} where Asterisk's folder lock belongs: no one (Asterisk included) can lock this folder, so new messages are lost after a 5-s wait", fsutil::kind_name(&md)),
+                            format!("remove it now (rm {}); check --fix leaves it alone", p.display()),
+                            false,
+                        );
+                    }
                 }
             }
         }
@@ -287,7 +301,10 @@ impl Checker<'_> {
                     expected = m.num.get();
                 }
                 expected += 1;
-                match std::fs::read(&base) {
+                if not_regular.contains(&base) {
+                    continue;
+                }
+                match fsutil::read_txt_file(&base) {
                     Ok(bytes) => match Metadata::parse(&bytes) {
                         Ok(meta) => {
                             for p in meta.problems() {
@@ -332,8 +349,11 @@ impl Checker<'_> {
                 _ => ("orphan", "audio without .txt: invisible, and adopted by the next message given this number"),
             };
             let old = files.iter().all(|f| age(f) > Duration::from_secs(5));
+            // vmtool moves only files Asterisk could have made: a special
+            // file or a link is left where it is, for the admin.
+            let foreign = files.iter().any(|f| not_regular.contains(f));
             let mut fixed = false;
-            if self.fix && old {
+            if self.fix && old && !foreign {
                 // Seen again under the folder lock before anything moves.
                 let lock = FolderLock::acquire(&dir, &self.engine.lock)
                     .map_err(crate::ops::OpError::from)?;
@@ -355,6 +375,8 @@ impl Checker<'_> {
                         mb.context,
                         mb.mailbox()
                     )
+                } else if foreign {
+                    "not a regular file among its files: check --fix leaves it for you (see the finding above)".into()
                 } else {
                     format!(
                         "vmtool check --fix {}/{}/{folder}",
@@ -391,7 +413,8 @@ impl Checker<'_> {
                 ),
             };
             let mut fixed = false;
-            if self.fix && matches!(n, Noise::Backup(_)) && age(&p) > self.stale {
+            let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file());
+            if self.fix && regular && matches!(n, Noise::Backup(_)) && age(&p) > self.stale {
                 fixed = self.fix_backup(mb, folder, &p).unwrap_or(false);
             }
             self.add(&p, kind, problem, fix, fixed);
@@ -406,6 +429,63 @@ impl Checker<'_> {
             );
         }
         Ok(())
+    }
+
+    /// Reports a message file that is not a regular file: a special file
+    /// (FIFO, socket, device), a link leaving the spool, or a link inside it.
+    fn not_regular(&mut self, p: &Path) -> bool {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            return false;
+        };
+        let shown = p.display();
+        if md.file_type().is_file() {
+            if md.len() <= fsutil::MAX_AUDIO_BYTES {
+                return false;
+            }
+            self.add(
+                p,
+                "too-large",
+                format!("{} bytes, over vmtool's limit of {} for a message file: not read, converted or archived", md.len(), fsutil::MAX_AUDIO_BYTES),
+                format!("no voicemail is this large (a sparse or planted file?): inspect it, then remove it (rm {shown}); check --fix leaves it alone"),
+                false,
+            );
+            return true;
+        }
+        if !md.file_type().is_symlink() {
+            self.add(
+                p,
+                "special-file",
+                format!("a {} where a message file belongs: no reader opens it, the message is skipped by ls, show, convert and archive", fsutil::kind_name(&md)),
+                format!("Asterisk never makes one: find who created it, then remove it (rm {shown}); check --fix leaves it alone"),
+                false,
+            );
+            return true;
+        }
+        let root = std::fs::canonicalize(self.setup.store.spool().root()).ok();
+        match (std::fs::canonicalize(p), root) {
+            (Ok(to), Some(root)) if to.starts_with(&root) => self.add(
+                p,
+                "symlink",
+                format!("a message file that is a symbolic link (to {} inside the spool): vmtool neither follows it nor changes this message", to.display()),
+                format!("replace the link by the file itself (cp --remove-destination {} {shown}); check --fix leaves it alone", to.display()),
+                false,
+            ),
+            (Ok(to), _) => self.add(
+                p,
+                "symlink-outside",
+                format!("a symbolic link leaving the spool (to {}): vmtool never follows it; a root job reading through it would read or copy that file", to.display()),
+                format!("remove the link (rm {shown}); if the target is really this message's file, copy it in instead; check --fix leaves it alone"),
+                false,
+            ),
+            (Err(e), _) => self.add(
+                p,
+                "symlink",
+                format!("a symbolic link that leads nowhere ({e}: a loop or a missing target): vmtool never follows it"),
+                format!("remove the link (rm {shown}); check --fix leaves it alone"),
+                false,
+            ),
+        }
+        true
     }
 
     /// `msgNNNN-bak.*`: quarantined when `msgNNNN.*` exists, else renamed back

@@ -123,7 +123,16 @@ const LONG_HELP: &str = concat!(
     "\n\nEnvironment:
   VMTOOL_SPOOL   spool directory when --spool is not given
   VMTOOL_NOW     epoch seconds used instead of the clock for ages (--since 30d)
-  NO_COLOR       disables colour (as --color never)\n\n",
+  NO_COLOR       disables colour (as --color never)
+
+Untrusted spool:
+  Message, lock and archive files are opened without following links and
+  without blocking; only regular files are read, and never past their size at
+  open (a .txt at most 1 MiB, audio 1 GiB, a configuration file 16 MiB;
+  configuration files may be links to regular files, as Asterisk allows). A
+  FIFO, socket, device, directory or link where a message file belongs is
+  named, its message skipped, the run goes on (exit 1). check reports each one
+  (special-file, symlink-outside, symlink, too-large); --fix leaves them alone.\n\n",
     exit_text!()
 );
 

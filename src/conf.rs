@@ -156,7 +156,7 @@ pub fn load(path: &Path) -> Result<ConfFile, ConfError> {
 
 /// [`load`] with explicit options.
 pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<ConfFile, ConfError> {
-    let data = fs::read(path).map_err(|source| ConfError::Io {
+    let data = crate::fsutil::read_config(path).map_err(|source| ConfError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -576,7 +576,8 @@ impl Loader {
                 }
                 Ok(_) => {}
             }
-            let data = match fs::read(&path) {
+            // Checked again on what is opened: the file may be swapped meanwhile.
+            let data = match crate::fsutil::read_config(&path) {
                 Ok(d) => d,
                 Err(e) => {
                     self.warn(&path, None, format!("cannot read included file: {e}"));

@@ -67,31 +67,45 @@ pub fn pick_messages(
 ) -> Vec<Picked> {
     let mut out: Vec<Picked> = Vec::new();
     let mut seen = HashSet::new();
-    let mut add =
-        |setup: &Setup, mb: &MailboxId, folder: &Folder, files: MsgFiles, rep: &mut Reporter| {
-            if !seen.insert((mb.clone(), folder.dir_name().to_string(), files.num)) {
-                return;
-            }
-            let meta = if files.txt {
-                match setup.store.read_metadata(mb, folder, files.num) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        if !setup.quiet {
-                            rep.warn(&format!("{e} (caller and date unknown)"));
-                        }
-                        None
+    let mut add = |setup: &Setup,
+                   mb: &MailboxId,
+                   folder: &Folder,
+                   files: MsgFiles,
+                   irregular: Option<&crate::scan::Irregular>,
+                   rep: &mut Reporter| {
+        if !seen.insert((mb.clone(), folder.dir_name().to_string(), files.num)) {
+            return;
+        }
+        // A FIFO, device or link among its files: reported and skipped.
+        if let Some(irr) = irregular {
+            let p = setup.store.spool().folder_dir(mb, folder).join(&irr.name);
+            rep.error(&Error::io(
+                "read",
+                p,
+                crate::fsutil::not_regular_err(irr.kind),
+            ));
+            return;
+        }
+        let meta = if files.txt {
+            match setup.store.read_metadata(mb, folder, files.num) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    if !setup.quiet {
+                        rep.warn(&format!("{e} (caller and date unknown)"));
                     }
+                    None
                 }
-            } else {
-                None
-            };
-            out.push(Picked {
-                mb: mb.clone(),
-                folder: folder.clone(),
-                files,
-                meta,
-            });
+            }
+        } else {
+            None
         };
+        out.push(Picked {
+            mb: mb.clone(),
+            folder: folder.clone(),
+            files,
+            meta,
+        });
+    };
     for t in targets {
         let folders_of = |mb: &MailboxId| -> Result<Vec<Folder>> {
             Ok(match scope {
@@ -102,8 +116,11 @@ pub fn pick_messages(
         let units: Vec<(MailboxId, Folder)> = match t {
             Target::Message(mb, folder, n) => {
                 match setup.store.scan_folder(mb, folder) {
-                    Ok(scan) => match scan.messages.into_iter().find(|m| m.num == *n) {
-                        Some(files) => add(setup, mb, folder, files, rep),
+                    Ok(scan) => match scan.messages.iter().find(|m| m.num == *n) {
+                        Some(files) => {
+                            let irr = scan.irregular_of(*n);
+                            add(setup, mb, folder, files.clone(), irr, rep)
+                        }
                         None => rep.error(&Error::NotFound(format!(
                             "no message {} in {}",
                             n.stem(),
@@ -173,8 +190,9 @@ pub fn pick_messages(
             }
             match setup.store.scan_folder(&mb, &folder) {
                 Ok(scan) => {
-                    for files in scan.messages.into_iter().filter(|m| m.txt) {
-                        add(setup, &mb, &folder, files, rep);
+                    for files in scan.messages.iter().filter(|m| m.txt) {
+                        let irr = scan.irregular_of(files.num);
+                        add(setup, &mb, &folder, files.clone(), irr, rep);
                     }
                 }
                 Err(e) => rep.error(&e),

@@ -1,12 +1,273 @@
 //! File-system steps every spool change is made of: durable copies, renames
 //! and unlinks followed by a directory fsync, and files and directories created
 //! with the owner, group and mode Asterisk would have given them (spec §1.6).
+//! Also the one way every reader opens a file of the spool or the
+//! configuration ([`open_regular`]): the spool is untrusted input.
 
 use sha2::{Digest, Sha256};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Largest audio (or other message) file vmtool reads or copies: far above
+/// any voicemail (an hour of 16-bit 8 kHz PCM is 58 MB), far below what a
+/// planted sparse file could claim.
+pub const MAX_AUDIO_BYTES: u64 = 1 << 30;
+
+/// Largest configuration file (each `#include`d file too) vmtool reads.
+pub const MAX_CONF_BYTES: u64 = 16 << 20;
+
+/// A file that is not a regular file where one is expected: a FIFO, socket,
+/// device, directory or symbolic link. Never opened further, never followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}, not a regular file: left alone")]
+pub struct NotRegular {
+    pub kind: &'static str,
+}
+
+/// A regular file larger than the cap for its kind: refused before reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{size} bytes, larger than the {cap}-byte limit for this file: not read")]
+pub struct TooLarge {
+    pub size: u64,
+    pub cap: u64,
+}
+
+/// What a file type is called in messages.
+pub fn kind_name(md: &Metadata) -> &'static str {
+    kind_of_mode(md.mode()).unwrap_or("regular file")
+}
+
+/// The [`NotRegular`] inside an I/O error, if that is what it is.
+pub fn not_regular(e: &io::Error) -> Option<NotRegular> {
+    e.get_ref()?.downcast_ref::<NotRegular>().copied()
+}
+
+/// The error every reader gives for a file that is not a regular file.
+pub fn not_regular_err(kind: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, NotRegular { kind })
+}
+
+/// Open flags of every read: no link followed at the last component, no
+/// blocking on a FIFO (or device), no controlling terminal.
+fn read_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC
+}
+
+/// Turns an open's failure on a non-regular file into a [`NotRegular`] that
+/// names its kind (`kind` looks it up without following): `ELOOP` is a link
+/// (O_NOFOLLOW), `ENXIO` a socket.
+fn open_failed(e: rustix::io::Errno, kind: impl FnOnce() -> Option<&'static str>) -> io::Error {
+    use rustix::io::Errno;
+    if matches!(e, Errno::LOOP | Errno::NXIO | Errno::OPNOTSUPP) {
+        if let Some(kind) = kind() {
+            return not_regular_err(kind);
+        }
+    }
+    e.into()
+}
+
+/// The kind of a non-regular file from a directory entry's type (`None`: regular).
+pub fn kind_of_type(ft: fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(if ft.is_file() {
+        return None;
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_symlink() {
+        "symbolic link"
+    } else if ft.is_fifo() {
+        "special file (FIFO)"
+    } else if ft.is_socket() {
+        "special file (socket)"
+    } else if ft.is_char_device() {
+        "special file (character device)"
+    } else if ft.is_block_device() {
+        "special file (block device)"
+    } else {
+        "special file"
+    })
+}
+
+/// The kind of a non-regular file from a `stat` mode (`None`: regular).
+pub fn kind_of_mode(mode: u32) -> Option<&'static str> {
+    use rustix::fs::FileType as T;
+    Some(match T::from_raw_mode(mode) {
+        T::RegularFile => return None,
+        T::Directory => "directory",
+        T::Symlink => "symbolic link",
+        T::Fifo => "special file (FIFO)",
+        T::Socket => "special file (socket)",
+        T::CharacterDevice => "special file (character device)",
+        T::BlockDevice => "special file (block device)",
+        T::Unknown => "special file",
+    })
+}
+
+fn check_regular(file: File) -> io::Result<(File, Metadata)> {
+    let md = file.metadata()?;
+    if let Some(kind) = kind_of_mode(md.mode()) {
+        return Err(not_regular_err(kind));
+    }
+    Ok((file, md))
+}
+
+/// Opens a file of the spool for reading: never follows a link at `path`'s
+/// last component, never blocks (a FIFO, a device), and accepts regular files
+/// only (checked with `fstat` on what was opened, so no swap in between).
+/// Anything else is an `InvalidInput` error carrying [`NotRegular`].
+pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    let fd = rustix::fs::open(path, read_flags(), rustix::fs::Mode::empty())
+        .map_err(|e| open_failed(e, || lstat_kind(path)))?;
+    check_regular(File::from(fd))
+}
+
+fn lstat_kind(path: &Path) -> Option<&'static str> {
+    fs::symlink_metadata(path)
+        .ok()
+        .and_then(|m| kind_of_mode(m.mode()))
+}
+
+/// [`open_regular`] of `name` in an open directory.
+pub fn open_regular_at(dir: impl AsFd, name: &str) -> io::Result<(File, Metadata)> {
+    let dir = dir.as_fd();
+    let fd =
+        rustix::fs::openat(dir, name, read_flags(), rustix::fs::Mode::empty()).map_err(|e| {
+            open_failed(e, || {
+                rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .ok()
+                    .and_then(|st| kind_of_mode(st.st_mode))
+            })
+        })?;
+    check_regular(File::from(fd))
+}
+
+/// Opens (maybe creates) with `opts` a file vmtool writes in a place others
+/// can write (lock files, the archive's run lock and manifest): no link
+/// followed, no blocking on a FIFO, regular files only ([`NotRegular`]).
+pub fn open_options_regular(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    use rustix::fs::OFlags;
+    let file = opts
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(n) => open_failed(rustix::io::Errno::from_raw_os_error(n), || lstat_kind(path)),
+            None => e,
+        })?;
+    let (file, _) = check_regular(file)?;
+    // A regular file: back to ordinary I/O.
+    let fl = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, fl - OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
+/// Opens a configuration file: links are followed (Asterisk follows them, and
+/// admins link configuration files), but what is opened must be a regular
+/// file, opened without blocking, of at most [`MAX_CONF_BYTES`].
+pub fn read_config(path: &Path) -> io::Result<Vec<u8>> {
+    use rustix::fs::OFlags;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, rustix::fs::Mode::empty()).map_err(|e| {
+        open_failed(e, || {
+            fs::metadata(path).ok().and_then(|m| kind_of_mode(m.mode()))
+        })
+    })?;
+    let (file, md) = check_regular(File::from(fd))?;
+    read_bounded(Bounded::new(file, &md, MAX_CONF_BYTES)?)
+}
+
+/// A regular file read no further than the size `fstat` reported when it was
+/// opened: a file that keeps growing (or lies) cannot make a read endless.
+#[derive(Debug)]
+pub struct Bounded {
+    file: File,
+    len: u64,
+    pos: u64,
+}
+
+impl Bounded {
+    /// Refuses a file over `cap` bytes ([`TooLarge`]).
+    pub fn new(file: File, md: &Metadata, cap: u64) -> io::Result<Bounded> {
+        if md.len() > cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                TooLarge {
+                    size: md.len(),
+                    cap,
+                },
+            ));
+        }
+        Ok(Bounded {
+            file,
+            len: md.len(),
+            pos: 0,
+        })
+    }
+
+    /// The size `fstat` reported.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Bounded {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        // The end is the size seen at open, not whatever the file is now.
+        let to = match to {
+            SeekFrom::End(d) => {
+                SeekFrom::Start(self.len.checked_add_signed(d).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
+                })?)
+            }
+            other => other,
+        };
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+/// [`open_regular`], bounded by its `fstat` size and `cap`.
+pub fn open_bounded(path: &Path, cap: u64) -> io::Result<Bounded> {
+    let (file, md) = open_regular(path)?;
+    Bounded::new(file, &md, cap)
+}
+
+fn read_bounded(mut b: Bounded) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(usize::try_from(b.len).unwrap_or(0));
+    b.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// A message `.txt` (or vmtool's own small record) read the one safe way:
+/// regular, no link followed, at most `store::MAX_TXT_BYTES`.
+pub fn read_txt_file(path: &Path) -> io::Result<Vec<u8>> {
+    read_capped(path, crate::store::MAX_TXT_BYTES)
+}
+
+/// Reads a whole regular file of at most `cap` bytes ([`open_bounded`]).
+pub fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    read_bounded(open_bounded(path, cap)?)
+}
 
 /// Owner, group and modes for what vmtool creates in one mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +369,12 @@ pub fn copy_durable(from: &Path, to: &Path, perms: &Perms) -> io::Result<[u8; 32
 /// [`copy_durable`] with the fsync left to the caller when `durable` is false
 /// (a batch that syncs the whole file system once).
 pub fn copy_hashed(from: &Path, to: &Path, perms: &Perms, durable: bool) -> io::Result<[u8; 32]> {
-    write_hashed(&mut File::open(from)?, to, perms, durable)
+    write_hashed(
+        &mut open_bounded(from, MAX_AUDIO_BYTES)?,
+        to,
+        perms,
+        durable,
+    )
 }
 
 /// [`copy_hashed`] from any reader (a recording read from the database).
@@ -148,9 +414,9 @@ pub fn write_hashed(
     result
 }
 
-/// SHA-256 of a file's bytes.
+/// SHA-256 of a regular file's bytes ([`open_bounded`], [`MAX_AUDIO_BYTES`]).
 pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut f = File::open(path)?;
+    let mut f = open_bounded(path, MAX_AUDIO_BYTES)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -220,6 +486,94 @@ mod tests {
         );
         assert!(copy_durable(&a, &b, &perms).is_err(), "never overwrites");
         assert_eq!(fs::read(&b).unwrap(), b"hello");
+    }
+
+    fn kind_of_err(r: io::Result<impl std::fmt::Debug>) -> &'static str {
+        let e = r.expect_err("must be refused");
+        not_regular(&e).map_or("other error", |n| n.kind)
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_never_block() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        let fifo = p("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(p("sock")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p("zero")).unwrap();
+        std::os::unix::fs::symlink("loop", p("loop")).unwrap();
+        fs::create_dir(p("dir")).unwrap();
+        fs::write(p("file"), b"data").unwrap();
+        std::os::unix::fs::symlink(p("file"), p("link")).unwrap();
+        assert_eq!(kind_of_err(open_regular(&fifo)), "special file (FIFO)");
+        assert_eq!(
+            kind_of_err(open_regular(&p("sock"))),
+            "special file (socket)"
+        );
+        assert_eq!(kind_of_err(open_regular(&p("zero"))), "symbolic link");
+        assert_eq!(kind_of_err(open_regular(&p("loop"))), "symbolic link");
+        assert_eq!(kind_of_err(open_regular(&p("link"))), "symbolic link");
+        assert_eq!(kind_of_err(open_regular(&p("dir"))), "directory");
+        assert_eq!(
+            kind_of_err(open_regular(Path::new("/dev/null"))),
+            "special file (character device)"
+        );
+        let dir = File::open(d.path()).unwrap();
+        assert_eq!(
+            kind_of_err(open_regular_at(&dir, "fifo")),
+            "special file (FIFO)"
+        );
+        assert_eq!(kind_of_err(open_regular_at(&dir, "zero")), "symbolic link");
+        assert_eq!(open_regular_at(&dir, "file").unwrap().1.len(), 4);
+        assert_eq!(read_capped(&p("file"), 4).unwrap(), b"data");
+        assert!(read_capped(&p("file"), 3).is_err(), "over the cap");
+        assert!(sha256_file(&fifo).is_err() && sha256_file(&p("zero")).is_err());
+        // Configuration files may be links, but only to regular files.
+        assert_eq!(read_config(&p("link")).unwrap(), b"data");
+        assert_eq!(kind_of_err(read_config(&fifo)), "special file (FIFO)");
+        assert_eq!(
+            kind_of_err(read_config(&p("zero"))),
+            "special file (character device)"
+        );
+        // Writing: a FIFO without a reader would block an ordinary open.
+        let w = open_options_regular(OpenOptions::new().write(true), &fifo);
+        assert_eq!(kind_of_err(w), "special file (FIFO)");
+        let w = open_options_regular(OpenOptions::new().write(true).create(true), &p("zero"));
+        assert_eq!(kind_of_err(w), "symbolic link");
+        assert!(open_options_regular(OpenOptions::new().append(true), &p("file")).is_ok());
+    }
+
+    #[test]
+    fn reads_stop_at_the_size_seen_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("growing");
+        fs::write(&p, b"0123").unwrap();
+        let mut b = open_bounded(&p, 100).unwrap();
+        // It grows after the open: the new bytes are not read.
+        OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"4567")
+            .unwrap();
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"0123");
+        assert_eq!(b.seek(SeekFrom::End(-1)).unwrap(), 3);
+        let mut one = Vec::new();
+        b.read_to_end(&mut one).unwrap();
+        assert_eq!(one, b"3");
+        let big = d.path().join("sparse");
+        File::create(&big).unwrap().set_len(2 << 30).unwrap();
+        let e = open_bounded(&big, MAX_AUDIO_BYTES).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 
     #[test]

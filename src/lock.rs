@@ -343,6 +343,13 @@ fn lockfile_acquire(dir: &Path, timeout: Duration) -> Result<Held, LockError> {
             Ok(()) => return Ok(Held::Lockfile { helper, stamp }),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Only a regular file can be a lock someone made and will remove.
+                if let Ok(m) = fs::symlink_metadata(&lock) {
+                    if !m.file_type().is_file() {
+                        let _ = fs::remove_file(&helper);
+                        return Err(io_err(dir, "lock")(not_a_lock(&lock, &m)));
+                    }
+                }
                 if let Err(waited) = wait_or_give_up(start, timeout, jitter(5, 20)) {
                     let _ = fs::remove_file(&helper);
                     return Err(LockError::Busy {
@@ -385,6 +392,16 @@ fn lockfile_release(dir: &Path, helper: &Path, stamp: Stamp) -> Result<(), LockE
     res.and(helper_res)
 }
 
+/// A FIFO, socket, device or directory where a lock file belongs: never
+/// opened (a FIFO would block), never waited for.
+fn not_a_lock(path: &Path, m: &Metadata) -> io::Error {
+    io::Error::other(format!(
+        "{} is a {}, not a lock file: remove it (see `vmtool check`)",
+        path.display(),
+        crate::fsutil::kind_name(m)
+    ))
+}
+
 /// Opens `path` for flock, refusing symlinks and hard-linked files like Asterisk.
 /// A missing file is created with `O_EXCL` (never through a symlink); an existing one
 /// is opened without `O_CREAT`, so nothing outside `dir` can be created. The caller
@@ -410,18 +427,21 @@ fn open_lock_file(
                     m.nlink()
                 ))));
             }
-            Ok(_) => match OpenOptions::new().write(true).open(path) {
-                Ok(f) => return Ok(f),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(io_err(dir, "open the lock file in")(e)),
-            },
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(io_err(dir, "lock")(not_a_lock(path, &m)));
+            }
+            Ok(_) => {
+                match crate::fsutil::open_options_regular(OpenOptions::new().write(true), path) {
+                    Ok(f) => return Ok(f),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(io_err(dir, "open the lock file in")(e)),
+                }
+            }
             Err(e) if is_not_found(&e) => {
-                match OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .open(path)
-                {
+                match crate::fsutil::open_options_regular(
+                    OpenOptions::new().write(true).create_new(true).mode(mode),
+                    path,
+                ) {
                     Ok(f) => return Ok(f),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(io_err(dir, "create the lock file in")(e)),
@@ -669,7 +689,7 @@ fn probe_flock(path: &Path, meta: &Metadata) -> Option<bool> {
     if !meta.file_type().is_file() {
         return None;
     }
-    let file = File::open(path).ok()?;
+    let (file, _) = crate::fsutil::open_regular(path).ok()?;
     match file.try_lock() {
         Ok(()) => {
             let _ = file.unlock();

@@ -236,7 +236,7 @@ impl Engine<'_> {
             )));
         }
         let txt = self.spool.txt_path(mb, folder, num);
-        let bytes = fs::read(&txt).map_err(OpError::io("read", &txt))?;
+        let bytes = fsutil::read_txt_file(&txt).map_err(OpError::io("read", &txt))?;
         let msg_id = crate::metadata::Metadata::parse(&bytes)
             .ok()
             .and_then(|m| m.msg_id().map(str::to_string));
@@ -265,7 +265,7 @@ impl Engine<'_> {
         let scan = scan::scan_folder(&dir).map_err(OpError::io("read folder", &dir))?;
         for m in scan.messages.iter().filter(|m| m.txt) {
             let txt = self.spool.txt_path(&mb, &folder, m.num);
-            if fs::read(&txt)
+            if fsutil::read_txt_file(&txt)
                 .map(|b| sha(&b) == loc.txt_sha)
                 .unwrap_or(false)
             {
@@ -381,7 +381,7 @@ impl Engine<'_> {
             .iter()
             .find(|(e, _)| e == "txt")
             .ok_or_else(|| OpError::Refused("no .txt among the files to import".into()))?;
-        let bytes = fs::read(&txt.1).map_err(OpError::io("read", &txt.1))?;
+        let bytes = fsutil::read_txt_file(&txt.1).map_err(OpError::io("read", &txt.1))?;
         // The intent of an import lives in the destination box; its "source"
         // names the destination folder (nothing is ever removed from it).
         let pseudo = Located {
@@ -649,7 +649,7 @@ impl Engine<'_> {
         let dir = self.dir_of(&src.at)?;
         let lock = FolderLock::acquire(&dir, &self.lock)?;
         let txt = self.file_of(&src.at, "txt")?;
-        let same = fs::read(&txt)
+        let same = fsutil::read_txt_file(&txt)
             .map(|b| sha(&b) == src.txt_sha)
             .unwrap_or(false);
         if !same {
@@ -735,7 +735,7 @@ impl Engine<'_> {
         let lock = loop {
             let lock = FolderLock::acquire(&self.dir_of(&cur.at)?, &self.lock)?;
             let txt = self.file_of(&cur.at, "txt")?;
-            if fs::read(&txt)
+            if fsutil::read_txt_file(&txt)
                 .map(|b| sha(&b) == cur.txt_sha)
                 .unwrap_or(false)
             {
@@ -843,7 +843,7 @@ impl Engine<'_> {
     fn recover_locked(&self, mb: &MailboxId) -> Result<Vec<String>> {
         let mut done = Vec::new();
         for path in self.pending(mb) {
-            let intent: Intent = match fs::read(&path)
+            let intent: Intent = match fsutil::read_txt_file(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
             {

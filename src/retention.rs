@@ -95,6 +95,12 @@ fn select(
                                 continue;
                             }
                         }
+                        if let Some(irr) = scan.irregular_of(files.num) {
+                            let p = setup.store.spool().folder_dir(&mb, folder).join(&irr.name);
+                            let e = crate::fsutil::not_regular_err(irr.kind);
+                            rep.error(&Error::io("read", p, e));
+                            continue;
+                        }
                         if INTERRUPTED.load(Ordering::SeqCst) || a.max.is_some_and(|m| taken >= m) {
                             return Ok(());
                         }
@@ -731,7 +737,10 @@ fn import_sql(
     label: &str,
 ) -> Result<MsgRef> {
     let sql = engine.store;
-    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io("read", p, e));
+    let read = |p: &Path| {
+        crate::fsutil::read_capped(p, crate::fsutil::MAX_AUDIO_BYTES)
+            .map_err(|e| Error::io("read", p, e))
+    };
     let txt = files
         .iter()
         .find(|(x, _)| x == "txt")

@@ -80,6 +80,36 @@ pub struct FolderScan {
     pub messages: Vec<MsgFiles>,
     pub noise: Vec<Noise>,
     pub counts: FolderCounts,
+    /// Message files that are not regular files (FIFOs, sockets, devices,
+    /// links), known from the directory entry alone: never opened.
+    pub irregular: Vec<Irregular>,
+}
+
+/// A message file that is not a regular file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Irregular {
+    pub num: MsgNum,
+    /// File name in the folder.
+    pub name: String,
+    /// What it is ("special file (FIFO)", "symbolic link", …).
+    pub kind: &'static str,
+}
+
+impl FolderScan {
+    /// The first file of message `num` that is not a regular file.
+    pub fn irregular_of(&self, num: MsgNum) -> Option<&Irregular> {
+        self.irregular.iter().find(|i| i.num == num)
+    }
+}
+
+/// What a directory entry is, from `d_type` (or `lstat` where the file
+/// system does not say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    Dir,
+    File,
+    /// Anything else, named.
+    Other(&'static str),
 }
 
 /// Counts one directory entry name into `counts` with Asterisk's rules.
@@ -148,8 +178,15 @@ pub fn scan_folder(dir: &Path) -> io::Result<FolderScan> {
     let mut b = ScanBuilder::default();
     for entry in rd {
         let entry = entry?;
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        b.add(entry.file_name().as_encoded_bytes(), is_dir);
+        let kind = match entry.file_type() {
+            Ok(t) if t.is_dir() => EntryKind::Dir,
+            Ok(t) => match crate::fsutil::kind_of_type(t) {
+                Some(k) => EntryKind::Other(k),
+                None => EntryKind::File,
+            },
+            Err(_) => EntryKind::File,
+        };
+        b.add(entry.file_name().as_encoded_bytes(), kind);
     }
     Ok(b.finish())
 }
@@ -166,19 +203,25 @@ pub fn scan_folder_fd(dir: &std::os::fd::OwnedFd) -> io::Result<FolderScan> {
         if name == b"." || name == b".." {
             continue;
         }
-        let is_dir = match entry.file_type() {
-            FileType::Directory => true,
+        let ft = match entry.file_type() {
             // File systems without d_type: ask.
             FileType::Unknown => rustix::fs::statat(
                 dir,
                 entry.file_name(),
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             )
-            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
-            .unwrap_or(false),
-            _ => false,
+            .map(|st| FileType::from_raw_mode(st.st_mode))
+            .unwrap_or(FileType::RegularFile),
+            t => t,
         };
-        b.add(name, is_dir);
+        let kind = match ft {
+            FileType::Directory => EntryKind::Dir,
+            FileType::RegularFile => EntryKind::File,
+            t => EntryKind::Other(
+                crate::fsutil::kind_of_mode(t.as_raw_mode()).unwrap_or("special file"),
+            ),
+        };
+        b.add(name, kind);
     }
     Ok(b.finish())
 }
@@ -190,7 +233,8 @@ struct ScanBuilder {
 }
 
 impl ScanBuilder {
-    fn add(&mut self, raw: &[u8], is_dir: bool) {
+    fn add(&mut self, raw: &[u8], kind: EntryKind) {
+        let is_dir = kind == EntryKind::Dir;
         count_name(raw, &mut self.scan.counts);
         let Ok(name) = std::str::from_utf8(raw) else {
             self.scan
@@ -211,6 +255,13 @@ impl ScanBuilder {
                     m.txt = true;
                 } else {
                     m.audio.push(ext.to_string());
+                }
+                if let EntryKind::Other(kind) = kind {
+                    self.scan.irregular.push(Irregular {
+                        num,
+                        name: name.to_string(),
+                        kind,
+                    });
                 }
             }
             Some((9999, _)) => self.scan.noise.push(Noise::Stray(

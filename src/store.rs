@@ -6,6 +6,7 @@
 
 use crate::audio::{self, AudioInfo};
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::metadata::{MetaError, Metadata};
 use crate::scan::{self, FolderCounts, FolderScan};
 use crate::spool::{Context, Folder, MailboxId, MsgNum, Spool};
@@ -215,32 +216,26 @@ fn subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     Ok((names, bad))
 }
 
-/// Reads a `.txt` in one `read()` when it fits 4 KiB (a short read of a
-/// regular file is its end), else up to `MAX_TXT_BYTES`; larger files are refused.
-fn read_small(path: &Path, mut file: std::fs::File) -> Result<Vec<u8>> {
-    let mut data = vec![0u8; 4096];
-    let n = loop {
-        match file.read(&mut data) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", path, e)),
-        }
-    };
-    data.truncate(n);
-    if n == 4096 {
-        file.take(MAX_TXT_BYTES + 1 - 4096)
-            .read_to_end(&mut data)
-            .map_err(|e| Error::io("read", path, e))?;
-        if data.len() as u64 > MAX_TXT_BYTES {
-            return Err(Error::Metadata {
-                path: path.to_path_buf(),
-                source: MetaError::Invalid {
-                    line: 0,
-                    reason: format!("larger than {MAX_TXT_BYTES} bytes, not a message file"),
-                },
-            });
-        }
+/// Reads a `.txt` no further than its size at open (one `read()` for a
+/// message file); a file over `MAX_TXT_BYTES` is refused unread.
+fn read_small(path: &Path, file: std::fs::File, md: &std::fs::Metadata) -> Result<Vec<u8>> {
+    if md.len() > MAX_TXT_BYTES {
+        return Err(Error::Metadata {
+            path: path.to_path_buf(),
+            source: MetaError::Invalid {
+                line: 0,
+                reason: format!(
+                    "{} bytes, larger than {MAX_TXT_BYTES}: not a message file, not read",
+                    md.len()
+                ),
+            },
+        });
     }
+    let mut file =
+        fsutil::Bounded::new(file, md, MAX_TXT_BYTES).map_err(|e| Error::io("read", path, e))?;
+    let mut data = Vec::with_capacity(file.len() as usize);
+    file.read_to_end(&mut data)
+        .map_err(|e| Error::io("read", path, e))?;
     Ok(data)
 }
 
@@ -261,12 +256,12 @@ impl FileStore {
     }
 
     fn read_txt(path: &Path) -> Result<Metadata> {
-        Self::read_txt_with(path, || std::fs::File::open(path))
+        Self::read_txt_with(path, || fsutil::open_regular(path))
     }
 
     fn read_txt_with(
         path: &Path,
-        open: impl Fn() -> std::io::Result<std::fs::File>,
+        open: impl Fn() -> std::io::Result<(std::fs::File, std::fs::Metadata)>,
     ) -> Result<Metadata> {
         let mut last = None;
         // Asterisk rewrites .txt files in place without a lock (spec §3.5): an
@@ -275,8 +270,8 @@ impl FileStore {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(75));
             }
-            let file = open().map_err(|e| Error::io("open", path, e))?;
-            let data = read_small(path, file)?;
+            let (file, md) = open().map_err(|e| Error::io("open", path, e))?;
+            let data = read_small(path, file, &md)?;
             match Metadata::parse(&data) {
                 Ok(m) => return Ok(m),
                 Err(e @ (MetaError::Empty | MetaError::NoMessageSection)) => last = Some(e),
@@ -367,18 +362,16 @@ impl MailboxStore for FileStore {
         };
         let scan = scan::scan_folder_fd(&fd).map_err(|e| Error::io("read folder", &dir, e))?;
         for m in scan.messages.iter().filter(|m| m.txt && want(m)) {
+            // A message with a FIFO, device or link among its files is
+            // reported by that file's name and skipped.
+            if let Some(irr) = scan.irregular_of(m.num) {
+                let err = fsutil::not_regular_err(irr.kind);
+                each(m, Err(Error::io("read", dir.join(&irr.name), err)));
+                continue;
+            }
             let name = format!("{}.txt", m.num.stem());
             let path = dir.join(&name);
-            let open = || {
-                openat(
-                    &fd,
-                    name.as_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map(std::fs::File::from)
-                .map_err(std::io::Error::from)
-            };
+            let open = || fsutil::open_regular_at(&fd, &name);
             each(m, Self::read_txt_with(&path, open));
         }
         Ok(scan)

@@ -1395,9 +1395,18 @@ enum ReadOutcome {
 /// Reads one `.txt`, reusing `prev` when the file has not changed since it was read.
 fn read_entry(path: &Path, prev: Option<&Entry>, accept_unterminated: bool) -> ReadOutcome {
     // Stat before reading: if the file changes in between, the next scan sees a new stamp.
-    let md = match fs::metadata(path) {
+    // Not following links, so a special file an event names is never opened.
+    let md = match fs::symlink_metadata(path) {
         Ok(md) if md.is_file() => md,
-        Ok(_) => return ReadOutcome::Gone,
+        Ok(md) if md.is_dir() => return ReadOutcome::Gone,
+        Ok(md) => {
+            return ReadOutcome::Failed(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                crate::fsutil::NotRegular {
+                    kind: crate::fsutil::kind_name(&md),
+                },
+            ))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return ReadOutcome::Gone,
         Err(e) => return ReadOutcome::Failed(e),
     };
@@ -1407,7 +1416,7 @@ fn read_entry(path: &Path, prev: Option<&Entry>, accept_unterminated: bool) -> R
             return ReadOutcome::Ok(p.clone());
         }
     }
-    let bytes = match fs::read(path) {
+    let bytes = match crate::fsutil::read_txt_file(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return ReadOutcome::Gone,
         Err(e) => return ReadOutcome::Failed(e),

@@ -11,6 +11,7 @@ mod docs;
 mod example;
 mod fixture;
 mod fuzz_replay;
+mod hostile;
 mod model;
 mod play;
 mod readonly;

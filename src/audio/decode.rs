@@ -21,7 +21,6 @@
 //! Nothing is allocated from a size read from a file: buffers have fixed sizes, and
 //! sizes from headers are only compared against.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -428,7 +427,10 @@ impl<R: Read> Iterator for Decoder<R> {
 
 /// Open the file at `path` with extension `ext` (no dot, case as on disk) for
 /// decoding. Unsupported formats fail before the file is opened.
-pub fn open(path: &Path, ext: &str) -> Result<Decoder<BufReader<File>>, AudioError> {
+pub fn open(
+    path: &Path,
+    ext: &str,
+) -> Result<Decoder<BufReader<crate::fsutil::Bounded>>, AudioError> {
     let format = AudioFormat::from_extension(ext);
     if !format.decodable() {
         return Err(AudioError::Unsupported {
@@ -436,7 +438,8 @@ pub fn open(path: &Path, ext: &str) -> Result<Decoder<BufReader<File>>, AudioErr
             op: AudioOp::Decode,
         });
     }
-    Decoder::new(BufReader::new(File::open(path)?), format)
+    let file = crate::fsutil::open_bounded(path, crate::fsutil::MAX_AUDIO_BYTES)?;
+    Decoder::new(BufReader::new(file), format)
 }
 
 /// Decode a whole file: its sample rate and samples (warnings are dropped).

@@ -15,7 +15,6 @@
 //! decoding streams in constant memory. Neither panics on malformed input. Errors carry
 //! no path: callers add it.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 
@@ -223,8 +222,8 @@ pub fn probe_file(path: &Path, ext: &str) -> Result<AudioInfo, AudioError> {
             op: AudioOp::Measure,
         });
     }
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
+    let file = crate::fsutil::open_bounded(path, crate::fsutil::MAX_AUDIO_BYTES)?;
+    let len = file.len();
     probe(BufReader::new(file), format, len)
 }
 

@@ -82,13 +82,19 @@ impl Migrator<'_> {
             let mut meta = meta;
             if !t.extra.is_empty() {
                 let txt_path = self.spool.txt_path(mb, folder, m.num);
-                let bytes =
-                    std::fs::read(&txt_path).map_err(|e| Error::io("read", &txt_path, e))?;
+                let bytes = crate::fsutil::read_txt_file(&txt_path)
+                    .map_err(|e| Error::io("read", &txt_path, e))?;
                 keep_raw_extras(&mut meta, &bytes, t);
             }
             let audio = if m.audio.iter().any(|a| a == &ext) {
                 let p = self.spool.msg_file(mb, folder, m.num, &ext);
-                Some(std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?)
+                match crate::fsutil::read_capped(&p, crate::fsutil::MAX_AUDIO_BYTES) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        rep.skipped.push(Error::io("read", &p, e).to_string());
+                        continue;
+                    }
+                }
             } else {
                 None
             };
@@ -224,7 +230,10 @@ impl Migrator<'_> {
             let txt = r.file_txt(t);
             let txt_path = self.spool.txt_path(mb, folder, num);
             let audio_path = self.spool.msg_file(mb, folder, num, &ext);
-            let same = |p: &Path, want: &[u8]| std::fs::read(p).is_ok_and(|d| d == want);
+            let same = |p: &Path, want: &[u8]| {
+                crate::fsutil::read_capped(p, crate::fsutil::MAX_AUDIO_BYTES)
+                    .is_ok_and(|d| d == want)
+            };
             if txt_path.exists() || audio_path.exists() {
                 if same(&txt_path, &txt) && same(&audio_path, &audio) {
                     rep.resumed += 1;
