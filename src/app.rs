@@ -14,7 +14,7 @@ use crate::scan::{MsgFiles, MsgState, Noise};
 use crate::spool::{Context, Folder, MailboxId, Spool};
 use crate::store::{FileStore, MailboxStore, Store};
 use crate::target::{self, Resolver, Target};
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Local, Utc};
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -450,55 +450,14 @@ impl Setup {
     }
 }
 
-/// Parses `--since`/`--until`: an age (`30d`, `12h`, `2w`, `90m`, `45s`), `@epoch`,
-/// or a date `YYYY-MM-DD[ HH:MM[:SS]]` in the display zone (local, or UTC).
+/// Parses an age or date option (see `age`): local calendar, or UTC.
 pub fn parse_when(s: &str, now: i64, utc: bool) -> Result<i64> {
-    let t = s.trim();
-    let bad = || {
-        Error::Usage(format!(
-            "\"{s}\" is not a date or an age: use e.g. 30d, 12h, 2w, 2026-11-01 or \"2026-11-01 08:00\""
-        ))
-    };
-    if let Some(epoch) = t.strip_prefix('@') {
-        return epoch.parse().map_err(|_| bad());
-    }
-    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic()) {
-        let num = &t[..t.len() - 1];
-        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
-            let n: i64 = num.parse().map_err(|_| bad())?;
-            let secs = match unit {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                'w' => 7 * 86400,
-                _ => return Err(bad()),
-            };
-            return n.checked_mul(secs).map(|a| now - a).ok_or_else(bad);
-        }
-    }
-    let naive = if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        d.and_hms_opt(0, 0, 0).ok_or_else(bad)?
+    let r = if utc {
+        crate::age::parse_when(s, now, &Utc)
     } else {
-        [
-            "%Y-%m-%d %H:%M:%S",
-            "%Y-%m-%d %H:%M",
-            "%Y-%m-%dT%H:%M:%S",
-            "%Y-%m-%dT%H:%M",
-        ]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-        .ok_or_else(bad)?
+        crate::age::parse_when(s, now, &Local)
     };
-    if utc {
-        Ok(naive.and_utc().timestamp())
-    } else {
-        Local
-            .from_local_datetime(&naive)
-            .earliest()
-            .map(|d| d.timestamp())
-            .ok_or_else(bad)
-    }
+    r.map_err(Error::Usage)
 }
 
 /// Runs a parsed command line. Never panics on bad input; returns the exit status.

@@ -1,0 +1,355 @@
+//! The command-line surface an admin relies on: ages, summaries, dry-run
+//! plans, closed or full output, and messages that say what to do.
+
+use crate::util::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Units an age example may use (and `m`, which must then be refused).
+const UNIT_WORDS: &[&str] = &[
+    "s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes", "h", "hr",
+    "hrs", "hour", "hours", "d", "day", "days", "w", "wk", "wks", "week", "weeks", "mo", "mon",
+    "mons", "month", "months", "y", "yr", "yrs", "year", "years", "m", "M",
+];
+
+/// Options whose value is an age or a date.
+const AGE_OPTIONS: &[&str] = &["--older-than", "--since", "--until", "--stale-after"];
+
+/// Text of a man page without roff markup.
+fn unroff(s: &str) -> String {
+    s.replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "")
+        .replace("\\fI", "")
+        .replace("\\fP", "")
+        .replace("\\(aq", "'")
+        .replace("\\(lq", "\"")
+        .replace("\\(rq", "\"")
+        .replace("\\ ", " ")
+        .replace("\\\\", "\\")
+}
+
+/// Every age written in `text`: NUMBER[ ]UNIT groups (`90d`, `6 months`,
+/// `1y6mo`) and ISO dates (`2026-11-01`, `2026-11-01 08:00`).
+fn age_examples(text: &str) -> BTreeSet<String> {
+    let b = text.as_bytes();
+    let mut found = BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        let boundary_before = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b"-._@:/".contains(&b[i - 1]));
+        if !b[i].is_ascii_digit() || !boundary_before {
+            i += 1;
+            continue;
+        }
+        // ISO date (and time)?
+        if let Some(d) = iso_at(&text[i..]) {
+            found.insert(d.to_string());
+            i += d.len();
+            continue;
+        }
+        let mut j = i;
+        let mut groups = 0;
+        let mut all_units = true;
+        loop {
+            let start = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j == start {
+                break;
+            }
+            let mut k = j;
+            // One space between the number and its unit ("6 months"), only in the first group.
+            if groups == 0 && k < b.len() && b[k] == b' ' {
+                k += 1;
+            }
+            let ls = k;
+            while k < b.len() && b[k].is_ascii_alphabetic() {
+                k += 1;
+            }
+            if k == ls {
+                j = start;
+                break;
+            }
+            all_units &= UNIT_WORDS.contains(&&text[ls..k]);
+            groups += 1;
+            j = k;
+            if !(j < b.len() && b[j].is_ascii_digit()) {
+                break;
+            }
+        }
+        let boundary_after = j >= b.len() || !(b[j].is_ascii_alphanumeric() || b[j] == b'@' || b[j] == b'/');
+        if groups > 0 && all_units && boundary_after {
+            found.insert(text[i..j].to_string());
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+fn iso_at(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let shape = |pat: &[u8]| {
+        b.len() >= pat.len()
+            && pat
+                .iter()
+                .zip(b)
+                .all(|(p, c)| if *p == b'9' { c.is_ascii_digit() } else { p == c })
+    };
+    for (pat, len) in [
+        (&b"9999-99-99T99:99:99+99:99"[..], 25),
+        (&b"9999-99-99T99:99:99Z"[..], 20),
+        (&b"9999-99-99T99:99:99"[..], 19),
+        (&b"9999-99-99 99:99:99"[..], 19),
+        (&b"9999-99-99 99:99"[..], 16),
+        (&b"9999-99-99T99:99"[..], 16),
+        (&b"9999-99-99"[..], 10),
+    ] {
+        if shape(pat) {
+            return Some(&s[..len]);
+        }
+    }
+    None
+}
+
+/// Command lines (from `vmtool ` on) that pass an age or date option.
+fn age_command_lines(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let mut rest = line;
+        while let Some(at) = rest.find("vmtool ") {
+            let cmd = &rest[at + "vmtool ".len()..];
+            let cmd = cmd
+                .split(['#', '|', '>', '`'])
+                .next()
+                .unwrap_or("")
+                .trim();
+            if AGE_OPTIONS
+                .iter()
+                .any(|o| cmd.split_whitespace().any(|w| w == *o))
+                && !cmd.contains("AGE")
+                && !cmd.contains('…')
+            {
+                out.insert(cmd.to_string());
+            }
+            rest = &rest[at + 1..];
+        }
+    }
+    out
+}
+
+/// Splits like a shell for these simple lines: whitespace, double quotes.
+fn shell_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// README, every man page and every `--help`: the texts an admin copies from.
+fn doc_texts() -> Vec<(String, String)> {
+    let root = repo_root();
+    let mut texts = vec![(
+        "README.md".to_string(),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    )];
+    let mut commands = Vec::new();
+    for e in std::fs::read_dir(root.join("man")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let page = std::fs::read_to_string(root.join("man").join(&name)).unwrap();
+        texts.push((format!("man/{name}"), unroff(&page)));
+        if let Some(cmd) = name
+            .strip_prefix("vmtool-")
+            .and_then(|n| n.strip_suffix(".1"))
+        {
+            commands.push(cmd.to_string());
+        }
+    }
+    texts.push(("vmtool --help".into(), vmtool(&["--help"]).ok().stdout));
+    for c in commands {
+        for h in ["--help", "-h"] {
+            let r = vmtool(&[&c, h]).ok();
+            texts.push((format!("vmtool {c} {h}"), r.stdout));
+        }
+    }
+    texts
+}
+
+/// The cron and systemd examples.
+fn examples_dir_files() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for d in ["examples/cron", "examples/systemd"] {
+        for e in std::fs::read_dir(repo_root().join(d)).unwrap() {
+            let p = e.unwrap().path();
+            out.push((
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn age_example_extraction_finds_what_it_should() {
+    let found = age_examples(
+        "e.g. 30d, 12h, 2w, 90m or \"6 months\", 1y6mo; 2026-11-01 or \"2026-11-01 08:00\"; \
+         not 1202@compta, msg0003, 16-bit, 5 problems, 8000",
+    );
+    let want: BTreeSet<String> = [
+        "30d", "12h", "2w", "90m", "6 months", "1y6mo", "2026-11-01", "2026-11-01 08:00",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(found, want);
+    let lines = age_command_lines(
+        "x\nvmtool purge --older-than 1y --yes # delete\n17 3 * * * vmtool archive --older-than 90d --to /srv/a\nvmtool ls\n",
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
+
+/// Every age and date written in README, the man pages, the examples and
+/// `--help` is accepted as written, and every command line using one runs.
+#[test]
+fn every_documented_age_runs_as_written() {
+    let sb = Sandbox::example();
+    let mut ages = BTreeSet::new();
+    let mut lines = BTreeSet::new();
+    for (name, text) in doc_texts() {
+        for a in age_examples(&text) {
+            ages.insert((a, name.clone()));
+        }
+        lines.extend(age_command_lines(&text));
+    }
+    // systemd units use systemd's own time syntax: only their vmtool lines count.
+    for (_, text) in examples_dir_files() {
+        lines.extend(age_command_lines(&text));
+    }
+    let distinct: BTreeSet<&String> = ages.iter().map(|(a, _)| a).collect();
+    for must in ["7d", "90d", "1y", "6mo", "2026-11-01", "2026-11-01 08:00"] {
+        assert!(
+            distinct.contains(&must.to_string()),
+            "the docs no longer show {must}: {distinct:?}"
+        );
+    }
+    let mut refused = Vec::new();
+    for (age, source) in &ages {
+        for opt in ["--since", "--until"] {
+            let r = sb.run(&["ls", opt, age]);
+            if r.code != 0 {
+                refused.push(format!("{source}: ls {opt} {age:?}: {}", r.stderr.trim()));
+            }
+        }
+        let r = sb.run(&["--no-ami", "purge", "--dry-run", "--older-than", age]);
+        if r.code != 0 {
+            refused.push(format!("{source}: purge --older-than {age:?}: {}", r.stderr.trim()));
+        }
+    }
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    assert!(
+        lines.iter().any(|l| l.starts_with("purge --older-than 1y")),
+        "{lines:?}"
+    );
+    for (n, line) in lines.iter().enumerate() {
+        let words: Vec<String> = shell_words(line)
+            .into_iter()
+            .map(|w| {
+                if w.starts_with('/') || w.starts_with('~') {
+                    sb.path().join(format!("doc-dir-{n}")).display().to_string()
+                } else {
+                    w
+                }
+            })
+            .collect();
+        let mut args = vec!["--no-ami"];
+        args.extend(words.iter().map(String::as_str));
+        let r = sb.run(&args);
+        assert_eq!(r.code, 0, "vmtool {line}:\n{}{}", r.stdout, r.stderr);
+    }
+}
+
+fn txt_files(root: &Path) -> usize {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            n.starts_with("msg") && n.ends_with(".txt")
+        })
+        .count()
+}
+
+/// `6m` used to be six minutes: a purge that deleted every heard message.
+#[test]
+fn a_bare_m_is_refused_and_deletes_nothing() {
+    let sb = Sandbox::example();
+    let before = txt_files(&sb.voicemail());
+    for args in [
+        &["--no-ami", "purge", "--older-than", "6m", "--yes"][..],
+        &["--no-ami", "archive", "--older-than", "6m", "--to", "/nonexistent/x"][..],
+        &["ls", "--since", "90m"][..],
+        &["unlock", "--stale", "--older-than", "5m", "compta/1202/INBOX"][..],
+        &["check", "--stale-after", "5m"][..],
+    ] {
+        let r = sb.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("min") && r.stderr.contains("mo"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(txt_files(&sb.voicemail()), before);
+}
+
+/// Calendar months and long forms select what a calendar says.
+#[test]
+fn purge_by_calendar_months_and_long_forms() {
+    let sb = Sandbox::example();
+    // Every example message as (origtime, path): pick a cutoff between two of them.
+    let mut times: Vec<i64> = Vec::new();
+    for v in sb.run(&["--format", "json", "ls"]).ok().json_lines() {
+        times.push(v["origtime"].as_i64().unwrap());
+    }
+    times.sort();
+    let newest = *times.last().unwrap();
+    // "now" one calendar month + 1 day after the newest message: "1mo" keeps it
+    // only if months are calendar months counted from now.
+    let now = newest + 32 * 86_400;
+    let env = [("VMTOOL_NOW", now.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let json = |args: &[&str]| {
+        let mut a = vec!["--format", "json"];
+        a.extend_from_slice(args);
+        sb.run_env(&env, &a).ok().json_lines().len()
+    };
+    assert_eq!(json(&["ls", "--until", "1mo"]), times.len());
+    assert_eq!(json(&["ls", "--until", "1 month"]), times.len());
+    assert_eq!(json(&["ls", "--since", "5 weeks"]), json(&["ls", "--since", "5w"]));
+    assert!(json(&["ls", "--since", "2 months"]) >= 1);
+    assert_eq!(json(&["ls", "--since", "1mo"]), 0);
+}
