@@ -496,7 +496,7 @@ pub struct SelectArgs {
     /// Print what would be done and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Print a one-line summary at the end
+    /// Print a one-line summary at the end: count, size, boxes, oldest and newest origtime ("would …" with --dry-run); a real purge prints it unless --quiet
     #[arg(long)]
     pub summary: bool,
 }

@@ -353,3 +353,78 @@ fn purge_by_calendar_months_and_long_forms() {
     assert!(json(&["ls", "--since", "2 months"]) >= 1);
     assert_eq!(json(&["ls", "--since", "1mo"]), 0);
 }
+
+/// The part of a summary after its verb, without what only a real run knows.
+fn summary_numbers(stdout: &str, verb: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("vmtool: {verb} ")))
+        .unwrap_or_else(|| panic!("no \"{verb}\" summary in:\n{stdout}"));
+    let rest = &line[format!("vmtool: {verb} ").len()..];
+    rest.split(';')
+        .filter(|p| !p.contains("finished from an earlier run"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// `--dry-run --summary` says "would …" with the numbers the real run then gives.
+#[test]
+fn dry_run_summaries_equal_the_real_run() {
+    for keep in [false, true] {
+        let sb = Sandbox::team2();
+        let arch = sb.path().join("archive");
+        let mut args = vec![
+            "--no-ami",
+            "archive",
+            "--older-than",
+            "1d",
+            "--include-new",
+            "--to",
+            arch.to_str().unwrap(),
+            "--summary",
+        ];
+        if keep {
+            args.push("--keep");
+        }
+        let mut dry = args.clone();
+        dry.push("--dry-run");
+        let d = sb.run(&dry).ok().stdout;
+        let (would, did) = if keep {
+            ("would copy", "copied")
+        } else {
+            ("would archive", "archived")
+        };
+        let want = summary_numbers(&d, would);
+        assert!(!want.starts_with("0 "), "{d}");
+        assert!(!want.contains("(0.0 kB)") && !want.contains("from 0 box"), "{d}");
+        let r = sb.run(&args).ok().stdout;
+        assert_eq!(summary_numbers(&r, did), want, "keep={keep}");
+    }
+    let sb = Sandbox::team2();
+    let base = ["--no-ami", "purge", "--older-than", "1d", "--include-new"];
+    let mut dry = base.to_vec();
+    dry.extend(["--dry-run", "--summary"]);
+    let d = sb.run(&dry).ok().stdout;
+    let want = summary_numbers(&d, "would purge");
+    assert!(!want.contains("from 0 box") && !want.contains("(0.0 kB)"), "{d}");
+    // A real purge says what it removed without being asked.
+    let mut real = base.to_vec();
+    real.push("--yes");
+    let r = sb.run(&real).ok().stdout;
+    assert_eq!(summary_numbers(&r, "purged"), want);
+    assert!(want.contains(", recorded 20"), "oldest/newest origtime: {want}");
+}
+
+/// `--quiet` keeps a real purge silent; nothing to purge still says so.
+#[test]
+fn purge_summary_respects_quiet() {
+    let sb = Sandbox::team2();
+    let r = sb
+        .run(&["--no-ami", "-q", "purge", "--older-than", "1d", "--yes"])
+        .ok();
+    assert_eq!(r.stdout, "");
+    let r = sb
+        .run(&["--no-ami", "purge", "--older-than", "1d", "--yes"])
+        .ok();
+    assert!(r.stdout.starts_with("vmtool: purged 0 message(s)"), "{}", r.stdout);
+}
