@@ -165,6 +165,8 @@ struct Runner<'a> {
     dry_run: bool,
     changed: BTreeSet<MailboxId>,
     done: usize,
+    /// Dry run: the next number of each destination, as the run would allocate.
+    allocated: std::collections::HashMap<PathBuf, u32>,
 }
 
 impl Runner<'_> {
@@ -181,7 +183,25 @@ impl Runner<'_> {
             }
             if self.dry_run {
                 writeln!(out, "{}:", plan.src.at).map_err(crate::app::out_err)?;
-                for step in ops::describe(self.setup.store.spool(), &plan) {
+                // rm with backupdeleted moves into Deleted (Engine::apply): show that.
+                let shown = match (&plan.action, plan.src.at.mailbox_id()) {
+                    (Action::Delete, Ok(mb))
+                        if ops::backupdeleted_of(self.setup.vmconf.as_ref(), &mb) > 0
+                            && plan.src.at.folder != Folder::Deleted.dir_name() =>
+                    {
+                        writeln!(out, "  backupdeleted is set: kept in Deleted, as Asterisk does")
+                            .map_err(crate::app::out_err)?;
+                        Plan {
+                            src: plan.src.clone(),
+                            action: Action::Move {
+                                mailbox: mb,
+                                folder: Folder::Deleted,
+                            },
+                        }
+                    }
+                    _ => plan.clone(),
+                };
+                for step in ops::describe(self.setup.store.spool(), &shown, &mut self.allocated) {
                     writeln!(out, "  {step}").map_err(crate::app::out_err)?;
                 }
                 self.done += 1;
@@ -330,6 +350,7 @@ fn run_all(
         dry_run,
         changed: BTreeSet::new(),
         done: 0,
+        allocated: Default::default(),
     };
     runner.run_plans(plans, out, rep)?;
     Ok(runner.finish(g, rep))

@@ -428,3 +428,64 @@ fn purge_summary_respects_quiet() {
         .ok();
     assert!(r.stdout.starts_with("vmtool: purged 0 message(s)"), "{}", r.stdout);
 }
+
+/// From a dry-run plan: source -> the destination message it allocates.
+fn planned(stdout: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut src = String::new();
+    for line in stdout.lines() {
+        if let Some(s) = line.strip_suffix(':').filter(|_| !line.starts_with(' ')) {
+            src = s.to_string();
+        } else if let Some(rest) = line.trim().strip_prefix("lock ") {
+            if let Some((dir, tail)) = rest.split_once("; allocate ") {
+                let num = &tail[..7];
+                out.push((src.clone(), format!("{dir}/{num}")));
+            }
+        }
+    }
+    out
+}
+
+/// From a real run: source -> where it went.
+fn done(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_suffix(')').unwrap_or(l);
+            let (verb_src, to) = l.split_once(" -> ").or_else(|| l.split_once(" (kept in "))?;
+            let src = verb_src.split_once(' ')?.1;
+            Some((src.to_string(), to.to_string()))
+        })
+        .collect()
+}
+
+/// The plan is the run: every number a dry run shows is the one the run allocates.
+#[test]
+fn dry_run_plans_show_the_numbers_the_run_allocates() {
+    let cases: &[&[&str]] = &[
+        &["mv", "compta/1201/INBOX", "Old"],
+        &["cp", "compta/1201/INBOX", "compta/1202/Old/0", "1101@finance/Work"],
+        &["rm", "compta/1202/Old", "compta/1201/INBOX/1"],
+    ];
+    for case in cases {
+        let sb = Sandbox::example();
+        // rm keeps a copy in Deleted: the plan must say so and number it.
+        let conf = sb.path().join("etc/voicemail.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, text.replace("[general]\n", "[general]\nbackupdeleted=50\n")).unwrap();
+        let mut dry = vec!["--no-ami"];
+        dry.extend_from_slice(case);
+        dry.push("--dry-run");
+        let plan = planned(&sb.run(&dry).ok().stdout);
+        assert!(plan.len() >= 2, "{case:?}: {plan:?}");
+        let mut real = vec!["--no-ami"];
+        real.extend_from_slice(case);
+        real.push("--yes");
+        let r = sb.run(&real).ok();
+        let got = done(&r.stdout);
+        assert_eq!(plan, got, "{case:?}\n{}", r.stdout);
+        for (_, to) in &got {
+            assert!(sb.voicemail().join(format!("{to}.txt")).is_file(), "{to}");
+        }
+    }
+}
