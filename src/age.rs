@@ -7,7 +7,9 @@
 //! has meant minutes to some and months to others, and a purge that reads
 //! `6m` as six minutes deletes nearly everything.
 
-use chrono::{DateTime, FixedOffset, LocalResult, Months, NaiveDate, NaiveDateTime, Offset, TimeZone};
+use chrono::{
+    DateTime, FixedOffset, LocalResult, Months, NaiveDate, NaiveDateTime, Offset, TimeZone,
+};
 
 /// What every age option accepts, for error messages and help.
 pub const AGE_FORMS: &str = "an age like 90d, 6mo, 1y, 2w, 12h, 30min, 45s (or 90days, \"6 months\"), a date 2026-11-01 or \"2026-11-01 08:00\", or @EPOCH";
@@ -55,7 +57,9 @@ pub fn parse_age(s: &str) -> Result<Option<Age>, String> {
     let mut age = Age::default();
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("\"{s}\" is not an age: {AGE_FORMS}"));
         }
@@ -121,7 +125,11 @@ impl Age {
 
 /// A wall-clock time in `tz`: the earlier of two readings in a DST overlap,
 /// the offset before the gap for a time that does not exist.
-fn local_to_epoch<Tz: TimeZone>(naive: &NaiveDateTime, tz: &Tz, fallback: FixedOffset) -> Option<i64> {
+fn local_to_epoch<Tz: TimeZone>(
+    naive: &NaiveDateTime,
+    tz: &Tz,
+    fallback: FixedOffset,
+) -> Option<i64> {
     match tz.from_local_datetime(naive) {
         LocalResult::Single(d) | LocalResult::Ambiguous(d, _) => Some(d.timestamp()),
         LocalResult::None => fallback
@@ -359,8 +367,19 @@ mod tests {
     fn refusals() {
         let now = "2026-12-06 12:00:00";
         for s in [
-            "", "d", "90", "90x", "ninety days", "2026-13-01", "2026-02-30", "-5d", "5d ago",
-            "1.5h", "@x", "99999999999999999999d", "9999999999y",
+            "",
+            "d",
+            "90",
+            "90x",
+            "ninety days",
+            "2026-13-01",
+            "2026-02-30",
+            "-5d",
+            "5d ago",
+            "1.5h",
+            "@x",
+            "99999999999999999999d",
+            "9999999999y",
         ] {
             assert!(when(s, now).is_err(), "{s:?} was accepted");
         }

@@ -104,6 +104,11 @@ impl<'a> Reporter<'a> {
         }
     }
 
+    /// The status of what was reported so far (a run cut short by a closed output).
+    pub fn exit_so_far(&self) -> Exit {
+        self.exit.map_or(Exit::Ok, |_| Exit::Partial)
+    }
+
     pub fn failed(&self) -> bool {
         self.failures > 0
     }
@@ -463,6 +468,29 @@ pub fn parse_when(s: &str, now: i64, utc: bool) -> Result<i64> {
 /// Runs a parsed command line. Never panics on bad input; returns the exit status.
 pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let mut rep = Reporter::new(err);
+    // A change batch finishes even when its reader has gone (`vmtool mv … | head -1`).
+    let mut tolerant;
+    let out: &mut dyn Write = if matches!(
+        cli.command,
+        Command::Mv(_)
+            | Command::Cp(_)
+            | Command::Read(_)
+            | Command::Unread(_)
+            | Command::Rm(_)
+            | Command::Resequence(_)
+            | Command::Check(_)
+            | Command::Unlock(_)
+            | Command::Migrate(_)
+            | Command::Archive(_)
+            | Command::Purge(_)
+            | Command::Restore(_)
+            | Command::Convert(_)
+    ) {
+        tolerant = ReaderMayLeave { out, gone: false };
+        &mut tolerant
+    } else {
+        out
+    };
     if matches!(
         cli.command,
         Command::Mv(_)
@@ -479,9 +507,11 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
     }
     let result = match &cli.command {
         Command::Completions { shell } => {
+            // clap_complete panics on a write error: generate into memory first.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "vmtool", out);
-            return Exit::Ok;
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "vmtool", &mut script);
+            out.write_all(&script).map_err(out_err).map(|()| Exit::Ok)
         }
         Command::Man { out: dir } => {
             return match write_man_pages(dir) {
@@ -528,15 +558,61 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
         }),
     };
+    // Buffered output must reach its file: a full disk is an error, not silence.
+    let result = result.and_then(|code| out.flush().map_err(out_err).map(|()| code));
     match result {
         Ok(code) => code,
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Exit::Ok,
+        // The reader went away (`| head`): stop quietly, as other filters do.
+        Err(e) if is_closed_output(&e) => rep.exit_so_far(),
         Err(e) => {
             rep.error(&e);
             e.exit()
         }
     }
 }
+
+/// Drops output once its reader has closed the pipe, so a change batch is
+/// not cut short by `| head`; other errors (a full disk) still fail.
+struct ReaderMayLeave<'a> {
+    out: &'a mut dyn Write,
+    gone: bool,
+}
+
+impl Write for ReaderMayLeave<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
+/// A write to standard output failed because its reader closed the pipe.
+fn is_closed_output(e: &Error) -> bool {
+    matches!(e, Error::Io { source, path, .. }
+        if source.kind() == io::ErrorKind::BrokenPipe && path == Path::new(STDOUT))
+}
+
+const STDOUT: &str = "standard output";
 
 /// Writes `vmtool.1` and one page per subcommand (clap_mangen).
 pub fn write_man_pages(dir: &Path) -> io::Result<()> {
@@ -546,7 +622,7 @@ pub fn write_man_pages(dir: &Path) -> io::Result<()> {
 }
 
 pub fn out_err(e: io::Error) -> Error {
-    Error::io("write", "standard output", e)
+    Error::io("write", STDOUT, e)
 }
 
 /// What a listing row reads of a message's metadata: the parsed `.txt`, or

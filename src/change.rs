@@ -189,8 +189,11 @@ impl Runner<'_> {
                         if ops::backupdeleted_of(self.setup.vmconf.as_ref(), &mb) > 0
                             && plan.src.at.folder != Folder::Deleted.dir_name() =>
                     {
-                        writeln!(out, "  backupdeleted is set: kept in Deleted, as Asterisk does")
-                            .map_err(crate::app::out_err)?;
+                        writeln!(
+                            out,
+                            "  backupdeleted is set: kept in Deleted, as Asterisk does"
+                        )
+                        .map_err(crate::app::out_err)?;
                         Plan {
                             src: plan.src.clone(),
                             action: Action::Move {

@@ -232,7 +232,11 @@ impl Tally {
         }
         s.push_str(&format!(" from {} box(es)", self.boxes.len()));
         if let (Some(o), Some(n)) = (self.oldest, self.newest) {
-            s.push_str(&format!(", recorded {} to {}", local_minute(o), local_minute(n)));
+            s.push_str(&format!(
+                ", recorded {} to {}",
+                local_minute(o),
+                local_minute(n)
+            ));
         }
         s
     }
@@ -252,10 +256,10 @@ pub(crate) fn human_bytes(b: u64) -> String {
 
 fn local_minute(t: i64) -> String {
     use chrono::TimeZone;
-    chrono::Local
-        .timestamp_opt(t, 0)
-        .single()
-        .map_or_else(|| format!("@{t}"), |d| d.format("%Y-%m-%d %H:%M").to_string())
+    chrono::Local.timestamp_opt(t, 0).single().map_or_else(
+        || format!("@{t}"),
+        |d| d.format("%Y-%m-%d %H:%M").to_string(),
+    )
 }
 
 fn summary_line(
@@ -566,9 +570,9 @@ fn purge_sql(
     let mut picked: Vec<(SqlMsg, Option<i64>)> = Vec::new();
     select(setup, &a.select, rep, |p, rep| {
         match sql.msg_row(&p.mb, &p.folder, p.files.num) {
-            Ok(row) => picked.extend(
-                SqlMsg::from_row(&row, &sql.table).map(|m| (m, p.meta.origtime())),
-            ),
+            Ok(row) => {
+                picked.extend(SqlMsg::from_row(&row, &sql.table).map(|m| (m, p.meta.origtime())))
+            }
             Err(e) => rep.error(&e),
         }
         Ok(true)

@@ -7,9 +7,9 @@ use std::path::Path;
 
 /// Units an age example may use (and `m`, which must then be refused).
 const UNIT_WORDS: &[&str] = &[
-    "s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes", "h", "hr",
-    "hrs", "hour", "hours", "d", "day", "days", "w", "wk", "wks", "week", "weeks", "mo", "mon",
-    "mons", "month", "months", "y", "yr", "yrs", "year", "years", "m", "M",
+    "s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes", "h", "hr", "hrs",
+    "hour", "hours", "d", "day", "days", "w", "wk", "wks", "week", "weeks", "mo", "mon", "mons",
+    "month", "months", "y", "yr", "yrs", "year", "years", "m", "M",
 ];
 
 /// Options whose value is an age or a date.
@@ -36,7 +36,8 @@ fn age_examples(text: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut i = 0;
     while i < b.len() {
-        let boundary_before = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b"-._@:/".contains(&b[i - 1]));
+        let boundary_before =
+            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b"-._@:/".contains(&b[i - 1]));
         if !b[i].is_ascii_digit() || !boundary_before {
             i += 1;
             continue;
@@ -78,7 +79,8 @@ fn age_examples(text: &str) -> BTreeSet<String> {
                 break;
             }
         }
-        let boundary_after = j >= b.len() || !(b[j].is_ascii_alphanumeric() || b[j] == b'@' || b[j] == b'/');
+        let boundary_after =
+            j >= b.len() || !(b[j].is_ascii_alphanumeric() || b[j] == b'@' || b[j] == b'/');
         if groups > 0 && all_units && boundary_after {
             found.insert(text[i..j].to_string());
             i = j;
@@ -93,10 +95,13 @@ fn iso_at(s: &str) -> Option<&str> {
     let b = s.as_bytes();
     let shape = |pat: &[u8]| {
         b.len() >= pat.len()
-            && pat
-                .iter()
-                .zip(b)
-                .all(|(p, c)| if *p == b'9' { c.is_ascii_digit() } else { p == c })
+            && pat.iter().zip(b).all(|(p, c)| {
+                if *p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    p == c
+                }
+            })
     };
     for (pat, len) in [
         (&b"9999-99-99T99:99:99+99:99"[..], 25),
@@ -121,11 +126,7 @@ fn age_command_lines(text: &str) -> BTreeSet<String> {
         let mut rest = line;
         while let Some(at) = rest.find("vmtool ") {
             let cmd = &rest[at + "vmtool ".len()..];
-            let cmd = cmd
-                .split(['#', '|', '>', '`'])
-                .next()
-                .unwrap_or("")
-                .trim();
+            let cmd = cmd.split(['#', '|', '>', '`']).next().unwrap_or("").trim();
             if AGE_OPTIONS
                 .iter()
                 .any(|o| cmd.split_whitespace().any(|w| w == *o))
@@ -220,7 +221,14 @@ fn age_example_extraction_finds_what_it_should() {
          not 1202@compta, msg0003, 16-bit, 5 problems, 8000",
     );
     let want: BTreeSet<String> = [
-        "30d", "12h", "2w", "90m", "6 months", "1y6mo", "2026-11-01", "2026-11-01 08:00",
+        "30d",
+        "12h",
+        "2w",
+        "90m",
+        "6 months",
+        "1y6mo",
+        "2026-11-01",
+        "2026-11-01 08:00",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -266,7 +274,10 @@ fn every_documented_age_runs_as_written() {
         }
         let r = sb.run(&["--no-ami", "purge", "--dry-run", "--older-than", age]);
         if r.code != 0 {
-            refused.push(format!("{source}: purge --older-than {age:?}: {}", r.stderr.trim()));
+            refused.push(format!(
+                "{source}: purge --older-than {age:?}: {}",
+                r.stderr.trim()
+            ));
         }
     }
     assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
@@ -310,9 +321,22 @@ fn a_bare_m_is_refused_and_deletes_nothing() {
     let before = txt_files(&sb.voicemail());
     for args in [
         &["--no-ami", "purge", "--older-than", "6m", "--yes"][..],
-        &["--no-ami", "archive", "--older-than", "6m", "--to", "/nonexistent/x"][..],
+        &[
+            "--no-ami",
+            "archive",
+            "--older-than",
+            "6m",
+            "--to",
+            "/nonexistent/x",
+        ][..],
         &["ls", "--since", "90m"][..],
-        &["unlock", "--stale", "--older-than", "5m", "compta/1202/INBOX"][..],
+        &[
+            "unlock",
+            "--stale",
+            "--older-than",
+            "5m",
+            "compta/1202/INBOX",
+        ][..],
         &["check", "--stale-after", "5m"][..],
     ] {
         let r = sb.run(args);
@@ -349,7 +373,10 @@ fn purge_by_calendar_months_and_long_forms() {
     };
     assert_eq!(json(&["ls", "--until", "1mo"]), times.len());
     assert_eq!(json(&["ls", "--until", "1 month"]), times.len());
-    assert_eq!(json(&["ls", "--since", "5 weeks"]), json(&["ls", "--since", "5w"]));
+    assert_eq!(
+        json(&["ls", "--since", "5 weeks"]),
+        json(&["ls", "--since", "5w"])
+    );
     assert!(json(&["ls", "--since", "2 months"]) >= 1);
     assert_eq!(json(&["ls", "--since", "1mo"]), 0);
 }
@@ -396,7 +423,10 @@ fn dry_run_summaries_equal_the_real_run() {
         };
         let want = summary_numbers(&d, would);
         assert!(!want.starts_with("0 "), "{d}");
-        assert!(!want.contains("(0.0 kB)") && !want.contains("from 0 box"), "{d}");
+        assert!(
+            !want.contains("(0.0 kB)") && !want.contains("from 0 box"),
+            "{d}"
+        );
         let r = sb.run(&args).ok().stdout;
         assert_eq!(summary_numbers(&r, did), want, "keep={keep}");
     }
@@ -406,13 +436,19 @@ fn dry_run_summaries_equal_the_real_run() {
     dry.extend(["--dry-run", "--summary"]);
     let d = sb.run(&dry).ok().stdout;
     let want = summary_numbers(&d, "would purge");
-    assert!(!want.contains("from 0 box") && !want.contains("(0.0 kB)"), "{d}");
+    assert!(
+        !want.contains("from 0 box") && !want.contains("(0.0 kB)"),
+        "{d}"
+    );
     // A real purge says what it removed without being asked.
     let mut real = base.to_vec();
     real.push("--yes");
     let r = sb.run(&real).ok().stdout;
     assert_eq!(summary_numbers(&r, "purged"), want);
-    assert!(want.contains(", recorded 20"), "oldest/newest origtime: {want}");
+    assert!(
+        want.contains(", recorded 20"),
+        "oldest/newest origtime: {want}"
+    );
 }
 
 /// `--quiet` keeps a real purge silent; nothing to purge still says so.
@@ -426,7 +462,11 @@ fn purge_summary_respects_quiet() {
     let r = sb
         .run(&["--no-ami", "purge", "--older-than", "1d", "--yes"])
         .ok();
-    assert!(r.stdout.starts_with("vmtool: purged 0 message(s)"), "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("vmtool: purged 0 message(s)"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// From a dry-run plan: source -> the destination message it allocates.
@@ -452,7 +492,9 @@ fn done(stdout: &str) -> Vec<(String, String)> {
         .lines()
         .filter_map(|l| {
             let l = l.strip_suffix(')').unwrap_or(l);
-            let (verb_src, to) = l.split_once(" -> ").or_else(|| l.split_once(" (kept in "))?;
+            let (verb_src, to) = l
+                .split_once(" -> ")
+                .or_else(|| l.split_once(" (kept in "))?;
             let src = verb_src.split_once(' ')?.1;
             Some((src.to_string(), to.to_string()))
         })
@@ -464,7 +506,12 @@ fn done(stdout: &str) -> Vec<(String, String)> {
 fn dry_run_plans_show_the_numbers_the_run_allocates() {
     let cases: &[&[&str]] = &[
         &["mv", "compta/1201/INBOX", "Old"],
-        &["cp", "compta/1201/INBOX", "compta/1202/Old/0", "1101@finance/Work"],
+        &[
+            "cp",
+            "compta/1201/INBOX",
+            "compta/1202/Old/0",
+            "1101@finance/Work",
+        ],
         &["rm", "compta/1202/Old", "compta/1201/INBOX/1"],
     ];
     for case in cases {
@@ -472,7 +519,11 @@ fn dry_run_plans_show_the_numbers_the_run_allocates() {
         // rm keeps a copy in Deleted: the plan must say so and number it.
         let conf = sb.path().join("etc/voicemail.conf");
         let text = std::fs::read_to_string(&conf).unwrap();
-        std::fs::write(&conf, text.replace("[general]\n", "[general]\nbackupdeleted=50\n")).unwrap();
+        std::fs::write(
+            &conf,
+            text.replace("[general]\n", "[general]\nbackupdeleted=50\n"),
+        )
+        .unwrap();
         let mut dry = vec!["--no-ami"];
         dry.extend_from_slice(case);
         dry.push("--dry-run");
@@ -487,5 +538,137 @@ fn dry_run_plans_show_the_numbers_the_run_allocates() {
         for (_, to) in &got {
             assert!(sb.voicemail().join(format!("{to}.txt")).is_file(), "{to}");
         }
+    }
+}
+
+/// Commands that print something on the example spool (each on a fresh copy).
+fn printing_commands() -> Vec<Vec<&'static str>> {
+    let mut v: Vec<Vec<&str>> = vec![
+        vec!["ls"],
+        vec!["--format", "json", "ls"],
+        vec!["--format", "csv", "ls"],
+        vec!["ls", "--since", "10y"],
+        vec!["show", "compta/1202/Old/0", "--explain"],
+        vec!["--format", "json", "show", "compta/1202/Old/0"],
+        vec!["boxes"],
+        vec!["boxes", "--like-asterisk"],
+        vec!["boxes", "--bytes"],
+        vec!["count", "1202@compta"],
+        vec!["check"],
+        vec!["--help"],
+        vec!["ls", "--help"],
+        vec!["--version"],
+        vec!["mv", "--dry-run", "compta/1201/INBOX", "Old"],
+        vec!["mv", "--yes", "compta/1201/INBOX", "Old"],
+        vec!["cp", "--yes", "compta/1201/INBOX", "1202@compta"],
+        vec!["read", "compta/1202/INBOX/0"],
+        vec!["unread", "compta/1202/Old/0"],
+        vec!["rm", "--dry-run", "compta/1202/Old"],
+        vec!["rm", "--yes", "compta/1202/Old"],
+        vec!["resequence", "--dry-run", "--force", "1202@compta"],
+        vec![
+            "archive",
+            "--older-than",
+            "1d",
+            "--to",
+            "ARCHIVE",
+            "--summary",
+            "-v",
+        ],
+        vec![
+            "archive",
+            "--older-than",
+            "1d",
+            "--to",
+            "ARCHIVE",
+            "--dry-run",
+        ],
+        vec!["purge", "--older-than", "1d", "--dry-run", "--summary"],
+        vec!["purge", "--older-than", "1d", "--yes"],
+        vec!["convert", "compta/1202/Old/0", "--stdout"],
+        vec!["convert", "compta/1202/Old/0", "-o", "ARCHIVE"],
+        vec!["play", "--list-devices"],
+    ];
+    for sh in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        v.push(vec!["completions", sh]);
+    }
+    v
+}
+
+/// Runs one command with standard output `stdout`.
+fn run_with_stdout(args: &[&str], stdout: std::process::Stdio) -> (i32, String) {
+    let sb = Sandbox::example();
+    let arch = sb.path().join("archive");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if *a == "ARCHIVE" {
+                arch.display().to_string()
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    let out = sb
+        .command()
+        .arg("--no-ami")
+        .args(&args)
+        .env("TZ", "UTC")
+        .env_remove("VMTOOL_AMI")
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `| head -1`: a reader that has gone stops a listing quietly, never a panic.
+#[test]
+fn a_closed_output_is_quiet_for_every_command() {
+    for args in printing_commands() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let (code, stderr) = run_with_stdout(&args, writer.into());
+        assert!(
+            code == 0 && !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: exit {code}\n{stderr}"
+        );
+    }
+}
+
+/// `> /dev/full`: a clear error and a failure status, never a panic or silence.
+#[test]
+fn a_full_output_is_a_clear_error_for_every_command() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    for args in printing_commands() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let reading = std::thread::spawn(move || {
+            let mut r = reader;
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut r, &mut v).unwrap();
+            v.len()
+        });
+        run_with_stdout(&args, writer.into());
+        if reading.join().unwrap() == 0 {
+            continue; // prints nothing on standard output here (check reports on stderr)
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let (code, stderr) = run_with_stdout(&args, full.into());
+        assert!(
+            code != 0 && code != 101 && !stderr.contains("panicked"),
+            "{args:?}: exit {code}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("standard output") && stderr.contains("No space left"),
+            "{args:?}: {stderr}"
+        );
     }
 }
