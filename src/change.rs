@@ -688,6 +688,17 @@ pub fn cmd_resequence(
     if !a.dry_run {
         let servers = match ami_targets(setup, g) {
             Ok(t) if !t.is_empty() => t,
+            // An AMI address was given but cannot be used (e.g. no user or
+            // secret): say that, not that there is no AMI.
+            Err(e) if !a.force => {
+                return Err(Error::Usage(format!(
+                    "{e}; without a working AMI login vmtool cannot check that no VoiceMailMain session has this box open (or add --force if you are sure)"
+                )))
+            }
+            Err(e) => {
+                rep.warn(&format!("{e}; going on without the VoiceMailMain check (--force)"));
+                Vec::new()
+            }
             _ if a.force => Vec::new(),
             _ => {
                 return Err(Error::Usage(

@@ -672,3 +672,17 @@ fn a_full_output_is_a_clear_error_for_every_command() {
         );
     }
 }
+
+/// `resequence --ami HOST:PORT` without a user says the login is missing, not "without AMI".
+#[test]
+fn resequence_names_missing_ami_credentials() {
+    let sb = Sandbox::example();
+    for (spec, missing) in [("127.0.0.1:5038", "no user"), ("bob@127.0.0.1:5038", "no secret")] {
+        let r = sb.run(&["resequence", "--ami", spec, "1202@compta"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains(missing) && r.stderr.contains(spec), "{}", r.stderr);
+        assert!(!r.stderr.contains("without AMI"), "{}", r.stderr);
+    }
+    let r = sb.run_env(&[("VMTOOL_AMI", "127.0.0.1")], &["resequence", "1202@compta"]);
+    assert!(r.stderr.contains("no user"), "{}", r.stderr);
+}
