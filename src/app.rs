@@ -308,9 +308,11 @@ impl Setup {
             }
             Some(conf)
         } else {
-            if g.verbose {
-                rep.note(&format!(
-                    "no {}: owner names, limits and zones are unknown (give --voicemail-conf FILE)",
+            // Without it every box reads "not in voicemail.conf" and dates lose
+            // the box's tz: worth one line even without -v.
+            if !g.quiet {
+                rep.warn(&format!(
+                    "no {}: owner names, limits and time zones are unknown and every box shows as not in voicemail.conf; give --voicemail-conf FILE (-q hides this)",
                     vm_path.display()
                 ));
             }

@@ -686,3 +686,29 @@ fn resequence_names_missing_ami_credentials() {
     let r = sb.run_env(&[("VMTOOL_AMI", "127.0.0.1")], &["resequence", "1202@compta"]);
     assert!(r.stderr.contains("no user"), "{}", r.stderr);
 }
+
+/// A missing voicemail.conf is said once on stderr (not only with -v), and -q hides it.
+#[test]
+fn a_missing_voicemail_conf_is_warned_once() {
+    let sb = Sandbox::example();
+    let etc = sb.path().join("etc");
+    std::fs::remove_file(etc.join("voicemail.conf")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--asterisk-conf")
+            .arg(etc.join("asterisk.conf"))
+            .args(extra)
+            .arg("ls")
+            .env("TZ", "UTC");
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[]);
+    assert_eq!(err.matches("voicemail.conf").count(), 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("warning") && err.contains("--voicemail-conf"), "{err}");
+    assert_eq!(run(&["-q"]), "");
+}
