@@ -258,6 +258,12 @@ impl Setup {
         };
         let sql_wanted =
             g.db.is_some() || std::env::var_os("VMTOOL_DB").is_some_and(|v| !v.is_empty());
+        if spool_dir.exists() && !spool_dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{} (from {how}) is a file: give the spool directory (astspooldir, e.g. /var/spool/asterisk, or its voicemail/ folder)",
+                spool_dir.display()
+            )));
+        }
         if !spool_dir.is_dir() && !sql_wanted {
             return Err(Error::NotFound(format!(
                 "spool directory {} (from {how}) does not exist; give it with --spool DIR or $VMTOOL_SPOOL",
@@ -272,6 +278,16 @@ impl Setup {
         };
         if g.verbose {
             rep.note(&format!("spool: {} (from {how})", spool.root().display()));
+        }
+        if spool_dir.is_dir() {
+            match spool_level(spool.root()) {
+                SpoolLevel::Spool => {}
+                SpoolLevel::Wrong(msg) => {
+                    return Err(Error::Usage(format!("{msg} (from {how})")));
+                }
+                SpoolLevel::Doubtful(msg) if !g.quiet => rep.warn(&format!("{msg} (from {how})")),
+                SpoolLevel::Doubtful(_) => {}
+            }
         }
         let etc_dir = astconf
             .as_ref()
@@ -571,6 +587,85 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             e.exit()
         }
     }
+}
+
+/// What `--spool` points at, judged from the names below it.
+enum SpoolLevel {
+    Spool,
+    /// Certainly a level below the spool (a context, box or folder).
+    Wrong(String),
+    /// Directories, but no `<context>/<box>/<Folder>` anywhere.
+    Doubtful(String),
+}
+
+/// Looks at most a few levels down, stopping at the first real mailbox, so
+/// that a context, box or folder given as the spool is named for what it is.
+fn spool_level(root: &Path) -> SpoolLevel {
+    let is_folder = |name: &str| Folder::KNOWN.iter().any(|f| f.dir_name() == name);
+    let dirs = |p: &Path| -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let up = |n: usize| {
+        let mut p = root.to_path_buf();
+        for _ in 0..n {
+            p = p.parent().map(Path::to_path_buf).unwrap_or(p);
+        }
+        p.display().to_string()
+    };
+    let has_msg_files = std::fs::read_dir(root).is_ok_and(|rd| {
+        rd.filter_map(|e| e.ok())
+            .any(|e| {
+                let n = e.file_name();
+                let n = n.as_encoded_bytes();
+                n.len() > 8 && n.starts_with(b"msg") && n[3..7].iter().all(u8::is_ascii_digit) && n[7] == b'.'
+            })
+    });
+    let top = dirs(root);
+    if has_msg_files {
+        return SpoolLevel::Wrong(format!(
+            "{} is a message folder (it holds msgNNNN files): give the spool, e.g. --spool {}",
+            root.display(),
+            up(3)
+        ));
+    }
+    if top.iter().any(|(n, _)| is_folder(n)) {
+        return SpoolLevel::Wrong(format!(
+            "{} is a mailbox (it holds INBOX, Old, …): give the spool, e.g. --spool {}",
+            root.display(),
+            up(2)
+        ));
+    }
+    let mut boxes_seen = false;
+    for (_, ctx) in &top {
+        let below = dirs(ctx);
+        if below.iter().any(|(n, _)| is_folder(n)) {
+            return SpoolLevel::Wrong(format!(
+                "{} is a context folder (its boxes hold INBOX, Old, …): give the spool, e.g. --spool {}",
+                root.display(),
+                up(1)
+            ));
+        }
+        for (_, mb) in &below {
+            boxes_seen = true;
+            if dirs(mb).iter().any(|(n, _)| is_folder(n) || n == "tmp") {
+                return SpoolLevel::Spool;
+            }
+        }
+    }
+    if boxes_seen {
+        return SpoolLevel::Doubtful(format!(
+            "{} does not look like a voicemail spool (no <context>/<box>/INBOX below it)",
+            root.display()
+        ));
+    }
+    SpoolLevel::Spool
 }
 
 /// Drops output once its reader has closed the pipe, so a change batch is

@@ -712,3 +712,37 @@ fn a_missing_voicemail_conf_is_warned_once() {
     assert!(err.contains("warning") && err.contains("--voicemail-conf"), "{err}");
     assert_eq!(run(&["-q"]), "");
 }
+
+/// `--spool` at a context, box or folder (or a file) is refused with the level to give.
+#[test]
+fn spool_at_the_wrong_level_says_which_to_give() {
+    let sb = Sandbox::example();
+    let vm = sb.voicemail();
+    for (dir, what) in [
+        (vm.join("compta"), "context folder"),
+        (vm.join("compta/1202"), "mailbox"),
+        (vm.join("compta/1202/INBOX"), "message folder"),
+        (vm.join("compta/1202/INBOX/msg0000.txt"), "is a file"),
+    ] {
+        let r = vmtool(&["--spool", dir.to_str().unwrap(), "ls"]);
+        assert_eq!(r.code, 2, "{}: {}{}", dir.display(), r.stdout, r.stderr);
+        assert!(r.stderr.contains(what), "{}", r.stderr);
+        if what != "is a file" {
+            assert!(
+                r.stderr.contains(&format!("--spool {}", vm.display())),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    // The voicemail/ folder itself and astspooldir above it both work.
+    for dir in [vm.clone(), sb.path().join("spool")] {
+        let r = vmtool(&["--spool", dir.to_str().unwrap(), "-q", "ls"]).ok();
+        assert!(r.stdout.contains("1202@compta"), "{}", r.stdout);
+    }
+    // Directories with no <context>/<box>/<Folder> below: a warning, not "asterisk@etc" silently.
+    let odd = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(odd.path().join("etc/asterisk")).unwrap();
+    let r = vmtool(&["--spool", odd.path().to_str().unwrap(), "ls"]);
+    assert!(r.stderr.contains("does not look like a voicemail spool"), "{}", r.stderr);
+}
