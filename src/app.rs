@@ -620,12 +620,14 @@ fn spool_level(root: &Path) -> SpoolLevel {
         p.display().to_string()
     };
     let has_msg_files = std::fs::read_dir(root).is_ok_and(|rd| {
-        rd.filter_map(|e| e.ok())
-            .any(|e| {
-                let n = e.file_name();
-                let n = n.as_encoded_bytes();
-                n.len() > 8 && n.starts_with(b"msg") && n[3..7].iter().all(u8::is_ascii_digit) && n[7] == b'.'
-            })
+        rd.filter_map(|e| e.ok()).any(|e| {
+            let n = e.file_name();
+            let n = n.as_encoded_bytes();
+            n.len() > 8
+                && n.starts_with(b"msg")
+                && n[3..7].iter().all(u8::is_ascii_digit)
+                && n[7] == b'.'
+        })
     });
     let top = dirs(root);
     if has_msg_files {

@@ -677,13 +677,23 @@ fn a_full_output_is_a_clear_error_for_every_command() {
 #[test]
 fn resequence_names_missing_ami_credentials() {
     let sb = Sandbox::example();
-    for (spec, missing) in [("127.0.0.1:5038", "no user"), ("bob@127.0.0.1:5038", "no secret")] {
+    for (spec, missing) in [
+        ("127.0.0.1:5038", "no user"),
+        ("bob@127.0.0.1:5038", "no secret"),
+    ] {
         let r = sb.run(&["resequence", "--ami", spec, "1202@compta"]);
         assert_eq!(r.code, 2, "{}", r.stderr);
-        assert!(r.stderr.contains(missing) && r.stderr.contains(spec), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(missing) && r.stderr.contains(spec),
+            "{}",
+            r.stderr
+        );
         assert!(!r.stderr.contains("without AMI"), "{}", r.stderr);
     }
-    let r = sb.run_env(&[("VMTOOL_AMI", "127.0.0.1")], &["resequence", "1202@compta"]);
+    let r = sb.run_env(
+        &[("VMTOOL_AMI", "127.0.0.1")],
+        &["resequence", "1202@compta"],
+    );
     assert!(r.stderr.contains("no user"), "{}", r.stderr);
 }
 
@@ -709,7 +719,10 @@ fn a_missing_voicemail_conf_is_warned_once() {
     let err = run(&[]);
     assert_eq!(err.matches("voicemail.conf").count(), 2, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("warning") && err.contains("--voicemail-conf"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("--voicemail-conf"),
+        "{err}"
+    );
     assert_eq!(run(&["-q"]), "");
 }
 
@@ -744,5 +757,81 @@ fn spool_at_the_wrong_level_says_which_to_give() {
     let odd = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(odd.path().join("etc/asterisk")).unwrap();
     let r = vmtool(&["--spool", odd.path().to_str().unwrap(), "ls"]);
-    assert!(r.stderr.contains("does not look like a voicemail spool"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("does not look like a voicemail spool"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Every line of the README's "Use" section, run in order on the bundled
+/// example as an admin would (devices, watch and shell redirections aside).
+#[test]
+fn readme_use_section_runs_verbatim_on_the_example() {
+    let sb = Sandbox::example();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("## Use")
+        .nth(1)
+        .and_then(|s| s.split("```sh").nth(1))
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    let mut ran = 0;
+    for line in block.lines() {
+        let Some(cmd) = line.trim().strip_prefix("vmtool ") else {
+            continue;
+        };
+        let cmd = cmd.split(['#', '|', '>']).next().unwrap().trim();
+        let words = shell_words(cmd);
+        // Needs a sound card, or runs until stopped.
+        if words[0] == "watch" || (words[0] == "play" && !cmd.contains("--list-devices")) {
+            continue;
+        }
+        let words: Vec<String> = words
+            .into_iter()
+            .map(
+                |w| match w.strip_prefix('/').or_else(|| w.strip_prefix("~/")) {
+                    Some(rest) => sb.path().join(rest.replace('/', "-")).display().to_string(),
+                    None => w,
+                },
+            )
+            .collect();
+        // Binary output (convert --stdout): look at the status and stderr only.
+        let out = sb
+            .command()
+            .arg("--no-ami")
+            .args(&words)
+            .env("TZ", "UTC")
+            .env_remove("VMTOOL_AMI")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "vmtool {cmd}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 20, "{ran}");
+    // "or just 1202": users.conf also makes 1202@default, which has no folder.
+    let r = Sandbox::example().run(&["ls", "1202"]).ok();
+    assert!(r.stdout.contains("1202@compta"), "{}", r.stdout);
+}
+
+/// A name in several contexts that all have folders stays ambiguous, and the
+/// message says what each holds and how to pick.
+#[test]
+fn ambiguity_says_what_each_candidate_holds() {
+    let sb = Sandbox::example();
+    std::fs::create_dir_all(sb.voicemail().join("default/1202/INBOX")).unwrap();
+    let r = sb.run(&["ls", "1202"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("1202@compta (1 new, 2 old)")
+            && r.stderr.contains("1202@default (no new or old messages)")
+            && r.stderr.contains("box@context"),
+        "{}",
+        r.stderr
+    );
 }
