@@ -1547,6 +1547,8 @@ fn cmd_boxes(
         return show_users_like_asterisk(setup, a, out);
     }
     let mut contexts: Vec<Context> = Vec::new();
+    // A box, folder or message target lists just its box.
+    let mut only: BTreeMap<Context, Vec<MailboxId>> = BTreeMap::new();
     if a.contexts.is_empty() {
         contexts.extend(setup.store.contexts()?);
         if let Some(vc) = &setup.vmconf {
@@ -1561,19 +1563,39 @@ fn cmd_boxes(
         contexts.sort();
     } else {
         for c in &a.contexts {
-            let ctx = Context::new(c)?;
-            let configured = setup
-                .vmconf
-                .as_ref()
-                .is_some_and(|v| v.mailboxes.iter().any(|m| m.context == ctx.as_str()));
-            if !setup.store.context_exists(&ctx) && !configured {
-                rep.error(&Error::NotFound(format!(
-                    "no context \"{ctx}\": no directory in {} and not in voicemail.conf",
-                    setup.store.describe()
-                )));
+            let as_context = Context::new(c).ok().filter(|ctx| {
+                setup.store.context_exists(ctx)
+                    || setup
+                        .vmconf
+                        .as_ref()
+                        .is_some_and(|v| v.mailboxes.iter().any(|m| m.context == ctx.as_str()))
+            });
+            if let Some(ctx) = as_context {
+                only.remove(&ctx);
+                if !contexts.contains(&ctx) {
+                    contexts.push(ctx);
+                }
                 continue;
             }
-            contexts.push(ctx);
+            for t in setup.resolve_all(std::slice::from_ref(c), rep) {
+                let (ctx, mb) = match t {
+                    Target::Spool => continue,
+                    Target::Context(ctx) => (ctx, None),
+                    Target::Mailbox(mb) | Target::Folder(mb, _) | Target::Message(mb, _, _) => {
+                        (mb.context.clone(), Some(mb))
+                    }
+                };
+                let whole = contexts.contains(&ctx) && !only.contains_key(&ctx);
+                if !contexts.contains(&ctx) {
+                    contexts.push(ctx.clone());
+                }
+                match mb {
+                    Some(mb) if !whole => only.entry(ctx).or_default().push(mb),
+                    _ => {
+                        only.remove(&ctx);
+                    }
+                }
+            }
         }
     }
     let mut table = io::BufWriter::new(out);
@@ -1609,7 +1631,12 @@ fn cmd_boxes(
                 }
             }
         }
+        if let Some(picked) = only.get(ctx) {
+            boxes = picked.clone();
+            boxes.dedup();
+        }
         boxes.sort();
+        boxes.dedup();
         for mb in boxes {
             let conf = setup.mailbox_conf(&mb);
             let row = match box_row(setup, &mb, conf, a.bytes) {

@@ -40,6 +40,18 @@ macro_rules! exit_text {
 
 const TARGETS: &str = targets_text!();
 const AGES: &str = ages_text!();
+const BOXES_HELP: &str = "\
+Columns:
+  MAILBOX          box@context
+  OWNER            full name from voicemail.conf (or users.conf)
+  NEW              INBOX + Urgent: new messages as `voicemail show users` and the
+                   phones' lamps count them (`vmtool count` gives INBOX and Urgent apart)
+  OLD              messages in Old
+  URGENT           messages in Urgent (already included in NEW)
+  MAXMSG           messages INBOX holds against maxmsg / maxmsg (FULL when reached)
+  BYTES            disk use of every file of the box (--bytes)
+  FOLDERS / STATE  messages per folder, then FULL, not in voicemail.conf, no directory yet
+JSON and CSV add inbox (INBOX alone), folders, full, configured and directory.";
 const WATCH_HELP: &str = "\
 A new message is reported once, as soon as Asterisk has renamed its .txt into
 INBOX or Urgent and released the folder lock; renumbering, moves and unread are
@@ -275,6 +287,7 @@ pub enum Command {
     #[command(after_help = TARGETS)]
     Show(ShowArgs),
     /// One line per mailbox: configuration joined with the spool, Asterisk's counts
+    #[command(after_help = BOXES_HELP)]
     Boxes(BoxesArgs),
     /// AMI MailboxCount numbers (urgent, new = INBOX only, old) for scripts
     Count(CountArgs),
@@ -380,8 +393,8 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct BoxesArgs {
-    /// Contexts to list (default: all)
-    #[arg(value_name = "CONTEXT")]
+    /// Contexts or boxes to list, e.g. compta, 1202@compta, compta/1202 (default: all)
+    #[arg(value_name = "TARGET")]
     pub contexts: Vec<String>,
     /// Add disk use (one stat per file)
     #[arg(long)]

@@ -835,3 +835,29 @@ fn ambiguity_says_what_each_candidate_holds() {
         r.stderr
     );
 }
+
+/// `boxes` takes any target, not only contexts, and its help says what NEW counts.
+#[test]
+fn boxes_takes_any_target_and_documents_its_columns() {
+    let sb = Sandbox::example();
+    for t in [
+        "1202@compta",
+        "compta/1202",
+        "1202@compta/INBOX",
+        "compta/1202/Old/0",
+    ] {
+        let r = sb.run(&["--format", "json", "boxes", t]).ok();
+        let rows = r.json_lines();
+        assert_eq!(rows.len(), 1, "{t}: {}", r.stdout);
+        assert_eq!(rows[0]["box"], "1202", "{t}");
+    }
+    let r = sb
+        .run(&["--format", "json", "boxes", "compta", "1202@compta"])
+        .ok();
+    assert_eq!(r.json_lines().len(), 2);
+    let help = vmtool(&["boxes", "--help"]).ok().stdout;
+    assert!(
+        help.contains("INBOX + Urgent") && help.contains("URGENT"),
+        "{help}"
+    );
+}
