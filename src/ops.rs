@@ -1046,16 +1046,28 @@ fn unique_id() -> String {
     )
 }
 
-/// The steps `--dry-run` prints for a plan; `next` is the number the
-/// destination would allocate now (it may change before the plan runs).
-pub fn describe(spool: &Spool, plan: &Plan) -> Vec<String> {
+/// The steps `--dry-run` prints for a plan. `allocated` carries each
+/// destination's next number across the plans of one run, so a batch shows
+/// the numbers the run allocates (they may change if Asterisk delivers first).
+pub fn describe(
+    spool: &Spool,
+    plan: &Plan,
+    allocated: &mut std::collections::HashMap<PathBuf, u32>,
+) -> Vec<String> {
     let src = &plan.src.at;
     let files = plan.src.exts.join(",");
     let rel = |p: PathBuf| spool.relative(&p).display().to_string();
     let mut steps = Vec::new();
-    let dest_steps = |steps: &mut Vec<String>, mb: &MailboxId, folder: &Folder| {
+    let mut dest_steps = |steps: &mut Vec<String>, mb: &MailboxId, folder: &Folder| {
         let dir = spool.folder_dir(mb, folder);
-        let next = last_message_index(&dir).ok().flatten().map_or(0, |l| l + 1);
+        let slot = allocated.entry(dir.clone()).or_insert_with(|| {
+            last_message_index(&dir)
+                .ok()
+                .flatten()
+                .map_or(0, |l| u32::from(l) + 1)
+        });
+        let next = *slot;
+        *slot += 1;
         steps.push(format!(
             "copy {src}.{{{files}}} to {}/ (fsync)",
             rel(spool.tmp_dir(mb))

@@ -16,5 +16,6 @@ mod model;
 mod play;
 mod readonly;
 mod sql;
+mod surface;
 mod synthetic;
 mod watch;
