@@ -431,7 +431,7 @@ pub struct CheckArgs {
     /// Contexts, boxes or folders (default: the whole spool)
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Repair what is safe: finish or undo half-done moves, quarantine phantoms, orphans and -bak leftovers
+    /// Repair what is safe: finish or undo half-done moves, quarantine phantoms, orphans and -bak leftovers (SQL store: break this server's stale spool locks)
     #[arg(long)]
     pub fix: bool,
     /// Age in seconds after which a lock or a tmp/ leftover is stale

@@ -15,5 +15,6 @@ mod model;
 mod play;
 mod readonly;
 mod sql;
+mod sql_race;
 mod synthetic;
 mod watch;
