@@ -226,10 +226,11 @@ fn a_busy_destination_never_keeps_the_source_locked() {
     }
 }
 
-/// A move killed while it holds this server's spool locks leaves `.lock`
-/// files that make this server's Asterisk drop deposits: `check` on the SQL
-/// store reports them (exit 5), `check --fix` breaks them, the table is
-/// as before and the move works again.
+/// A crashed Asterisk or a move killed while it holds this server's spool
+/// locks leaves `.lock` files that make this server's Asterisk drop
+/// deposits: `check` on the SQL store reports them (exit 5; it said "no
+/// problem found"), `check --fix` breaks them, the table is as before and
+/// the move works again.
 #[test]
 fn check_reports_and_fixes_the_spool_locks_a_killed_move_left() {
     for s in servers() {
@@ -242,6 +243,15 @@ fn check_reports_and_fixes_the_spool_locks_a_killed_move_left() {
             run(&sb, &t, &a)
         };
         assert_eq!(check(&[]).code, 0, "{}", check(&[]).stdout);
+        // A crashed Asterisk's lock, and then a killed vmtool's.
+        let work = sb.voicemail().join("finance/2101/Work");
+        std::fs::write(work.join(".lock"), b"").unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        let r = check(&[]);
+        assert_eq!(r.code, 5, "{:?}: {}{}", s.kind, r.stdout, r.stderr);
+        assert!(r
+            .stdout
+            .contains(&format!("{}: lock left for", work.join(".lock").display())));
         let before = t.rows();
         let mut args = t.args();
         args.extend(["read".into(), "compta/2202/INBOX/0".into()]);
@@ -256,8 +266,11 @@ fn check_reports_and_fixes_the_spool_locks_a_killed_move_left() {
         std::thread::sleep(Duration::from_millis(1100));
         let r = check(&[]);
         assert_eq!(r.code, 5, "{:?}: {}{}", s.kind, r.stdout, r.stderr);
-        for f in ["INBOX", "Old"] {
-            let lock = vm.join(f).join(".lock");
+        for lock in [
+            vm.join("INBOX/.lock"),
+            vm.join("Old/.lock"),
+            work.join(".lock"),
+        ] {
             assert!(
                 r.stdout
                     .contains(&format!("{}: lock left for", lock.display())),
@@ -269,13 +282,13 @@ fn check_reports_and_fixes_the_spool_locks_a_killed_move_left() {
         let r = check(&["--fix"]);
         assert_eq!(r.code, 0, "{:?}: {}{}", s.kind, r.stdout, r.stderr);
         assert!(r.stdout.contains("— fixed"), "{}", r.stdout);
-        for f in ["INBOX", "Old"] {
-            let left: Vec<_> = std::fs::read_dir(vm.join(f))
+        for f in [vm.join("INBOX"), vm.join("Old"), work] {
+            let left: Vec<_> = std::fs::read_dir(&f)
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .filter(|n| n.starts_with(".lock"))
                 .collect();
-            assert!(left.is_empty(), "{f}: {left:?}");
+            assert!(left.is_empty(), "{}: {left:?}", f.display());
         }
         assert_eq!(check(&[]).code, 0);
         let out = run(&sb, &t, &["read", "compta/2202/INBOX/0"]).ok().stdout;
@@ -406,8 +419,11 @@ fn two_servers_soak_never_lose_a_deposit_or_a_message() {
     }
 }
 
+/// dir, msgnum, msg_id, recording, mailboxuser, mailboxcontext.
+type Row = (String, i64, Option<String>, Vec<u8>, String, String);
+
 fn soak(s: &crate::sql::Server, length: Duration, seed: u64) {
-    let t = Arc::new(TestTable::new(&s, &[]));
+    let t = Arc::new(TestTable::new(s, &[]));
     t.load_fixture();
     let servers: Vec<Arc<Sandbox>> = (0..2).map(|_| Arc::new(Sandbox::team2())).collect();
     for sb in &servers {
@@ -422,7 +438,7 @@ fn soak(s: &crate::sql::Server, length: Duration, seed: u64) {
         }
     }
     let mut db = t.db();
-    let recordings = |db: &mut Db| -> Vec<(String, i64, Option<String>, Vec<u8>, String, String)> {
+    let recordings = |db: &mut Db| -> Vec<Row> {
         db.query(
             &format!(
                 "SELECT dir, msgnum, msg_id, recording, mailboxuser, mailboxcontext FROM {}",
