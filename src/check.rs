@@ -519,12 +519,10 @@ pub fn cmd_check(
     rep: &mut Reporter,
 ) -> Result<Exit> {
     if let Some(sql) = setup.store.sql() {
-        if a.fix {
-            return Err(Error::Usage(
-                "check --fix works on a file spool; on the SQL store, check reports and changes nothing".into(),
-            ));
-        }
-        let found = crate::sql::check::check(sql, setup.vmconf.as_ref())?;
+        // Rows are only reported; --fix breaks this server's stale spool locks.
+        let mut found = crate::sql::check::check(sql, setup.vmconf.as_ref())?;
+        let stale = Duration::from_secs(a.stale_after);
+        found.extend(crate::sql::check::spool_locks(sql, stale, a.fix));
         for f in &found {
             match setup.format {
                 crate::cli::Format::Json => {
@@ -532,13 +530,16 @@ pub fn cmd_check(
                         .map_err(|e| crate::app::out_err(e.into()))?;
                     writeln!(out).map_err(crate::app::out_err)?;
                 }
-                _ => writeln!(out, "{}: {}", f.at, f.problem).map_err(crate::app::out_err)?,
+                _ => {
+                    let tail = if f.fixed { " — fixed" } else { "" };
+                    writeln!(out, "{}: {}{tail}", f.at, f.problem).map_err(crate::app::out_err)?
+                }
             }
         }
         if found.is_empty() && !setup.quiet {
             writeln!(out, "no problem found in {}", sql.describe()).map_err(crate::app::out_err)?;
         }
-        return Ok(if found.is_empty() {
+        return Ok(if found.iter().all(|f| f.fixed) {
             Exit::Ok
         } else {
             Exit::Problems

@@ -16,6 +16,7 @@ mod model;
 mod play;
 mod readonly;
 mod sql;
+mod sql_race;
 mod surface;
 mod synthetic;
 mod watch;
