@@ -940,7 +940,7 @@ impl Engine<'_> {
         self.recover_locked(mb)
     }
 
-    /// Intent records waiting in a mailbox (for `check`).
+    /// Intent records of interrupted changes (their vmtool is gone) in a mailbox.
     pub fn pending(&self, mb: &MailboxId) -> Vec<PathBuf> {
         let tmp = self.spool.tmp_dir(mb);
         let Ok(rd) = fs::read_dir(&tmp) else {
@@ -953,6 +953,15 @@ impl Engine<'_> {
                 p.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(INTENT_PREFIX) && n.ends_with(".json"))
+            })
+            // A live vmtool's change in progress is not interrupted.
+            .filter(|p| {
+                let id = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(INTENT_PREFIX));
+                id.and_then(id_owner)
+                    .is_none_or(|(pid, start)| crate::lock::process_gone(pid, start))
             })
             .collect();
         v.sort();
@@ -1299,19 +1308,24 @@ fn unique_id() -> String {
     )
 }
 
+/// Pid and start time of the process that made [`unique_id`] `id` (what
+/// follows it in a file name is ignored); `None` for older names.
+fn id_owner(id: &str) -> Option<(u32, u64)> {
+    let id = id.split('.').next()?;
+    let parts: Vec<&str> = id.split('-').collect();
+    match parts[..] {
+        [pid, start, _, _] => Some((pid.parse().ok()?, start.parse().ok().filter(|s| *s > 0)?)),
+        _ => None,
+    }
+}
+
 /// Whether the process that made a file named after [`unique_id`] `id` is
 /// gone. Names of older versions (pid, time, counter) carry no start time:
 /// judged by age (an hour), as before.
 fn owner_gone(id: &str, path: &Path) -> bool {
-    let mut parts = id.split('-');
-    let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
-    let start = parts.next().and_then(|p| p.parse::<u64>().ok());
-    let hex_time = parts
-        .next()
-        .is_some_and(|t| t.bytes().all(|b| b.is_ascii_hexdigit()));
-    match (pid, start, hex_time) {
-        (Some(pid), Some(start), true) if start > 0 => crate::lock::process_gone(pid, start),
-        _ => fs::symlink_metadata(path)
+    match id_owner(id) {
+        Some((pid, start)) => crate::lock::process_gone(pid, start),
+        None => fs::symlink_metadata(path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
