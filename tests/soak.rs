@@ -254,11 +254,12 @@ fn resequence(vm: &Path, rng: &mut Rng, stats: &Stats) -> Result<(), String> {
             }
         }
     }
-    let mut dest = 0u16;
     for (seen, num) in with_audio.into_iter().enumerate() {
         if seen >= stopcount {
             break;
         }
+        // Numbers that have audio, renamed down to 0, 1, 2, … in order.
+        let dest = seen as u16;
         if num != dest {
             let mut files = files_of(&dir, num);
             files.sort_by_key(|f| f.ends_with(".txt"));
@@ -267,7 +268,6 @@ fn resequence(vm: &Path, rng: &mut Rng, stats: &Stats) -> Result<(), String> {
             }
             stats.reseqs.fetch_add(1, Ordering::SeqCst);
         }
-        dest += 1;
     }
     asterisk_unlock(&dir);
     Ok(())
@@ -345,7 +345,7 @@ fn one_op(sb: &Sandbox, rng: &mut Rng, stats: &Stats, mode: &str, lock_log: &Pat
 }
 
 /// Every `.txt` of the spool: msg_id → (place, extension → bytes' hash).
-fn inventory(vm: &Path) -> BTreeMap<String, Vec<(String, BTreeMap<String, String>)>> {
+fn inventory(vm: &Path) -> BTreeMap<String, crate::change::Copies> {
     let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for (txt, places) in crate::change::messages(vm) {
         let _ = txt;
