@@ -9,7 +9,8 @@
 //! * `<mailbox>/tmp/.vmtool-lock`, a vmtool-only lock ([`MailboxGuard`]).
 //!
 //! Differences from Asterisk, all on the safe side (§6.8): vmtool sleeps 5–20 ms
-//! between attempts instead of spinning, keeps its helper until release (it pins the
+//! between attempts instead of spinning, writes its owner into the helper, keeps its
+//! helper until release (it pins the
 //! inode, so the release can check the `.lock` is still its own), never removes a
 //! `.lock` it did not create, and in flock mode re-checks after locking that the
 //! file it locked is still `<folder>/lock`.
@@ -19,9 +20,13 @@
 //! after 4–5 s Asterisk gives up and, in the deposit path, discards the message.
 //!
 //! A process killed while holding a lockfile-mode lock (SIGKILL, abort, a signal the
-//! CLI does not catch) leaves `.lock` behind for ever, since Asterisk has no staleness
-//! test: every deposit into that folder is then lost. [`inspect`] finds it and
-//! [`break_stale`] removes it. In flock mode the kernel drops the lock with the process.
+//! CLI does not catch, power loss) leaves `.lock` behind for ever, since Asterisk has no
+//! staleness test: every deposit into that folder is then lost. vmtool therefore writes
+//! its [`Owner`] (pid, boot id, process start time) into its helper before linking it, so
+//! its `.lock` says whose it is (Asterisk's are empty): a `.lock` or helper whose vmtool
+//! is gone is broken at once by the next acquire in that folder ([`break_dead_lock`]),
+//! by [`break_stale`] and reported by [`inspect`], whatever its age; Asterisk's own keep
+//! the age rule. In flock mode the kernel drops the lock with the process.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, Metadata, OpenOptions, TryLockError};
@@ -500,24 +505,38 @@ fn release_held(dir: &Path, held: Held) -> Result<(), LockError> {
 /// Creates `dir/.lock-%08x` like Asterisk (random ≤ 0x7fffffff, mode 0666 & ~umask).
 fn create_helper(dir: &Path) -> Result<(PathBuf, Stamp), LockError> {
     let mut last = None;
+    // Our name tag, so a `.lock` left by a killed vmtool can be told from Asterisk's
+    // (always empty) and broken at once (spec §6.6).
+    let tag = Owner::me().map(Owner::tag);
     for _ in 0..16 {
         let path = dir.join(format!("{HELPER_PREFIX}{:08x}", random_u64() & 0x7fff_ffff));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o666)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                // Our name tag, so a `.lock` left by a killed vmtool can be told from
-                // Asterisk's (always empty) and broken at once (spec §6.6).
-                if let Some(me) = Owner::me() {
+        let created = match &tag {
+            Some(tag) => create_tagged(dir, &path, tag.as_bytes()),
+            None => Ok(None),
+        };
+        let created = match created {
+            Ok(Some(f)) => Ok(f),
+            // No O_TMPFILE here: created by name, then tagged (a kill in between
+            // leaves an empty helper, judged by age like Asterisk's).
+            Ok(None) => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .open(&path)
+                .and_then(|mut f| {
                     use std::io::Write;
-                    if let Err(e) = f.write_all(me.tag().as_bytes()) {
-                        let _ = fs::remove_file(&path);
-                        return Err(io_err(dir, "write a lock helper in")(e));
+                    if let Some(tag) = &tag {
+                        if let Err(e) = f.write_all(tag.as_bytes()) {
+                            let _ = fs::remove_file(&path);
+                            return Err(e);
+                        }
                     }
-                }
+                    Ok(f)
+                }),
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(f) => {
                 return match f.metadata() {
                     Ok(m) => Ok((path, Stamp::of(&m))),
                     Err(e) => {
@@ -532,6 +551,37 @@ fn create_helper(dir: &Path) -> Result<(PathBuf, Stamp), LockError> {
     }
     let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists));
     Err(io_err(dir, "create a lock helper in")(e))
+}
+
+/// Creates `path` with `tag` as its content in one step: an unnamed `O_TMPFILE` is
+/// written, then linked in (`EEXIST` if the name is taken), so a kill never leaves an
+/// untagged helper. `Ok(None)` where the file system has no `O_TMPFILE`.
+fn create_tagged(dir: &Path, path: &Path, tag: &[u8]) -> io::Result<Option<File>> {
+    use rustix::fs::{linkat, openat, AtFlags, Mode, OFlags, CWD};
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let fd = match openat(
+        CWD,
+        dir,
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(0o666),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut f = File::from(fd);
+    f.write_all(tag)?;
+    linkat(
+        CWD,
+        format!("/proc/self/fd/{}", f.as_raw_fd()),
+        CWD,
+        path,
+        AtFlags::SYMLINK_FOLLOW,
+    )?;
+    Ok(Some(f))
 }
 
 fn lockfile_acquire(dir: &Path, timeout: Duration) -> Result<Held, LockError> {

@@ -2,13 +2,41 @@
 //! §12.5, §2.7), with an intent record that makes a crash at any step
 //! recoverable (`recover`).
 //!
-//! One message at a time: its files are staged by copy in the destination
-//! mailbox's `tmp/` (fsynced, outside any lock), committed into the destination
-//! folder under that folder's lock (number = highest + 1, audio renamed before
-//! the `.txt`), then removed from the source under the source folder's lock.
-//! Two folder locks are never held at once; a vmtool-only mailbox lock keeps
-//! two vmtool processes from moving the same message. Folders are never
-//! renumbered, except by `resequence` and by Asterisk's own `Deleted` rotation.
+//! # Change protocol
+//!
+//! One message at a time, under a vmtool-only lock of the source mailbox
+//! (`MailboxGuard`: two vmtools never move the same message):
+//!
+//! 1. The intent record (`tmp/.vmtool-intent-<id>.json` of the source box) is
+//!    written before anything else; `<id>` names the process (pid and start
+//!    time), so anything a kill leaves can be told from a live run's.
+//! 2. Every file is staged by copy into the destination box's `tmp/` as
+//!    `.vmtool-stage-<id>.<ext>` and fsynced, no lock held; the record then
+//!    lists their checksums.
+//! 3. The destination folder lock and (for a move) the source folder lock are
+//!    taken in path order: the first with the normal wait, the second with one
+//!    try; if it is busy both are released and the pair is retried after a
+//!    random pause until the timeout. vmtool never waits for a lock while it
+//!    holds another, so Asterisk (which holds one at a time, or source then
+//!    `Old`/`Deleted` in `close_mailbox()`) never waits behind vmtool, and two
+//!    vmtools moving A→B and B→A cannot deadlock.
+//! 4. Under both locks: the source is found by identity (the `.txt` bytes,
+//!    which carry `msg_id` and `origtime`) at its number or wherever Asterisk
+//!    renumbered it, with the same set of files; highest + 1 is allocated in
+//!    the destination; the record says so; audio then the `.txt` are renamed
+//!    in; the source's `.txt` then its audio are unlinked; both locks are
+//!    released. Nobody who locks ever sees the message twice or not at all.
+//! 5. Directories are fsynced and the record removed.
+//!
+//! Recovery (the next change in the box, or `check --fix`) reads the records
+//! whose process is gone, drops their staged copies, and finds both sides by
+//! identity wherever they are now: a complete copy anywhere in the destination
+//! box (Asterisk may have read it into `Old`) means the move is finished by
+//! removing the source, found in its folder whatever its number; no copy means
+//! the partial one (audio whose bytes are the recorded ones) is removed and the
+//! source stays. Folder locks a killed vmtool left are broken at once (their
+//! `.lock` names the owner, see `lock`). Folders are never renumbered, except
+//! by `resequence` and by Asterisk's own `Deleted` rotation.
 
 use crate::config::VoicemailConf;
 use crate::fsutil::{self, hex, Perms};
@@ -1340,29 +1368,34 @@ pub fn describe(spool: &Spool, plan: &Plan) -> Vec<String> {
     let files = plan.src.exts.join(",");
     let rel = |p: PathBuf| spool.relative(&p).display().to_string();
     let mut steps = Vec::new();
-    let dest_steps = |steps: &mut Vec<String>, mb: &MailboxId, folder: &Folder| {
-        let dir = spool.folder_dir(mb, folder);
-        let next = last_message_index(&dir).ok().flatten().map_or(0, |l| l + 1);
+    let stage = |steps: &mut Vec<String>, mb: &MailboxId| {
         steps.push(format!(
             "copy {src}.{{{files}}} to {}/ (fsync)",
             rel(spool.tmp_dir(mb))
         ));
-        steps.push(format!(
-            "lock {}; allocate msg{next:04} (highest+1); rename the audio, then the .txt; unlock",
-            rel(dir)
-        ));
     };
+    let next_of = |dir: &Path| last_message_index(dir).ok().flatten().map_or(0, |l| l + 1);
     match &plan.action {
         Action::Move { mailbox, folder } => {
-            dest_steps(&mut steps, mailbox, folder);
+            stage(&mut steps, mailbox);
+            let dir = spool.folder_dir(mailbox, folder);
+            let next = next_of(&dir);
             steps.push(format!(
-                "lock {}/{}/{}; check msg{:04}.txt is unchanged; remove its .txt, then its audio; unlock (no renumbering)",
-                src.context, src.mailbox, src.folder, src.num
+                "lock {} and {}/{}/{} (never waiting for one while holding the other); find msg{:04}.txt by its bytes; allocate msg{next:04} (highest+1); rename the audio, then the .txt; remove the source's .txt, then its audio; unlock (no renumbering)",
+                rel(dir), src.context, src.mailbox, src.folder, src.num
             ));
         }
-        Action::Copy { mailbox, folder } => dest_steps(&mut steps, mailbox, folder),
+        Action::Copy { mailbox, folder } => {
+            stage(&mut steps, mailbox);
+            let dir = spool.folder_dir(mailbox, folder);
+            let next = next_of(&dir);
+            steps.push(format!(
+                "lock {}; allocate msg{next:04} (highest+1); rename the audio, then the .txt; unlock",
+                rel(dir)
+            ));
+        }
         Action::Delete => steps.push(format!(
-            "lock {}/{}/{}; check msg{:04}.txt is unchanged; remove its .txt, then its audio; unlock (no renumbering)",
+            "lock {}/{}/{}; find msg{:04}.txt by its bytes; remove its .txt, then its audio; unlock (no renumbering)",
             src.context, src.mailbox, src.folder, src.num
         )),
     }

@@ -8,7 +8,9 @@
 //!
 //! `VMTOOL_SOAK_SECS` (default 20), `VMTOOL_SOAK_WORKERS` (4),
 //! `VMTOOL_SOAK_SEED` (1), `VMTOOL_SOAK_RESEQ` (1: with the renumbering actor),
-//! `VMTOOL_SOAK_LOCKMODE` (lockfile). The numbers go to stderr (`--nocapture`).
+//! `VMTOOL_SOAK_LOCKMODE` (lockfile), `VMTOOL_SOAK_BIN` (a copy of vmtool to run),
+//! `VMTOOL_SOAK_REPORT` (a file the summary line is appended to). The numbers
+//! go to stderr (`--nocapture`).
 
 use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -273,6 +275,24 @@ fn resequence(vm: &Path, rng: &mut Rng, stats: &Stats) -> Result<(), String> {
     Ok(())
 }
 
+/// vmtool on the sandbox; `VMTOOL_SOAK_BIN` runs a copy of the binary (a
+/// long run by hand then survives rebuilds meanwhile).
+fn vmtool_command(sb: &Sandbox) -> std::process::Command {
+    match std::env::var_os("VMTOOL_SOAK_BIN") {
+        Some(bin) => {
+            let mut cmd = std::process::Command::new(bin);
+            cmd.arg("--spool")
+                .arg(sb.path().join("spool"))
+                .arg("--asterisk-conf")
+                .arg(sb.path().join("etc/asterisk.conf"))
+                .arg("--voicemail-conf")
+                .arg(sb.path().join("etc/voicemail.conf"));
+            cmd
+        }
+        None => sb.command(),
+    }
+}
+
 /// One random vmtool change on a message that exists right now.
 fn one_op(sb: &Sandbox, rng: &mut Rng, stats: &Stats, mode: &str, lock_log: &Path) {
     let vm = sb.voicemail();
@@ -292,7 +312,7 @@ fn one_op(sb: &Sandbox, rng: &mut Rng, stats: &Stats, mode: &str, lock_log: &Pat
             vec!["mv".into(), src, format!("{m}@{c}/{}", rng.pick(&FOLDERS))]
         }
     };
-    let mut cmd = sb.command();
+    let mut cmd = vmtool_command(sb);
     cmd.args([
         "--no-ami",
         "--quiet",
@@ -446,9 +466,17 @@ fn soak(secs: u64, workers: u64, seed: u64, reseq: bool, mode: &str) {
         t.join().unwrap();
     }
 
-    let r = sb.run(&["--no-ami", "--lockmode", mode, "check", "--fix"]);
-    assert!(r.code == 0 || r.code == 5, "{}{}", r.stdout, r.stderr);
-    let fix_report = r.stdout;
+    let out = vmtool_command(&sb)
+        .args(["--no-ami", "--lockmode", mode, "check", "--fix"])
+        .output()
+        .unwrap();
+    let code = out.status.code();
+    let fix_report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        code == Some(0) || code == Some(5),
+        "{fix_report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Invariants.
     let after = inventory(&vm);
@@ -499,8 +527,12 @@ fn soak(secs: u64, workers: u64, seed: u64, reseq: bool, mode: &str) {
                 || n.starts_with(".vmtool-stage-")
                 || n.starts_with(".vmtool-intent-")
                 || n.starts_with("..vmtool-intent-")),
-            "leftover {}",
-            p.display()
+            "leftover {} ({:?}, {} links)",
+            p.display(),
+            fs::read_to_string(p).unwrap_or_default(),
+            fs::metadata(p)
+                .map(|m| std::os::unix::fs::MetadataExt::nlink(&m))
+                .unwrap_or(0)
         );
         let in_quarantine = p.components().any(|c| c.as_os_str() == "vmtool-quarantine");
         if in_quarantine && e.file_type().is_file() {
@@ -518,10 +550,11 @@ fn soak(secs: u64, workers: u64, seed: u64, reseq: bool, mode: &str) {
         }
     }
     for (c, m) in BOXES {
-        let j = &sb
-            .run(&["--format", "json", "count", &format!("{m}@{c}")])
-            .ok()
-            .json_lines()[0];
+        let out = vmtool_command(&sb)
+            .args(["--format", "json", "count", &format!("{m}@{c}")])
+            .output()
+            .unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let files = |f: &str| msg_nums(&vm.join(c).join(m).join(f)).len() as u64;
         assert_eq!(j["new"].as_u64(), Some(files("INBOX")), "{m}@{c}");
         assert_eq!(j["old"].as_u64(), Some(files("Old")), "{m}@{c}");
