@@ -304,6 +304,7 @@ fn killed_at_every_step_nothing_is_lost() {
         "staged-intent",
         "staged-file",
         "staged-all",
+        "locked",
         "committing",
         "renamed-audio",
         "renamed-txt",

@@ -582,3 +582,64 @@ fn mv_and_cp_into_a_box_without_a_directory_create_it() {
         mode(&ctx.join("2202/Work/msg0000.wav"))
     );
 }
+
+/// Issue 23, mechanism 1, on the file store: while the destination is busy,
+/// vmtool must not sit on the source folder's lock (a deposit into it would
+/// wait behind vmtool and be dropped after 5 s).
+#[test]
+fn a_move_waiting_for_a_busy_folder_holds_no_lock_meanwhile() {
+    let sb = Sandbox::team2();
+    let before = messages(&sb.voicemail());
+    let src = sb.voicemail().join("compta/2202/INBOX");
+    let dst = sb.voicemail().join("finance/2101/INBOX");
+    asterisk_lock(&dst);
+    let child = spawn(
+        &sb,
+        &[],
+        &[
+            "--no-ami",
+            "--lock-timeout",
+            "3",
+            "mv",
+            "2202@compta/INBOX/0",
+            "2101@finance",
+        ],
+    );
+    // Sample the source folder's lock while vmtool retries the pair.
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut held, mut samples) = (0, 0);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        samples += 1;
+        if src.join(".lock").exists() {
+            held += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // A deposit into the source takes its lock Asterisk's way meanwhile.
+    let helper = src.join(".lock-0badcafe");
+    fs::write(&helper, "").unwrap();
+    let t = Instant::now();
+    while fs::hard_link(&helper, src.join(".lock")).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the deposit would be dropped"
+        );
+        std::thread::yield_now();
+    }
+    fs::remove_file(&helper).unwrap();
+    asterisk_unlock(&src);
+    assert!(
+        held * 2 < samples,
+        "source locked in {held} of {samples} samples"
+    );
+    asterisk_unlock(&dst);
+    let (code, out, err) = output(child);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(messages(&sb.voicemail()).len(), before.len());
+    assert!(
+        vmtool_leftovers(&sb).is_empty(),
+        "{:?}",
+        vmtool_leftovers(&sb)
+    );
+}
