@@ -920,6 +920,13 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
             .folder_messages(mb, folder, &want, &mut |files, meta| {
                 let meta = match meta {
                     Ok(m) => m,
+                    // Moved or deleted between readdir and open (Asterisk, another
+                    // vmtool): no longer here, not an error.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        return
+                    }
                     Err(e) => {
                         errors.push(e);
                         return;

@@ -490,7 +490,7 @@ pub struct UnlockArgs {
     /// The folder whose lock to break, e.g. compta/1202/INBOX
     #[arg(value_name = "FOLDER")]
     pub target: String,
-    /// Required: only a stale lock (older than --older-than) is ever broken
+    /// Required: only a stale lock (older than --older-than, or taken by a vmtool that is gone) is ever broken
     #[arg(long, required = true)]
     pub stale: bool,
     /// Age after which a lock counts as stale: seconds, or e.g. 90s, 5min, 2h, 1d
