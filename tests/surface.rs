@@ -861,3 +861,25 @@ fn boxes_takes_any_target_and_documents_its_columns() {
         "{help}"
     );
 }
+
+/// A message of an hour or more shows h:mm:ss in full, not "1:02:…".
+#[test]
+fn long_durations_are_not_cut() {
+    let sb = Sandbox::example();
+    let txt = sb.voicemail().join("compta/1202/Old/msg0000.txt");
+    let text = std::fs::read_to_string(&txt).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| if l.starts_with("duration=") { "duration=3725".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&txt, text).unwrap();
+    let r = sb.run(&["ls", "compta/1202/Old"]).ok();
+    assert!(r.stdout.contains(" 1:02:05 "), "{}", r.stdout);
+    let header = r.stdout.lines().next().unwrap();
+    let row = r.stdout.lines().find(|l| l.contains("1:02:05")).unwrap();
+    // FLAGS starts where the header says.
+    let col = |line: &str, what: &str| line[..line.find(what).unwrap()].chars().count();
+    assert_eq!(col(header, "FLAGS"), col(row, "1:02:05") + 8);
+}
