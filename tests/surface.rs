@@ -870,7 +870,13 @@ fn long_durations_are_not_cut() {
     let text = std::fs::read_to_string(&txt).unwrap();
     let text: String = text
         .lines()
-        .map(|l| if l.starts_with("duration=") { "duration=3725".to_string() } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with("duration=") {
+                "duration=3725".to_string()
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n";
@@ -882,4 +888,48 @@ fn long_durations_are_not_cut() {
     // FLAGS starts where the header says.
     let col = |line: &str, what: &str| line[..line.find(what).unwrap()].chars().count();
     assert_eq!(col(header, "FLAGS"), col(row, "1:02:05") + 8);
+}
+
+/// An archive is readable on a machine with no spool and no Asterisk configuration.
+#[test]
+fn an_archive_is_readable_without_a_spool() {
+    let sb = Sandbox::example();
+    let arch = sb.path().join("archive");
+    sb.run(&[
+        "--no-ami",
+        "archive",
+        "--older-than",
+        "1d",
+        "--to",
+        arch.to_str().unwrap(),
+    ])
+    .ok();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let nowhere = elsewhere.path().join("no-spool");
+    let conf = elsewhere.path().join("asterisk.conf");
+    for args in [
+        vec!["ls", "--archive", arch.to_str().unwrap()],
+        vec![
+            "show",
+            "--archive",
+            arch.to_str().unwrap(),
+            "compta/1202/Old/0",
+        ],
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.arg("--spool")
+            .arg(&nowhere)
+            .arg("--asterisk-conf")
+            .arg(&conf)
+            .args(&args)
+            .env("TZ", "UTC")
+            .env_remove("VMTOOL_SPOOL");
+        std::fs::write(&conf, "[directories]\nastetcdir => /nonexistent\n").unwrap();
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(stdout.contains("1202"), "{args:?}: {stdout}");
+        assert!(!stderr.contains("does not exist"), "{stderr}");
+    }
 }
