@@ -933,3 +933,27 @@ fn an_archive_is_readable_without_a_spool() {
         assert!(!stderr.contains("does not exist"), "{stderr}");
     }
 }
+
+/// The cron example is true: on success it prints nothing (cron mails only failures).
+#[test]
+fn the_cron_example_is_silent_on_success() {
+    let cron = std::fs::read_to_string(repo_root().join("examples/cron/vmtool-archive")).unwrap();
+    let line = cron
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains("vmtool archive"))
+        .unwrap();
+    let cmd = &line[line.find("vmtool ").unwrap() + "vmtool ".len()..];
+    let sb = Sandbox::example();
+    let mut args = vec!["--no-ami".to_string()];
+    for w in shell_words(cmd) {
+        args.push(if w.starts_with('/') {
+            sb.path().join("archive").display().to_string()
+        } else {
+            w
+        });
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = sb.run(&args).ok();
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""), "{line}");
+    assert!(sb.path().join("archive/manifest.jsonl").is_file());
+}
