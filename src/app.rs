@@ -30,6 +30,8 @@ pub struct Environment {
     pub no_color: bool,
     /// Standard output is a terminal.
     pub stdout_tty: bool,
+    /// The command reads only an archive: no live spool or configuration needed.
+    pub archive_only: bool,
 }
 
 impl Environment {
@@ -49,6 +51,7 @@ impl Environment {
             now,
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             stdout_tty: io::stdout().is_terminal(),
+            archive_only: false,
         })
     }
 
@@ -264,7 +267,7 @@ impl Setup {
                 spool_dir.display()
             )));
         }
-        if !spool_dir.is_dir() && !sql_wanted {
+        if !spool_dir.is_dir() && !sql_wanted && !env.archive_only {
             return Err(Error::NotFound(format!(
                 "spool directory {} (from {how}) does not exist; give it with --spool DIR or $VMTOOL_SPOOL",
                 spool_dir.display()
@@ -279,7 +282,7 @@ impl Setup {
         if g.verbose {
             rep.note(&format!("spool: {} (from {how})", spool.root().display()));
         }
-        if spool_dir.is_dir() {
+        if spool_dir.is_dir() && !env.archive_only {
             match spool_level(spool.root()) {
                 SpoolLevel::Spool => {}
                 SpoolLevel::Wrong(msg) => {
@@ -326,7 +329,7 @@ impl Setup {
         } else {
             // Without it every box reads "not in voicemail.conf" and dates lose
             // the box's tz: worth one line even without -v.
-            if !g.quiet {
+            if !g.quiet && !env.archive_only {
                 rep.warn(&format!(
                     "no {}: owner names, limits and time zones are unknown and every box shows as not in voicemail.conf; give --voicemail-conf FILE (-q hides this)",
                     vm_path.display()
@@ -484,8 +487,14 @@ pub fn parse_when(s: &str, now: i64, utc: bool) -> Result<i64> {
 }
 
 /// Runs a parsed command line. Never panics on bad input; returns the exit status.
-pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let mut rep = Reporter::new(err);
+    // An archive is readable on any machine, with or without a spool.
+    env.archive_only = match &cli.command {
+        Command::Ls(a) => a.archive.is_some(),
+        Command::Show(a) => a.archive.is_some(),
+        _ => false,
+    };
     // A change batch finishes even when its reader has gone (`vmtool mv … | head -1`).
     let mut tolerant;
     let out: &mut dyn Write = if matches!(

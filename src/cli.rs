@@ -78,7 +78,8 @@ as msgNNNN.<first format>, the .txt rebuilt in the file layout from the row, and
 the row deleted in its own transaction once the manifest is synced.
 
 Cron (examples/cron/vmtool-archive):
-  17 3 * * *  asterisk  vmtool archive --older-than 90d --to /srv/voicemail-archive --summary
+  17 3 * * *  asterisk  vmtool archive --older-than 90d --to /srv/voicemail-archive
+(silent unless something fails: errors go to stderr, so cron mails only then)
 systemd: examples/systemd/vmtool-archive.service and .timer
 
 ",
@@ -331,7 +332,7 @@ pub enum Command {
     /// Put archived messages back into a box (import procedure: highest+1, files verbatim)
     #[command(after_help = AGES)]
     Restore(RestoreArgs),
-    /// Delete old messages without archiving (by origtime)
+    /// Delete old messages without archiving (by origtime); says what it removed unless -q
     #[command(after_help = AGES)]
     Purge(PurgeArgs),
     /// Show new messages the moment Asterisk finishes writing them (--all: reads, moves, deletes too)

@@ -266,7 +266,8 @@ const TABLE_COLS: [(&str, usize); 9] = [
     ("DATE", 16),
     ("CALLER", 22),
     ("NUMBER", 14),
-    ("DUR", 6),
+    // h:mm:ss for an hour or more: never cut.
+    ("DUR", 7),
     ("FLAGS", 7),
     ("FORMATS", 0),
 ];
@@ -393,7 +394,7 @@ impl<W: Write> MessageWriter<W> {
             fit(date, 16),
             fit(&sanitize(name), 22),
             fit(&sanitize(num), 14),
-            fit(&dur, 6),
+            fit(&dur, 7),
             flags_cell,
             sanitize(&formats)
         )

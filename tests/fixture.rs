@@ -171,10 +171,10 @@ fn ls_table_and_filters() {
     let sb = Sandbox::team2();
     let run = sb.run(&["ls", "compta/2202"]).ok();
     let expected = "\
-MAILBOX          FOLDER  MSG  DATE             CALLER                 NUMBER         DUR    FLAGS   FORMATS
-2202@compta      INBOX   0000 2026-11-26 10:33 Zoé Lambert            0561234567     0:20           WAV,gsm,wav
-2202@compta      INBOX   0001 2026-11-26 10:34 Karim Benali           +33612345670   0:03           WAV,gsm,wav
-2202@compta      Old     0000 2026-11-26 10:33 Support Client         3900           0:02           WAV,gsm,wav
+MAILBOX          FOLDER  MSG  DATE             CALLER                 NUMBER         DUR     FLAGS   FORMATS
+2202@compta      INBOX   0000 2026-11-26 10:33 Zoé Lambert            0561234567     0:20            WAV,gsm,wav
+2202@compta      INBOX   0001 2026-11-26 10:34 Karim Benali           +33612345670   0:03            WAV,gsm,wav
+2202@compta      Old     0000 2026-11-26 10:33 Support Client         3900           0:02            WAV,gsm,wav
 ";
     assert_eq!(run.stdout, expected);
     // The same box named Asterisk's way, and a folder.
@@ -342,7 +342,8 @@ fn targets_errors_and_exit_codes() {
     let r = sb.run(&["count", "2202"]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("2202@compta (2 new, 1 old), 2202@direction"),
+        r.stderr
+            .contains("2202@compta (2 new, 1 old), 2202@direction (no new or old messages)"),
         "{}",
         r.stderr
     );

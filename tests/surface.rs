@@ -863,3 +863,99 @@ fn boxes_takes_any_target_and_documents_its_columns() {
         "{help}"
     );
 }
+
+/// A message of an hour or more shows h:mm:ss in full, not "1:02:…".
+#[test]
+fn long_durations_are_not_cut() {
+    let sb = Sandbox::example();
+    let txt = sb.voicemail().join("compta/1202/Old/msg0000.txt");
+    let text = std::fs::read_to_string(&txt).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("duration=") {
+                "duration=3725".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&txt, text).unwrap();
+    let r = sb.run(&["ls", "compta/1202/Old"]).ok();
+    assert!(r.stdout.contains(" 1:02:05 "), "{}", r.stdout);
+    let header = r.stdout.lines().next().unwrap();
+    let row = r.stdout.lines().find(|l| l.contains("1:02:05")).unwrap();
+    // FLAGS starts where the header says.
+    let col = |line: &str, what: &str| line[..line.find(what).unwrap()].chars().count();
+    assert_eq!(col(header, "FLAGS"), col(row, "1:02:05") + 8);
+}
+
+/// An archive is readable on a machine with no spool and no Asterisk configuration.
+#[test]
+fn an_archive_is_readable_without_a_spool() {
+    let sb = Sandbox::example();
+    let arch = sb.path().join("archive");
+    sb.run(&[
+        "--no-ami",
+        "archive",
+        "--older-than",
+        "1d",
+        "--to",
+        arch.to_str().unwrap(),
+    ])
+    .ok();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let nowhere = elsewhere.path().join("no-spool");
+    let conf = elsewhere.path().join("asterisk.conf");
+    for args in [
+        vec!["ls", "--archive", arch.to_str().unwrap()],
+        vec![
+            "show",
+            "--archive",
+            arch.to_str().unwrap(),
+            "compta/1202/Old/0",
+        ],
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.arg("--spool")
+            .arg(&nowhere)
+            .arg("--asterisk-conf")
+            .arg(&conf)
+            .args(&args)
+            .env("TZ", "UTC")
+            .env_remove("VMTOOL_SPOOL");
+        std::fs::write(&conf, "[directories]\nastetcdir => /nonexistent\n").unwrap();
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(stdout.contains("1202"), "{args:?}: {stdout}");
+        assert!(!stderr.contains("does not exist"), "{stderr}");
+    }
+}
+
+/// The cron example is true: on success it prints nothing (cron mails only failures).
+#[test]
+fn the_cron_example_is_silent_on_success() {
+    let cron = std::fs::read_to_string(repo_root().join("examples/cron/vmtool-archive")).unwrap();
+    let line = cron
+        .lines()
+        .find(|l| !l.starts_with('#') && l.contains("vmtool archive"))
+        .unwrap();
+    let cmd = &line[line.find("vmtool ").unwrap() + "vmtool ".len()..];
+    let sb = Sandbox::example();
+    let mut args = vec!["--no-ami".to_string()];
+    for w in shell_words(cmd) {
+        args.push(if w.starts_with('/') {
+            sb.path().join("archive").display().to_string()
+        } else {
+            w
+        });
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = sb.run(&args).ok();
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""), "{line}");
+    assert!(sb.path().join("archive/manifest.jsonl").is_file());
+}
