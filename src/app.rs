@@ -497,39 +497,21 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
     };
     // A change batch finishes even when its reader has gone (`vmtool mv … | head -1`).
     let mut tolerant;
-    let out: &mut dyn Write = if matches!(
-        cli.command,
-        Command::Mv(_)
-            | Command::Cp(_)
-            | Command::Read(_)
-            | Command::Unread(_)
-            | Command::Rm(_)
-            | Command::Resequence(_)
-            | Command::Check(_)
-            | Command::Unlock(_)
-            | Command::Migrate(_)
-            | Command::Archive(_)
-            | Command::Purge(_)
-            | Command::Restore(_)
-            | Command::Convert(_)
-    ) {
+    let out: &mut dyn Write = if batch_command(&cli.command)
+        || matches!(
+            cli.command,
+            Command::Unlock(_)
+                | Command::Migrate(_)
+                | Command::Archive(_)
+                | Command::Purge(_)
+                | Command::Restore(_)
+        ) {
         tolerant = ReaderMayLeave { out, gone: false };
         &mut tolerant
     } else {
         out
     };
-    if matches!(
-        cli.command,
-        Command::Mv(_)
-            | Command::Cp(_)
-            | Command::Read(_)
-            | Command::Unread(_)
-            | Command::Rm(_)
-            | Command::Resequence(_)
-            | Command::Check(_)
-            | Command::Play(_)
-            | Command::Convert(_)
-    ) {
+    if batch_command(&cli.command) || matches!(cli.command, Command::Play(_)) {
         change::install_interrupt_handler();
     }
     let result = match &cli.command {
@@ -721,6 +703,22 @@ fn is_closed_output(e: &Error) -> bool {
 }
 
 const STDOUT: &str = "standard output";
+
+/// Commands that work through a batch of messages, changing the spool or writing
+/// files: they finish what they started when interrupted or when the reader leaves.
+fn batch_command(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Mv(_)
+            | Command::Cp(_)
+            | Command::Read(_)
+            | Command::Unread(_)
+            | Command::Rm(_)
+            | Command::Resequence(_)
+            | Command::Check(_)
+            | Command::Convert(_)
+    )
+}
 
 /// Writes `vmtool.1` and one page per subcommand (clap_mangen).
 pub fn write_man_pages(dir: &Path) -> io::Result<()> {
