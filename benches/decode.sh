@@ -8,7 +8,7 @@ cargo build --release --quiet --example decode_bench
 B=$PWD/target/release/examples/decode_bench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-$B make ../shared/fixtures/asterisk-spool-team2/voicemail "$work" >/dev/null
+$B make tests/fixtures/asterisk-spool-team2/voicemail "$work" >/dev/null
 cd "$work"
 for e in WAV gsm wav; do
   if [ "$e" = gsm ]; then

@@ -14,7 +14,7 @@ use crate::scan::{MsgFiles, MsgState, Noise};
 use crate::spool::{Context, Folder, MailboxId, Spool};
 use crate::store::{FileStore, MailboxStore, Store};
 use crate::target::{self, Resolver, Target};
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Local, Utc};
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -102,6 +102,11 @@ impl<'a> Reporter<'a> {
             Some(_) if items_ok > 0 => Exit::Partial,
             Some(code) => code,
         }
+    }
+
+    /// The status of what was reported so far (a run cut short by a closed output).
+    pub fn exit_so_far(&self) -> Exit {
+        self.exit.map_or(Exit::Ok, |_| Exit::Partial)
     }
 
     pub fn failed(&self) -> bool {
@@ -253,6 +258,12 @@ impl Setup {
         };
         let sql_wanted =
             g.db.is_some() || std::env::var_os("VMTOOL_DB").is_some_and(|v| !v.is_empty());
+        if spool_dir.exists() && !spool_dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{} (from {how}) is a file: give the spool directory (astspooldir, e.g. /var/spool/asterisk, or its voicemail/ folder)",
+                spool_dir.display()
+            )));
+        }
         if !spool_dir.is_dir() && !sql_wanted {
             return Err(Error::NotFound(format!(
                 "spool directory {} (from {how}) does not exist; give it with --spool DIR or $VMTOOL_SPOOL",
@@ -267,6 +278,16 @@ impl Setup {
         };
         if g.verbose {
             rep.note(&format!("spool: {} (from {how})", spool.root().display()));
+        }
+        if spool_dir.is_dir() {
+            match spool_level(spool.root()) {
+                SpoolLevel::Spool => {}
+                SpoolLevel::Wrong(msg) => {
+                    return Err(Error::Usage(format!("{msg} (from {how})")));
+                }
+                SpoolLevel::Doubtful(msg) if !g.quiet => rep.warn(&format!("{msg} (from {how})")),
+                SpoolLevel::Doubtful(_) => {}
+            }
         }
         let etc_dir = astconf
             .as_ref()
@@ -303,9 +324,11 @@ impl Setup {
             }
             Some(conf)
         } else {
-            if g.verbose {
-                rep.note(&format!(
-                    "no {}: owner names, limits and zones are unknown (give --voicemail-conf FILE)",
+            // Without it every box reads "not in voicemail.conf" and dates lose
+            // the box's tz: worth one line even without -v.
+            if !g.quiet {
+                rep.warn(&format!(
+                    "no {}: owner names, limits and time zones are unknown and every box shows as not in voicemail.conf; give --voicemail-conf FILE (-q hides this)",
                     vm_path.display()
                 ));
             }
@@ -450,60 +473,42 @@ impl Setup {
     }
 }
 
-/// Parses `--since`/`--until`: an age (`30d`, `12h`, `2w`, `90m`, `45s`), `@epoch`,
-/// or a date `YYYY-MM-DD[ HH:MM[:SS]]` in the display zone (local, or UTC).
+/// Parses an age or date option (see `age`): local calendar, or UTC.
 pub fn parse_when(s: &str, now: i64, utc: bool) -> Result<i64> {
-    let t = s.trim();
-    let bad = || {
-        Error::Usage(format!(
-            "\"{s}\" is not a date or an age: use e.g. 30d, 12h, 2w, 2026-11-01 or \"2026-11-01 08:00\""
-        ))
-    };
-    if let Some(epoch) = t.strip_prefix('@') {
-        return epoch.parse().map_err(|_| bad());
-    }
-    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic()) {
-        let num = &t[..t.len() - 1];
-        if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
-            let n: i64 = num.parse().map_err(|_| bad())?;
-            let secs = match unit {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                'w' => 7 * 86400,
-                _ => return Err(bad()),
-            };
-            return n.checked_mul(secs).map(|a| now - a).ok_or_else(bad);
-        }
-    }
-    let naive = if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        d.and_hms_opt(0, 0, 0).ok_or_else(bad)?
+    let r = if utc {
+        crate::age::parse_when(s, now, &Utc)
     } else {
-        [
-            "%Y-%m-%d %H:%M:%S",
-            "%Y-%m-%d %H:%M",
-            "%Y-%m-%dT%H:%M:%S",
-            "%Y-%m-%dT%H:%M",
-        ]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
-        .ok_or_else(bad)?
+        crate::age::parse_when(s, now, &Local)
     };
-    if utc {
-        Ok(naive.and_utc().timestamp())
-    } else {
-        Local
-            .from_local_datetime(&naive)
-            .earliest()
-            .map(|d| d.timestamp())
-            .ok_or_else(bad)
-    }
+    r.map_err(Error::Usage)
 }
 
 /// Runs a parsed command line. Never panics on bad input; returns the exit status.
 pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let mut rep = Reporter::new(err);
+    // A change batch finishes even when its reader has gone (`vmtool mv … | head -1`).
+    let mut tolerant;
+    let out: &mut dyn Write = if matches!(
+        cli.command,
+        Command::Mv(_)
+            | Command::Cp(_)
+            | Command::Read(_)
+            | Command::Unread(_)
+            | Command::Rm(_)
+            | Command::Resequence(_)
+            | Command::Check(_)
+            | Command::Unlock(_)
+            | Command::Migrate(_)
+            | Command::Archive(_)
+            | Command::Purge(_)
+            | Command::Restore(_)
+            | Command::Convert(_)
+    ) {
+        tolerant = ReaderMayLeave { out, gone: false };
+        &mut tolerant
+    } else {
+        out
+    };
     if matches!(
         cli.command,
         Command::Mv(_)
@@ -520,9 +525,11 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
     }
     let result = match &cli.command {
         Command::Completions { shell } => {
+            // clap_complete panics on a write error: generate into memory first.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "vmtool", out);
-            return Exit::Ok;
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "vmtool", &mut script);
+            out.write_all(&script).map_err(out_err).map(|()| Exit::Ok)
         }
         Command::Man { out: dir } => {
             return match write_man_pages(dir) {
@@ -569,9 +576,12 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
             Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
         }),
     };
+    // Buffered output must reach its file: a full disk is an error, not silence.
+    let result = result.and_then(|code| out.flush().map_err(out_err).map(|()| code));
     match result {
         Ok(code) => code,
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Exit::Ok,
+        // The reader went away (`| head`): stop quietly, as other filters do.
+        Err(e) if is_closed_output(&e) => rep.exit_so_far(),
         Err(e) => {
             rep.error(&e);
             e.exit()
@@ -579,15 +589,140 @@ pub fn run(cli: Cli, env: Environment, out: &mut dyn Write, err: &mut dyn Write)
     }
 }
 
+/// What `--spool` points at, judged from the names below it.
+enum SpoolLevel {
+    Spool,
+    /// Certainly a level below the spool (a context, box or folder).
+    Wrong(String),
+    /// Directories, but no `<context>/<box>/<Folder>` anywhere.
+    Doubtful(String),
+}
+
+/// Looks at most a few levels down, stopping at the first real mailbox, so
+/// that a context, box or folder given as the spool is named for what it is.
+fn spool_level(root: &Path) -> SpoolLevel {
+    let is_folder = |name: &str| Folder::KNOWN.iter().any(|f| f.dir_name() == name);
+    let dirs = |p: &Path| -> Vec<(String, PathBuf)> {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let up = |n: usize| {
+        let mut p = root.to_path_buf();
+        for _ in 0..n {
+            p = p.parent().map(Path::to_path_buf).unwrap_or(p);
+        }
+        p.display().to_string()
+    };
+    let has_msg_files = std::fs::read_dir(root).is_ok_and(|rd| {
+        rd.filter_map(|e| e.ok()).any(|e| {
+            let n = e.file_name();
+            let n = n.as_encoded_bytes();
+            n.len() > 8
+                && n.starts_with(b"msg")
+                && n[3..7].iter().all(u8::is_ascii_digit)
+                && n[7] == b'.'
+        })
+    });
+    let top = dirs(root);
+    if has_msg_files {
+        return SpoolLevel::Wrong(format!(
+            "{} is a message folder (it holds msgNNNN files): give the spool, e.g. --spool {}",
+            root.display(),
+            up(3)
+        ));
+    }
+    if top.iter().any(|(n, _)| is_folder(n)) {
+        return SpoolLevel::Wrong(format!(
+            "{} is a mailbox (it holds INBOX, Old, …): give the spool, e.g. --spool {}",
+            root.display(),
+            up(2)
+        ));
+    }
+    let mut boxes_seen = false;
+    for (_, ctx) in &top {
+        let below = dirs(ctx);
+        if below.iter().any(|(n, _)| is_folder(n)) {
+            return SpoolLevel::Wrong(format!(
+                "{} is a context folder (its boxes hold INBOX, Old, …): give the spool, e.g. --spool {}",
+                root.display(),
+                up(1)
+            ));
+        }
+        for (_, mb) in &below {
+            boxes_seen = true;
+            if dirs(mb).iter().any(|(n, _)| is_folder(n) || n == "tmp") {
+                return SpoolLevel::Spool;
+            }
+        }
+    }
+    if boxes_seen {
+        return SpoolLevel::Doubtful(format!(
+            "{} does not look like a voicemail spool (no <context>/<box>/INBOX below it)",
+            root.display()
+        ));
+    }
+    SpoolLevel::Spool
+}
+
+/// Drops output once its reader has closed the pipe, so a change batch is
+/// not cut short by `| head`; other errors (a full disk) still fail.
+struct ReaderMayLeave<'a> {
+    out: &'a mut dyn Write,
+    gone: bool,
+}
+
+impl Write for ReaderMayLeave<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
+/// A write to standard output failed because its reader closed the pipe.
+fn is_closed_output(e: &Error) -> bool {
+    matches!(e, Error::Io { source, path, .. }
+        if source.kind() == io::ErrorKind::BrokenPipe && path == Path::new(STDOUT))
+}
+
+const STDOUT: &str = "standard output";
+
 /// Writes `vmtool.1` and one page per subcommand (clap_mangen).
 pub fn write_man_pages(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let cmd = <Cli as clap::CommandFactory>::command();
+    // The pages carry the release, not the commit `--version` names: they are committed.
+    let cmd = <Cli as clap::CommandFactory>::command().version(env!("CARGO_PKG_VERSION"));
     clap_mangen::generate_to(cmd, dir)
 }
 
 pub fn out_err(e: io::Error) -> Error {
-    Error::io("write", "standard output", e)
+    Error::io("write", STDOUT, e)
 }
 
 /// What a listing row reads of a message's metadata: the parsed `.txt`, or
@@ -785,6 +920,13 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
             .folder_messages(mb, folder, &want, &mut |files, meta| {
                 let meta = match meta {
                     Ok(m) => m,
+                    // Moved or deleted between readdir and open (Asterisk, another
+                    // vmtool): no longer here, not an error.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        return
+                    }
                     Err(e) => {
                         errors.push(e);
                         return;
@@ -1418,6 +1560,8 @@ fn cmd_boxes(
         return show_users_like_asterisk(setup, a, out);
     }
     let mut contexts: Vec<Context> = Vec::new();
+    // A box, folder or message target lists just its box.
+    let mut only: BTreeMap<Context, Vec<MailboxId>> = BTreeMap::new();
     if a.contexts.is_empty() {
         contexts.extend(setup.store.contexts()?);
         if let Some(vc) = &setup.vmconf {
@@ -1432,19 +1576,39 @@ fn cmd_boxes(
         contexts.sort();
     } else {
         for c in &a.contexts {
-            let ctx = Context::new(c)?;
-            let configured = setup
-                .vmconf
-                .as_ref()
-                .is_some_and(|v| v.mailboxes.iter().any(|m| m.context == ctx.as_str()));
-            if !setup.store.context_exists(&ctx) && !configured {
-                rep.error(&Error::NotFound(format!(
-                    "no context \"{ctx}\": no directory in {} and not in voicemail.conf",
-                    setup.store.describe()
-                )));
+            let as_context = Context::new(c).ok().filter(|ctx| {
+                setup.store.context_exists(ctx)
+                    || setup
+                        .vmconf
+                        .as_ref()
+                        .is_some_and(|v| v.mailboxes.iter().any(|m| m.context == ctx.as_str()))
+            });
+            if let Some(ctx) = as_context {
+                only.remove(&ctx);
+                if !contexts.contains(&ctx) {
+                    contexts.push(ctx);
+                }
                 continue;
             }
-            contexts.push(ctx);
+            for t in setup.resolve_all(std::slice::from_ref(c), rep) {
+                let (ctx, mb) = match t {
+                    Target::Spool => continue,
+                    Target::Context(ctx) => (ctx, None),
+                    Target::Mailbox(mb) | Target::Folder(mb, _) | Target::Message(mb, _, _) => {
+                        (mb.context.clone(), Some(mb))
+                    }
+                };
+                let whole = contexts.contains(&ctx) && !only.contains_key(&ctx);
+                if !contexts.contains(&ctx) {
+                    contexts.push(ctx.clone());
+                }
+                match mb {
+                    Some(mb) if !whole => only.entry(ctx).or_default().push(mb),
+                    _ => {
+                        only.remove(&ctx);
+                    }
+                }
+            }
         }
     }
     let mut table = io::BufWriter::new(out);
@@ -1480,7 +1644,12 @@ fn cmd_boxes(
                 }
             }
         }
+        if let Some(picked) = only.get(ctx) {
+            boxes = picked.clone();
+            boxes.dedup();
+        }
         boxes.sort();
+        boxes.dedup();
         for mb in boxes {
             let conf = setup.mailbox_conf(&mb);
             let row = match box_row(setup, &mb, conf, a.bytes) {

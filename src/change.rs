@@ -165,6 +165,8 @@ struct Runner<'a> {
     dry_run: bool,
     changed: BTreeSet<MailboxId>,
     done: usize,
+    /// Dry run: the next number of each destination, as the run would allocate.
+    allocated: std::collections::HashMap<PathBuf, u32>,
 }
 
 impl Runner<'_> {
@@ -181,7 +183,28 @@ impl Runner<'_> {
             }
             if self.dry_run {
                 writeln!(out, "{}:", plan.src.at).map_err(crate::app::out_err)?;
-                for step in ops::describe(self.setup.store.spool(), &plan) {
+                // rm with backupdeleted moves into Deleted (Engine::apply): show that.
+                let shown = match (&plan.action, plan.src.at.mailbox_id()) {
+                    (Action::Delete, Ok(mb))
+                        if ops::backupdeleted_of(self.setup.vmconf.as_ref(), &mb) > 0
+                            && plan.src.at.folder != Folder::Deleted.dir_name() =>
+                    {
+                        writeln!(
+                            out,
+                            "  backupdeleted is set: kept in Deleted, as Asterisk does"
+                        )
+                        .map_err(crate::app::out_err)?;
+                        Plan {
+                            src: plan.src.clone(),
+                            action: Action::Move {
+                                mailbox: mb,
+                                folder: Folder::Deleted,
+                            },
+                        }
+                    }
+                    _ => plan.clone(),
+                };
+                for step in ops::describe(self.setup.store.spool(), &shown, &mut self.allocated) {
                     writeln!(out, "  {step}").map_err(crate::app::out_err)?;
                 }
                 self.done += 1;
@@ -330,6 +353,7 @@ fn run_all(
         dry_run,
         changed: BTreeSet::new(),
         done: 0,
+        allocated: Default::default(),
     };
     runner.run_plans(plans, out, rep)?;
     Ok(runner.finish(g, rep))
@@ -664,6 +688,17 @@ pub fn cmd_resequence(
     if !a.dry_run {
         let servers = match ami_targets(setup, g) {
             Ok(t) if !t.is_empty() => t,
+            // An AMI address was given but cannot be used (e.g. no user or
+            // secret): say that, not that there is no AMI.
+            Err(e) if !a.force => {
+                return Err(Error::Usage(format!(
+                    "{e}; without a working AMI login vmtool cannot check that no VoiceMailMain session has this box open (or add --force if you are sure)"
+                )))
+            }
+            Err(e) => {
+                rep.warn(&format!("{e}; going on without the VoiceMailMain check (--force)"));
+                Vec::new()
+            }
             _ if a.force => Vec::new(),
             _ => {
                 return Err(Error::Usage(

@@ -173,14 +173,30 @@ impl Checker<'_> {
                 }
             }
         }
-        // Leftovers in tmp/ (crashed recordings, staged copies).
+        // Staged copies and torn records of vmtool runs that are gone: at once.
+        let leftovers = if self.fix {
+            self.engine.remove_leftovers(mb)
+        } else {
+            self.engine.leftovers(mb)
+        };
+        for p in leftovers {
+            self.add(
+                &p,
+                "vmtool-leftover",
+                "left by a vmtool run that was killed".into(),
+                format!("vmtool check --fix {mb}"),
+                self.fix,
+            );
+        }
+        // Leftovers in tmp/ (crashed recordings).
         if let Ok(rd) = std::fs::read_dir(spool.tmp_dir(mb)) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let p = e.path();
                 if name == ".vmtool-lock"
                     || name == "vmtool-quarantine"
-                    || name.starts_with(".vmtool-intent-")
+                    || name.starts_with(".vmtool-")
+                    || name.starts_with("..vmtool-intent-")
                 {
                     continue;
                 }
@@ -271,7 +287,22 @@ impl Checker<'_> {
             }
         }
         for info in lock::inspect(&dir, self.stale).unwrap_or_default() {
-            if info.stale {
+            if let Some(owner) = &info.dead_owner {
+                // A killed vmtool's: broken at once (race-free), whatever its age.
+                let fixed = self.fix
+                    && match info.kind {
+                        lock::LockFileKind::Lockfile => lock::break_dead_lock(&dir)
+                            .is_ok_and(|o| o == lock::BreakOutcome::Broken),
+                        _ => lock::break_stale(&dir, Duration::MAX).is_ok() && !info.path.exists(),
+                    };
+                self.add(
+                    &info.path,
+                    "stale-lock",
+                    format!("left by {owner}, which is gone: deposits into this folder are lost after a 5-s wait"),
+                    format!("vmtool check --fix {}/{}/{folder}", mb.context, mb.mailbox()),
+                    fixed,
+                );
+            } else if info.stale {
                 self.add(
                     &info.path,
                     "stale-lock",
@@ -519,12 +550,10 @@ pub fn cmd_check(
     rep: &mut Reporter,
 ) -> Result<Exit> {
     if let Some(sql) = setup.store.sql() {
-        if a.fix {
-            return Err(Error::Usage(
-                "check --fix works on a file spool; on the SQL store, check reports and changes nothing".into(),
-            ));
-        }
-        let found = crate::sql::check::check(sql, setup.vmconf.as_ref())?;
+        // Rows are only reported; --fix breaks this server's stale spool locks.
+        let mut found = crate::sql::check::check(sql, setup.vmconf.as_ref())?;
+        let stale = Duration::from_secs(a.stale_after);
+        found.extend(crate::sql::check::spool_locks(sql, stale, a.fix));
         for f in &found {
             match setup.format {
                 crate::cli::Format::Json => {
@@ -532,13 +561,16 @@ pub fn cmd_check(
                         .map_err(|e| crate::app::out_err(e.into()))?;
                     writeln!(out).map_err(crate::app::out_err)?;
                 }
-                _ => writeln!(out, "{}: {}", f.at, f.problem).map_err(crate::app::out_err)?,
+                _ => {
+                    let tail = if f.fixed { " — fixed" } else { "" };
+                    writeln!(out, "{}: {}{tail}", f.at, f.problem).map_err(crate::app::out_err)?
+                }
             }
         }
         if found.is_empty() && !setup.quiet {
             writeln!(out, "no problem found in {}", sql.describe()).map_err(crate::app::out_err)?;
         }
-        return Ok(if found.is_empty() {
+        return Ok(if found.iter().all(|f| f.fixed) {
             Exit::Ok
         } else {
             Exit::Problems

@@ -15,6 +15,16 @@ macro_rules! targets_text {
   A msg_id (e.g. 1795689259-0000000b) selects the message(s) carrying it."
     };
 }
+macro_rules! ages_text {
+    () => {
+        "Ages and dates (--older-than, --since, --until, --stale-after, unlock --older-than):
+  an age counts back from now: 45s, 30min, 12h, 7d, 2w, 6mo, 1y (also 90days,
+  \"6 months\", 1y6mo); mo and y are calendar months and years (the day of the
+  month is clamped: 31 Aug - 6mo = 28 Feb); m alone is refused (min or mo?).
+  A date is 2026-11-01, \"2026-11-01 08:00\" or 2026-11-01T08:00:00+01:00, in
+  local time unless it says its zone (or --utc); @EPOCH is exact."
+    };
+}
 macro_rules! exit_text {
     () => {
         "Exit status (all commands):
@@ -29,6 +39,19 @@ macro_rules! exit_text {
 }
 
 const TARGETS: &str = targets_text!();
+const AGES: &str = ages_text!();
+const BOXES_HELP: &str = "\
+Columns:
+  MAILBOX          box@context
+  OWNER            full name from voicemail.conf (or users.conf)
+  NEW              INBOX + Urgent: new messages as `voicemail show users` and the
+                   phones' lamps count them (`vmtool count` gives INBOX and Urgent apart)
+  OLD              messages in Old
+  URGENT           messages in Urgent (already included in NEW)
+  MAXMSG           messages INBOX holds against maxmsg / maxmsg (FULL when reached)
+  BYTES            disk use of every file of the box (--bytes)
+  FOLDERS / STATE  messages per folder, then FULL, not in voicemail.conf, no directory yet
+JSON and CSV add inbox (INBOX alone), folders, full, configured and directory.";
 const WATCH_HELP: &str = "\
 A new message is reported once, as soon as Asterisk has renamed its .txt into
 INBOX or Urgent and released the folder lock; renumbering, moves and unread are
@@ -41,8 +64,8 @@ not new messages. Output: one line per event, or one JSON object per line
   VMTOOL_CALLERID, VMTOOL_CALLERID_NAME, VMTOOL_CALLERID_NUM, VMTOOL_DURATION,
   VMTOOL_ORIGTIME, VMTOOL_DATE, VMTOOL_MSG_ID, VMTOOL_URGENT
 e.g. vmtool watch --exec notify-send \"Voicemail\"";
-const ARCHIVE_HELP: &str = "\
-Messages are selected by origtime (never file mtimes), from every folder except
+const ARCHIVE_HELP: &str = concat!(
+    "Messages are selected by origtime (never file mtimes), from every folder except
 INBOX and Urgent unless --include-new or --folder say otherwise. Each is copied
 into DIR/<context>/<box>/<YYYY>/<MM>/<origtime>-<folder>-<NNNN>-<msg_id>/ with
 every msgNNNN.* file verbatim, recorded in DIR/manifest.jsonl (fields, sizes,
@@ -56,7 +79,11 @@ the row deleted in its own transaction once the manifest is synced.
 
 Cron (examples/cron/vmtool-archive):
   17 3 * * *  asterisk  vmtool archive --older-than 90d --to /srv/voicemail-archive --summary
-systemd: examples/systemd/vmtool-archive.service and .timer";
+systemd: examples/systemd/vmtool-archive.service and .timer
+
+",
+    ages_text!()
+);
 const PLAY_HELP: &str = concat!(
     "Plays through ALSA's default output device (--device NAME, --list-devices),
 opened at the message's own rate and channel count so nothing is resampled
@@ -97,6 +124,8 @@ e.g. vmtool convert compta/1202/INBOX -o /tmp/vm --rate 16000
 );
 const LS_LONG_HELP: &str = concat!(
     targets_text!(),
+    "\n\n",
+    ages_text!(),
     "
 
 Dates come from origtime (never origdate) and are shown in the mailbox's tz zone
@@ -120,9 +149,13 @@ CSV has the same columns, with a header line."
 );
 const LONG_HELP: &str = concat!(
     targets_text!(),
+    "\n\n",
+    ages_text!(),
     "\n\nEnvironment:
   VMTOOL_SPOOL   spool directory when --spool is not given
   VMTOOL_NOW     epoch seconds used instead of the clock for ages (--since 30d)
+  VMTOOL_AMI     AMI to tell Asterisk about changes when --ami is not given
+  VMTOOL_DB      voicemail SQL table URL when --db is not given
   NO_COLOR       disables colour (as --color never)
 
 Untrusted spool:
@@ -140,7 +173,7 @@ Untrusted spool:
 #[derive(Debug, Parser)]
 #[command(
     name = "vmtool",
-    version,
+    version = env!("VMTOOL_VERSION"),
     about = "Manage Asterisk voicemail spools the way Asterisk itself does",
     long_about = "vmtool reads and manages the voicemail that Asterisk's app_voicemail keeps in \
                   <astspooldir>/voicemail/<context>/<box>/<Folder>/msgNNNN.{txt,wav,WAV,gsm}: \
@@ -201,8 +234,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum)]
     pub lockmode: Option<LockModeArg>,
 
-    /// Seconds to wait for a busy folder lock before giving up (exit 4)
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 5.0)]
+    /// Seconds to wait for a busy folder lock before giving up (exit 4); also e.g. 30s, 2min
+    #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = crate::age::parse_secs_f64)]
     pub lock_timeout: f64,
 
     /// AMI to tell Asterisk about changes: [user[:secret]@]host[:port]; give it once per server [default: $VMTOOL_AMI, else manager.conf]
@@ -263,6 +296,7 @@ pub enum Command {
     #[command(after_help = TARGETS)]
     Show(ShowArgs),
     /// One line per mailbox: configuration joined with the spool, Asterisk's counts
+    #[command(after_help = BOXES_HELP)]
     Boxes(BoxesArgs),
     /// AMI MailboxCount numbers (urgent, new = INBOX only, old) for scripts
     Count(CountArgs),
@@ -287,6 +321,7 @@ pub enum Command {
     #[command(after_help = TARGETS)]
     Check(CheckArgs),
     /// Break a stale folder lock left by a crash (only locks older than --older-than)
+    #[command(after_help = AGES)]
     Unlock(UnlockArgs),
     /// Move a whole file spool into the SQL table (--to-sql) or back (--to-files): verified, resumable
     Migrate(MigrateArgs),
@@ -294,8 +329,10 @@ pub enum Command {
     #[command(after_help = ARCHIVE_HELP)]
     Archive(ArchiveArgs),
     /// Put archived messages back into a box (import procedure: highest+1, files verbatim)
+    #[command(after_help = AGES)]
     Restore(RestoreArgs),
     /// Delete old messages without archiving (by origtime)
+    #[command(after_help = AGES)]
     Purge(PurgeArgs),
     /// Show new messages the moment Asterisk finishes writing them (--all: reads, moves, deletes too)
     #[command(after_help = WATCH_HELP)]
@@ -330,7 +367,7 @@ pub struct LsArgs {
     /// Only new messages (INBOX and Urgent)
     #[arg(long)]
     pub new: bool,
-    /// Only messages recorded at or after this date (YYYY-MM-DD[ HH:MM[:SS]]) or age (30d, 12h, 2w, 90m)
+    /// Only messages recorded at or after this date or age: 7d, 12h, 2w, 6mo, 1y, 30min, 2026-11-01, "2026-11-01 08:00"
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
     /// Only messages recorded before this date or age
@@ -365,8 +402,8 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct BoxesArgs {
-    /// Contexts to list (default: all)
-    #[arg(value_name = "CONTEXT")]
+    /// Contexts or boxes to list, e.g. compta, 1202@compta, compta/1202 (default: all)
+    #[arg(value_name = "TARGET")]
     pub contexts: Vec<String>,
     /// Add disk use (one stat per file)
     #[arg(long)]
@@ -440,11 +477,11 @@ pub struct CheckArgs {
     /// Contexts, boxes or folders (default: the whole spool)
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Repair what is safe: finish or undo half-done moves, quarantine phantoms, orphans and -bak leftovers
+    /// Repair what is safe: finish or undo half-done moves, quarantine phantoms, orphans and -bak leftovers (SQL store: break this server's stale spool locks)
     #[arg(long)]
     pub fix: bool,
-    /// Age in seconds after which a lock or a tmp/ leftover is stale
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// Age after which a lock or a tmp/ leftover is stale: seconds, or e.g. 90s, 5min, 2h, 1d
+    #[arg(long, value_name = "AGE", default_value = "60", value_parser = crate::age::parse_secs)]
     pub stale_after: u64,
 }
 
@@ -453,11 +490,11 @@ pub struct UnlockArgs {
     /// The folder whose lock to break, e.g. compta/1202/INBOX
     #[arg(value_name = "FOLDER")]
     pub target: String,
-    /// Required: only a stale lock (older than --older-than) is ever broken
+    /// Required: only a stale lock (older than --older-than, or taken by a vmtool that is gone) is ever broken
     #[arg(long, required = true)]
     pub stale: bool,
-    /// Seconds after which a lock counts as stale
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    /// Age after which a lock counts as stale: seconds, or e.g. 90s, 5min, 2h, 1d
+    #[arg(long, value_name = "AGE", default_value = "60", value_parser = crate::age::parse_secs)]
     pub older_than: u64,
 }
 
@@ -466,7 +503,7 @@ pub struct SelectArgs {
     /// Contexts, boxes or folders (default: the whole spool)
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Age (30d, 12w, …) or date: messages recorded (origtime) before it
+    /// Messages recorded (origtime) before this age or date: 90d, 6mo, 1y, 2w, 12h, 30min, 2026-11-01 (m alone is refused: min or mo)
     #[arg(long, value_name = "AGE", required = true)]
     pub older_than: String,
     /// Only these folders (default: every folder except INBOX and Urgent)
@@ -481,7 +518,7 @@ pub struct SelectArgs {
     /// Print what would be done and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// Print a one-line summary at the end
+    /// Print a one-line summary at the end: count, size, boxes, oldest and newest origtime ("would …" with --dry-run); a real purge prints it unless --quiet
     #[arg(long)]
     pub summary: bool,
 }
@@ -546,8 +583,8 @@ pub struct WatchArgs {
     /// Events waiting for --exec at most (then the watch waits and warns; none is dropped)
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub queue: usize,
-    /// Poll every SECS seconds: how voicemail kept in SQL is watched (it has no change feed) [default on SQL: 2]
-    #[arg(long, value_name = "SECS")]
+    /// Poll every SECS seconds (also e.g. 30s, 1min): how voicemail kept in SQL is watched (it has no change feed) [default on SQL: 2]
+    #[arg(long, value_name = "SECS", value_parser = crate::age::parse_secs_f64)]
     pub poll: Option<f64>,
     /// Run a command per event, with the message in VMTOOL_* environment variables (no shell); must come last
     #[arg(long, value_name = "CMD [ARG]...", num_args = 1.., allow_hyphen_values = true)]

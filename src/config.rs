@@ -746,10 +746,10 @@ mod tests {
     use super::*;
     use std::fs;
 
-    /// `../shared/fixtures/asterisk-spool-team2/etc`: the confs a real Asterisk ran with.
+    /// `tests/fixtures/asterisk-spool-team2/etc`: the confs a real Asterisk ran with.
     fn fixture(name: &str) -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/asterisk-spool-team2/etc");
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk-spool-team2/etc");
         assert!(
             dir.is_dir(),
             "the real-Asterisk fixture is missing at {}",

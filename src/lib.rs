@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+pub mod age;
 pub mod ami;
 pub mod app;
 pub mod archive;

@@ -9,7 +9,8 @@
 //! * `<mailbox>/tmp/.vmtool-lock`, a vmtool-only lock ([`MailboxGuard`]).
 //!
 //! Differences from Asterisk, all on the safe side (§6.8): vmtool sleeps 5–20 ms
-//! between attempts instead of spinning, keeps its helper until release (it pins the
+//! between attempts instead of spinning, writes its owner into the helper, keeps its
+//! helper until release (it pins the
 //! inode, so the release can check the `.lock` is still its own), never removes a
 //! `.lock` it did not create, and in flock mode re-checks after locking that the
 //! file it locked is still `<folder>/lock`.
@@ -19,9 +20,13 @@
 //! after 4–5 s Asterisk gives up and, in the deposit path, discards the message.
 //!
 //! A process killed while holding a lockfile-mode lock (SIGKILL, abort, a signal the
-//! CLI does not catch) leaves `.lock` behind for ever, since Asterisk has no staleness
-//! test: every deposit into that folder is then lost. [`inspect`] finds it and
-//! [`break_stale`] removes it. In flock mode the kernel drops the lock with the process.
+//! CLI does not catch, power loss) leaves `.lock` behind for ever, since Asterisk has no
+//! staleness test: every deposit into that folder is then lost. vmtool therefore writes
+//! its [`Owner`] (pid, boot id, process start time) into its helper before linking it, so
+//! its `.lock` says whose it is (Asterisk's are empty): a `.lock` or helper whose vmtool
+//! is gone is broken at once by the next acquire in that folder ([`break_dead_lock`]),
+//! by [`break_stale`] and reported by [`inspect`], whatever its age; Asterisk's own keep
+//! the age rule. In flock mode the kernel drops the lock with the process.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{self, File, Metadata, OpenOptions, TryLockError};
@@ -179,7 +184,7 @@ impl FileId {
 /// reused by a fresh lock (ext4 reuses them at once); the mtime tells them apart,
 /// since nobody writes to a lock file and `rename()`/`link()` leave mtime alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     id: FileId,
     mtime: (i64, i64),
 }
@@ -205,7 +210,7 @@ fn random_u64() -> u64 {
 }
 
 /// A random pause in `lo_ms..=hi_ms`: waiters of several vmtools do not retry in step.
-fn jitter(lo_ms: u64, hi_ms: u64) -> Duration {
+pub(crate) fn jitter(lo_ms: u64, hi_ms: u64) -> Duration {
     let span = (hi_ms - lo_ms) * 1000 + 1;
     Duration::from_micros(lo_ms * 1000 + random_u64() % span)
 }
@@ -229,6 +234,154 @@ fn file_age(m: &Metadata, now: SystemTime) -> Duration {
         .checked_add(since_epoch)
         .and_then(|ctime| now.duration_since(ctime).ok())
         .unwrap_or(Duration::ZERO)
+}
+
+// ---------------------------------------------------------------------------------------
+// Owners of vmtool's locks
+
+/// First word of the name tag vmtool writes into its lock helpers.
+const OWNER_TAG: &str = "vmtool";
+
+/// Who took a lock: written by vmtool into its helper before linking it as `.lock`, so
+/// `.lock` carries it too (Asterisk's helpers and locks are empty, spec §6.2). With the
+/// boot id and the process start time, a pid reused by another process or a lock that
+/// survived a power loss is never taken for a live owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub boot_id: String,
+    /// Start time of the process, clock ticks after boot (`/proc/<pid>/stat` field 22).
+    pub start: u64,
+}
+
+impl Owner {
+    /// This process (`None` without `/proc`: its locks are then plain, like Asterisk's).
+    pub fn me() -> Option<&'static Owner> {
+        static ME: std::sync::OnceLock<Option<Owner>> = std::sync::OnceLock::new();
+        ME.get_or_init(|| {
+            let pid = std::process::id();
+            Some(Owner {
+                pid,
+                boot_id: boot_id()?.to_string(),
+                start: process_state(pid)?.1,
+            })
+        })
+        .as_ref()
+    }
+
+    /// The text written into the helper.
+    pub fn tag(&self) -> String {
+        format!(
+            "{OWNER_TAG} pid={} boot={} start={}\n",
+            self.pid, self.boot_id, self.start
+        )
+    }
+
+    /// Parses [`Owner::tag`]; `None` for anything else (Asterisk's empty files).
+    pub fn parse(data: &[u8]) -> Option<Owner> {
+        let text = std::str::from_utf8(data).ok()?;
+        let mut words = text.split_whitespace();
+        if words.next()? != OWNER_TAG {
+            return None;
+        }
+        let (mut pid, mut boot, mut start) = (None, None, None);
+        for w in words {
+            match w.split_once('=') {
+                Some(("pid", v)) => pid = v.parse().ok(),
+                Some(("boot", v)) => boot = Some(v.to_string()),
+                Some(("start", v)) => start = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Owner {
+            pid: pid?,
+            boot_id: boot?,
+            start: start?,
+        })
+    }
+
+    /// Gone for sure: started in another boot, or no process with this pid and start
+    /// time runs now (a zombie counts as gone). When in doubt (no `/proc`), alive.
+    pub fn is_dead(&self) -> bool {
+        let Some(boot) = boot_id() else {
+            return false;
+        };
+        if boot != self.boot_id {
+            return true;
+        }
+        process_gone(self.pid, self.start)
+    }
+}
+
+/// No process with this pid and start time runs on this boot (a zombie counts as
+/// gone). `false` when `/proc` cannot tell.
+pub fn process_gone(pid: u32, start: u64) -> bool {
+    match process_state(pid) {
+        Some((state, now)) => now != start || matches!(state, 'Z' | 'X'),
+        None => boot_id().is_some() && !Path::new(&format!("/proc/{pid}")).exists(),
+    }
+}
+
+/// Start time of this process (for names that must say who made them).
+pub fn my_start_time() -> Option<u64> {
+    Owner::me().map(|o| o.start)
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "vmtool pid {}", self.pid)
+    }
+}
+
+fn boot_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
+}
+
+/// State letter and start time of a process, from `/proc/<pid>/stat`.
+fn process_state(pid: u32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The owner tag of a lock file or helper, with the inode it was read from; `None`
+/// for an empty (Asterisk) file, a non-regular file or anything unreadable.
+pub fn read_owner(path: &Path) -> Option<(Owner, Stamp)> {
+    use std::io::Read;
+    let (file, meta) = crate::fsutil::open_regular(path).ok()?;
+    let mut buf = Vec::with_capacity(256);
+    file.take(256).read_to_end(&mut buf).ok()?;
+    Some((Owner::parse(&buf)?, Stamp::of(&meta)))
+}
+
+/// The owner of `path` if it is a vmtool that is gone.
+fn dead_owner(path: &Path) -> Option<(Owner, Stamp)> {
+    read_owner(path).filter(|(o, _)| o.is_dead())
+}
+
+/// Breaks `dir/.lock` if a vmtool that is gone took it, whatever its age (race-free:
+/// only the inode whose tag was read is removed), and removes that vmtool's helper.
+/// `NotStale` when `.lock` is anyone else's or absent.
+pub fn break_dead_lock(dir: &Path) -> Result<BreakOutcome, LockError> {
+    let Some((_, stamp)) = dead_owner(&dir.join(LOCKFILE_NAME)) else {
+        return Ok(BreakOutcome::NotStale);
+    };
+    let outcome = break_lock_if(dir, stamp, || {})?;
+    if outcome == BreakOutcome::Broken {
+        remove_stale_leftovers(dir, Duration::MAX, Some(stamp))?;
+    }
+    Ok(outcome)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -270,8 +423,25 @@ impl FolderLock {
     /// while we held it: what we did under it may have raced with Asterisk.
     pub fn release(mut self) -> Result<(), LockError> {
         match self.held.take() {
-            Some(held) => release_held(&self.dir, held),
+            Some(held) => {
+                log_hold(&self.dir, self.since);
+                release_held(&self.dir, held)
+            }
             None => Ok(()),
+        }
+    }
+
+    /// One attempt, no waiting: `Ok(None)` if the folder is busy. A lock left by a
+    /// killed vmtool is broken first.
+    pub fn try_acquire(dir: &Path, mode: LockMode) -> Result<Option<FolderLock>, LockError> {
+        let opts = LockOptions {
+            mode,
+            timeout: Duration::ZERO,
+        };
+        match FolderLock::acquire(dir, &opts) {
+            Ok(l) => Ok(Some(l)),
+            Err(LockError::Busy { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -294,7 +464,23 @@ impl FolderLock {
 impl Drop for FolderLock {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
+            log_hold(&self.dir, self.since);
             let _ = release_held(&self.dir, held);
+        }
+    }
+}
+
+/// `VMTOOL_TEST_LOCK_LOG=<file>`: appends "<µs held> <folder>" per release, for the
+/// lock-hold measurements in BENCHMARKS.md (never set in production).
+fn log_hold(dir: &Path, since: Instant) {
+    static LOG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    if let Some(path) =
+        LOG.get_or_init(|| std::env::var_os("VMTOOL_TEST_LOCK_LOG").map(PathBuf::from))
+    {
+        use std::io::Write;
+        let line = format!("{} {}\n", since.elapsed().as_micros(), dir.display());
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }
@@ -309,14 +495,37 @@ fn release_held(dir: &Path, held: Held) -> Result<(), LockError> {
 /// Creates `dir/.lock-%08x` like Asterisk (random ≤ 0x7fffffff, mode 0666 & ~umask).
 fn create_helper(dir: &Path) -> Result<(PathBuf, Stamp), LockError> {
     let mut last = None;
+    // Our name tag, so a `.lock` left by a killed vmtool can be told from Asterisk's
+    // (always empty) and broken at once (spec §6.6).
+    let tag = Owner::me().map(Owner::tag);
     for _ in 0..16 {
         let path = dir.join(format!("{HELPER_PREFIX}{:08x}", random_u64() & 0x7fff_ffff));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o666)
-            .open(&path)
-        {
+        let created = match &tag {
+            Some(tag) => create_tagged(dir, &path, tag.as_bytes()),
+            None => Ok(None),
+        };
+        let created = match created {
+            Ok(Some(f)) => Ok(f),
+            // No O_TMPFILE here: created by name, then tagged (a kill in between
+            // leaves an empty helper, judged by age like Asterisk's).
+            Ok(None) => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .open(&path)
+                .and_then(|mut f| {
+                    use std::io::Write;
+                    if let Some(tag) = &tag {
+                        if let Err(e) = f.write_all(tag.as_bytes()) {
+                            let _ = fs::remove_file(&path);
+                            return Err(e);
+                        }
+                    }
+                    Ok(f)
+                }),
+            Err(e) => Err(e),
+        };
+        match created {
             Ok(f) => {
                 return match f.metadata() {
                     Ok(m) => Ok((path, Stamp::of(&m))),
@@ -334,10 +543,42 @@ fn create_helper(dir: &Path) -> Result<(PathBuf, Stamp), LockError> {
     Err(io_err(dir, "create a lock helper in")(e))
 }
 
+/// Creates `path` with `tag` as its content in one step: an unnamed `O_TMPFILE` is
+/// written, then linked in (`EEXIST` if the name is taken), so a kill never leaves an
+/// untagged helper. `Ok(None)` where the file system has no `O_TMPFILE`.
+fn create_tagged(dir: &Path, path: &Path, tag: &[u8]) -> io::Result<Option<File>> {
+    use rustix::fs::{linkat, openat, AtFlags, Mode, OFlags, CWD};
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let fd = match openat(
+        CWD,
+        dir,
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(0o666),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut f = File::from(fd);
+    f.write_all(tag)?;
+    linkat(
+        CWD,
+        format!("/proc/self/fd/{}", f.as_raw_fd()),
+        CWD,
+        path,
+        AtFlags::SYMLINK_FOLLOW,
+    )?;
+    Ok(Some(f))
+}
+
 fn lockfile_acquire(dir: &Path, timeout: Duration) -> Result<Held, LockError> {
     let (helper, stamp) = create_helper(dir)?;
     let lock = dir.join(LOCKFILE_NAME);
     let start = Instant::now();
+    let mut next_owner_check = start;
     loop {
         match fs::hard_link(&helper, &lock) {
             Ok(()) => return Ok(Held::Lockfile { helper, stamp }),
@@ -348,6 +589,19 @@ fn lockfile_acquire(dir: &Path, timeout: Duration) -> Result<Held, LockError> {
                     if !m.file_type().is_file() {
                         let _ = fs::remove_file(&helper);
                         return Err(io_err(dir, "lock")(not_a_lock(&lock, &m)));
+                    }
+                }
+                // A killed vmtool's lock is broken at once: waiting cannot help, and
+                // Asterisk would drop every deposit behind it.
+                if Instant::now() >= next_owner_check {
+                    next_owner_check = Instant::now() + Duration::from_millis(250);
+                    match break_dead_lock(dir) {
+                        Ok(BreakOutcome::Broken) => continue,
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = fs::remove_file(&helper);
+                            return Err(e);
+                        }
                     }
                 }
                 if let Err(waited) = wait_or_give_up(start, timeout, jitter(5, 20)) {
@@ -642,6 +896,8 @@ pub struct LockInfo {
     /// Hard links. A `.lock` with 2 was taken by vmtool (whose helper is the other
     /// name), live or crashed; Asterisk's own `.lock` has 1.
     pub nlink: u64,
+    /// The vmtool that took it, when it is gone (then `stale` whatever the age).
+    pub dead_owner: Option<Owner>,
 }
 
 /// Lists the lock files of `dir` (sorted by name). Never changes anything; the flock
@@ -663,12 +919,16 @@ pub fn inspect(dir: &Path, threshold: Duration) -> io::Result<Vec<LockInfo>> {
             Err(e) => return Err(e),
         };
         let age = file_age(&meta, now);
+        let mut dead = None;
         let (stale, held) = match kind {
             LockFileKind::Flock => {
                 let held = probe_flock(&path, &meta);
                 (held == Some(true) && age > threshold, held)
             }
-            _ => (age > threshold, None),
+            _ => {
+                dead = dead_owner(&path).map(|(o, _)| o);
+                (age > threshold || dead.is_some(), None)
+            }
         };
         out.push(LockInfo {
             path,
@@ -677,6 +937,7 @@ pub fn inspect(dir: &Path, threshold: Duration) -> io::Result<Vec<LockInfo>> {
             stale,
             held,
             nlink: meta.nlink(),
+            dead_owner: dead,
         });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -741,7 +1002,19 @@ pub fn break_stale(
                 lock.display()
             ))));
         }
-        Ok(m) if file_age(&m, SystemTime::now()) <= threshold => BreakOutcome::NotStale,
+        Ok(m) if file_age(&m, SystemTime::now()) <= threshold => {
+            // A gone vmtool's lock is stale at any age.
+            match dead_owner(&lock) {
+                Some((_, stamp)) => {
+                    let outcome = break_lock_if(dir, stamp, || {})?;
+                    if outcome == BreakOutcome::Broken {
+                        broken = Some(stamp);
+                    }
+                    outcome
+                }
+                None => BreakOutcome::NotStale,
+            }
+        }
         Ok(m) => {
             let outcome = break_lock_if(dir, Stamp::of(&m), || {})?;
             if outcome == BreakOutcome::Broken {
@@ -806,9 +1079,10 @@ fn break_lock_if(
     }
 }
 
-/// Removes helpers and `.lock.stale-*` leftovers older than `threshold`, and the
-/// helper of a just broken `.lock` (`broken`: a killed vmtool's), whose ctime the
-/// unlink of `.lock` has just refreshed.
+/// Removes helpers and `.lock.stale-*` leftovers older than `threshold` or left by a
+/// vmtool that is gone (waiters killed while waiting), and the helper of a just broken
+/// `.lock` (`broken`: a killed vmtool's), whose ctime the unlink of `.lock` has just
+/// refreshed.
 fn remove_stale_leftovers(
     dir: &Path,
     threshold: Duration,
@@ -831,8 +1105,13 @@ fn remove_stale_leftovers(
         };
         // nlink > 1: still the other name of a `.lock` (a held vmtool lock); removing
         // it would unpin the inode its owner checks at release.
-        let old = file_age(&meta, now) > threshold || broken == Some(Stamp::of(&meta));
-        if !meta.file_type().is_file() || meta.nlink() > 1 || !old {
+        if !meta.file_type().is_file() || meta.nlink() > 1 {
+            continue;
+        }
+        let old = file_age(&meta, now) > threshold
+            || broken == Some(Stamp::of(&meta))
+            || dead_owner(&path).is_some();
+        if !old {
             continue;
         }
         match fs::remove_file(&path) {
@@ -1450,6 +1729,52 @@ mod tests {
             Err(LockError::Io { .. })
         ));
         assert!(dir.join(".lock").is_dir());
+    }
+
+    #[test]
+    fn a_gone_vmtools_lock_is_broken_at_once_and_nobody_elses() {
+        let (_t, dir) = folder();
+        let me = Owner::me().unwrap().clone();
+        assert_eq!(Owner::parse(me.tag().as_bytes()), Some(me.clone()));
+        assert!(!me.is_dead());
+        assert_eq!(Owner::parse(b""), None);
+        let reused_pid = Owner {
+            start: me.start + 1,
+            ..me.clone()
+        };
+        let other_boot = Owner {
+            boot_id: "00000000-0000-0000-0000-000000000000".into(),
+            ..me.clone()
+        };
+        assert!(reused_pid.is_dead() && other_boot.is_dead());
+
+        // Our own live lock: kept, whatever break_dead_lock is asked.
+        let lock = FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap();
+        assert_eq!(fs::read(dir.join(".lock")).unwrap(), me.tag().as_bytes());
+        assert_eq!(break_dead_lock(&dir).unwrap(), BreakOutcome::NotStale);
+        lock.release().unwrap();
+        // Asterisk's empty lock: kept (age rules only).
+        fs::write(dir.join(".lock"), "").unwrap();
+        assert_eq!(break_dead_lock(&dir).unwrap(), BreakOutcome::NotStale);
+        assert!(!inspect(&dir, DEFAULT_STALE_THRESHOLD).unwrap()[0].stale);
+        fs::remove_file(dir.join(".lock")).unwrap();
+        // A gone vmtool's lock and helper, and a killed waiter's helper.
+        fs::write(dir.join(".lock-0000dead"), other_boot.tag()).unwrap();
+        fs::hard_link(dir.join(".lock-0000dead"), dir.join(".lock")).unwrap();
+        fs::write(dir.join(".lock-0000beef"), reused_pid.tag()).unwrap();
+        let info = inspect(&dir, DEFAULT_STALE_THRESHOLD).unwrap();
+        assert!(info.iter().all(|i| i.stale && i.dead_owner.is_some()));
+        // A later vmtool gets the folder at once.
+        let start = Instant::now();
+        let lock = FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 2000)).unwrap();
+        assert!(start.elapsed() < Duration::from_millis(500));
+        lock.release().unwrap();
+        assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+        fs::write(dir.join(".lock-0000beef"), reused_pid.tag()).unwrap();
+        let (outcome, removed) = break_stale(&dir, DEFAULT_STALE_THRESHOLD).unwrap();
+        assert_eq!(outcome, BreakOutcome::NoLock);
+        assert_eq!(removed, [dir.join(".lock-0000beef")]);
+        assert!(names(&dir).is_empty());
     }
 
     #[test]

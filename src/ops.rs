@@ -2,13 +2,41 @@
 //! §12.5, §2.7), with an intent record that makes a crash at any step
 //! recoverable (`recover`).
 //!
-//! One message at a time: its files are staged by copy in the destination
-//! mailbox's `tmp/` (fsynced, outside any lock), committed into the destination
-//! folder under that folder's lock (number = highest + 1, audio renamed before
-//! the `.txt`), then removed from the source under the source folder's lock.
-//! Two folder locks are never held at once; a vmtool-only mailbox lock keeps
-//! two vmtool processes from moving the same message. Folders are never
-//! renumbered, except by `resequence` and by Asterisk's own `Deleted` rotation.
+//! # Change protocol
+//!
+//! One message at a time, under a vmtool-only lock of the source mailbox
+//! (`MailboxGuard`: two vmtools never move the same message):
+//!
+//! 1. The intent record (`tmp/.vmtool-intent-<id>.json` of the source box) is
+//!    written before anything else; `<id>` names the process (pid and start
+//!    time), so anything a kill leaves can be told from a live run's.
+//! 2. Every file is staged by copy into the destination box's `tmp/` as
+//!    `.vmtool-stage-<id>.<ext>` and fsynced, no lock held; the record then
+//!    lists their checksums.
+//! 3. The destination folder lock and (for a move) the source folder lock are
+//!    taken in path order: the first with the normal wait, the second with one
+//!    try; if it is busy both are released and the pair is retried after a
+//!    random pause until the timeout. vmtool never waits for a lock while it
+//!    holds another, so Asterisk (which holds one at a time, or source then
+//!    `Old`/`Deleted` in `close_mailbox()`) never waits behind vmtool, and two
+//!    vmtools moving A→B and B→A cannot deadlock.
+//! 4. Under both locks: the source is found by identity (the `.txt` bytes,
+//!    which carry `msg_id` and `origtime`) at its number or wherever Asterisk
+//!    renumbered it, with the same set of files; highest + 1 is allocated in
+//!    the destination; the record says so; audio then the `.txt` are renamed
+//!    in; the source's `.txt` then its audio are unlinked; both locks are
+//!    released. Nobody who locks ever sees the message twice or not at all.
+//! 5. Directories are fsynced and the record removed.
+//!
+//! Recovery (the next change in the box, or `check --fix`) reads the records
+//! whose process is gone, drops their staged copies, and finds both sides by
+//! identity wherever they are now: a complete copy anywhere in the destination
+//! box (Asterisk may have read it into `Old`) means the move is finished by
+//! removing the source, found in its folder whatever its number; no copy means
+//! the partial one (audio whose bytes are the recorded ones) is removed and the
+//! source stays. Folder locks a killed vmtool left are broken at once (their
+//! `.lock` names the owner, see `lock`). Folders are never renumbered, except
+//! by `resequence` and by Asterisk's own `Deleted` rotation.
 
 use crate::config::VoicemailConf;
 use crate::fsutil::{self, hex, Perms};
@@ -163,12 +191,30 @@ const INTENT_PREFIX: &str = ".vmtool-intent-";
 const STAGE_PREFIX: &str = ".vmtool-stage-";
 
 /// Hooks that let tests kill vmtool at a chosen step: `VMTOOL_TEST_KILL_AT`
-/// names a step; set only by the crash tests, never by accident.
+/// names a step; `VMTOOL_TEST_PAUSE_AT` names one where vmtool creates
+/// `$VMTOOL_TEST_PAUSE_FILE.paused` and waits (up to a minute) until
+/// `$VMTOOL_TEST_PAUSE_FILE` exists, so a test can act in between. Set only by
+/// tests, never by accident.
 pub(crate) fn failpoint(step: &str) {
     if let Some(want) = std::env::var_os("VMTOOL_TEST_KILL_AT") {
         if want == step {
             // SIGKILL-like: no destructors, no unlock.
             std::process::abort();
+        }
+    }
+    if let (Some(want), Some(file)) = (
+        std::env::var_os("VMTOOL_TEST_PAUSE_AT"),
+        std::env::var_os("VMTOOL_TEST_PAUSE_FILE"),
+    ) {
+        if want == step {
+            let file = PathBuf::from(file);
+            let mut paused = file.clone().into_os_string();
+            paused.push(".paused");
+            let _ = fs::write(&paused, step);
+            let start = std::time::Instant::now();
+            while !file.exists() && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 }
@@ -286,8 +332,16 @@ impl Engine<'_> {
         if tmp.is_dir() {
             return Ok(tmp);
         }
+        // A box of voicemail.conf that never had a message has no directory
+        // yet: made like its nearest existing parent, as create_dirpath() would.
         let mbox_dir = self.spool.mailbox_dir(mb);
-        let perms = Perms::observe(&mbox_dir).map_err(OpError::io("read", &mbox_dir))?;
+        let ctx_dir = self.spool.context_dir(&mb.context);
+        let model = [&mbox_dir, &ctx_dir, &self.spool.root().to_path_buf()]
+            .into_iter()
+            .find(|d| d.is_dir())
+            .cloned()
+            .unwrap_or_else(|| mbox_dir.clone());
+        let perms = Perms::observe(&model).map_err(OpError::io("read", &model))?;
         fsutil::create_dir_like(&tmp, &perms).map_err(OpError::io("create", &tmp))?;
         Ok(tmp)
     }
@@ -309,6 +363,12 @@ impl Engine<'_> {
         }
         let src_mb = plan.src.at.mailbox_id()?;
         let _guard = self.guard(&src_mb)?;
+        self.break_dead_locks(&src_mb);
+        if let Action::Move { mailbox, .. } | Action::Copy { mailbox, .. } = &plan.action {
+            if mailbox != &src_mb {
+                self.break_dead_locks(mailbox);
+            }
+        }
         self.recover_locked(&src_mb)?;
         let cur = self.find_current(&plan.src)?.ok_or_else(|| {
             OpError::Gone(format!(
@@ -436,6 +496,8 @@ impl Engine<'_> {
         let perms = Perms::observe(&dst_dir).map_err(OpError::io("read", &dst_dir))?;
         let src_perms = Perms::observe(&src_tmp).map_err(OpError::io("read", &src_tmp))?;
 
+        // The intent is on disk before the first staged byte: whatever a kill
+        // leaves in tmp/ is named by it (and its name says whose it is).
         let id = unique_id();
         let mut intent = Intent {
             id: id.clone(),
@@ -464,8 +526,8 @@ impl Engine<'_> {
             let to = dst_tmp.join(format!("{STAGE_PREFIX}{id}.{ext}"));
             match fsutil::copy_durable(&from, &to, &perms) {
                 Ok(sum) => {
+                    staged.push((ext.clone(), to));
                     if ext == "txt" && sum != src.txt_sha {
-                        let _ = fs::remove_file(&to);
                         cleanup(&staged);
                         return Err(OpError::Gone(format!(
                             "{} changed while it was being copied; nothing was done",
@@ -473,9 +535,9 @@ impl Engine<'_> {
                         )));
                     }
                     intent.files.push((ext.clone(), hex(&sum)));
-                    staged.push((ext.clone(), to));
                 }
                 Err(e) => {
+                    let _ = fs::remove_file(&to);
                     cleanup(&staged);
                     return Err(OpError::Io {
                         action: "copy",
@@ -490,60 +552,165 @@ impl Engine<'_> {
         self.write_intent(&src_tmp, &intent, &src_perms)?;
         failpoint("staged-all");
 
-        // Commit into the destination under its lock: only renames in there.
-        let lock = match FolderLock::acquire(&dst_dir, &self.lock) {
+        // Both folders locked (never waiting for one while holding the other),
+        // then only renames and unlinks until both are released.
+        let src_dir = self.dir_of(&src.at)?;
+        let locks = match self.lock_pair(&dst_dir, (!keep_source).then_some(src_dir.as_path())) {
             Ok(l) => l,
             Err(e) => {
-                cleanup(&staged);
-                return Err(e.into());
-            }
-        };
-        let num = match self.allocate(&dst_dir, dmb, dfolder, capacity) {
-            Ok(n) => n,
-            Err(e) => {
-                drop(lock);
                 cleanup(&staged);
                 return Err(e);
             }
         };
+        failpoint("locked");
+        // A move takes the message wherever it is in its folder now (Asterisk
+        // may have renumbered it), and only if it is still the one staged.
+        let mut from = src.at.clone();
+        if !keep_source {
+            let txt_sum = hex(&src.txt_sha);
+            let found = self.find_in_folder(&src.at, &txt_sum)?;
+            let same_files = found.as_ref().is_some_and(|(_, exts)| {
+                let mut a = exts.clone();
+                let mut b: Vec<String> = intent.files.iter().map(|(e, _)| e.clone()).collect();
+                a.sort();
+                b.sort();
+                a == b
+            });
+            match found {
+                Some((at, _)) if same_files => from = at,
+                _ => {
+                    drop(locks);
+                    cleanup(&staged);
+                    return Err(OpError::Gone(format!(
+                        "{} was moved, deleted or changed by someone else meanwhile; nothing was done",
+                        src.at
+                    )));
+                }
+            }
+        }
+        let num = match self.allocate(&dst_dir, dmb, dfolder, capacity) {
+            Ok(n) => n,
+            Err(e) => {
+                drop(locks);
+                cleanup(&staged);
+                return Err(e);
+            }
+        };
+        intent.src = from.clone();
         intent.dest_num = Some(num.get());
         intent.state = "committing".into();
         self.write_intent(&src_tmp, &intent, &src_perms)?;
         failpoint("committing");
         let (audio, txt): (Vec<_>, Vec<_>) = staged.iter().partition(|(ext, _)| ext != "txt");
-        for (ext, from) in audio.iter().chain(txt.iter()) {
+        for (ext, staged_at) in audio.iter().chain(txt.iter()) {
             let to = self.spool.msg_file(dmb, dfolder, num, ext);
-            fs::rename(from, &to).map_err(OpError::io("rename into", &to))?;
+            fs::rename(staged_at, &to).map_err(OpError::io("rename into", &to))?;
             failpoint(if ext == "txt" {
                 "renamed-txt"
             } else {
                 "renamed-audio"
             });
         }
-        lock.release()?;
-        fsutil::sync_dir(&dst_dir).map_err(OpError::io("sync", &dst_dir))?;
-        fsutil::sync_dir(&dst_tmp).map_err(OpError::io("sync", &dst_tmp))?;
         let dest = MsgRef::new(dmb, dfolder, num);
-        intent.state = "committed".into();
-        self.write_intent(&src_tmp, &intent, &src_perms)?;
         failpoint("committed");
-
         if !keep_source {
-            if let Err(e) = self.remove_source(src, &intent) {
-                // The source could not be removed: take the copy back so the
-                // message exists once, where it was.
-                if matches!(e, OpError::Lock(LockError::Busy { .. })) {
-                    self.undo_commit(&intent)?;
-                    let _ = fs::remove_file(&intent_path);
+            // The .txt first, then the audio (vm_delete()), still under both locks:
+            // nobody who locks ever sees the message twice.
+            let txt = self.file_of(&from, "txt")?;
+            fs::remove_file(&txt).map_err(OpError::io("remove", &txt))?;
+            failpoint("removed-src-txt");
+            for (ext, _) in intent.files.iter().filter(|(e, _)| e != "txt") {
+                let p = self.file_of(&from, ext)?;
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(OpError::io("remove", &p)(e)),
                 }
-                return Err(e);
             }
         }
+        let mut released = Ok(());
+        for l in locks {
+            released = released.and(l.release());
+        }
+        failpoint("removed-src");
+        released?;
+        fsutil::sync_dir(&dst_dir).map_err(OpError::io("sync", &dst_dir))?;
+        if !keep_source && src_dir != dst_dir {
+            fsutil::sync_dir(&src_dir).map_err(OpError::io("sync", &src_dir))?;
+        }
+        fsutil::sync_dir(&dst_tmp).map_err(OpError::io("sync", &dst_tmp))?;
         fs::remove_file(&intent_path).map_err(OpError::io("remove", &intent_path))?;
         fsutil::sync_dir(&src_tmp).map_err(OpError::io("sync", &src_tmp))?;
         Ok(dest)
     }
 
+    /// Locks `a` and, if given and different, `b`: the first (by path) with the
+    /// normal wait, the second with one try; if that is busy both are released
+    /// and the pair is tried again after a random pause, until the timeout.
+    /// vmtool never waits for a lock while it holds another (Asterisk would
+    /// wait behind it and drop a caller's message), and two vmtools moving
+    /// A→B and B→A cannot deadlock.
+    fn lock_pair(&self, a: &Path, b: Option<&Path>) -> Result<Vec<FolderLock>> {
+        let Some(b) = b.filter(|b| *b != a) else {
+            return Ok(vec![FolderLock::acquire(a, &self.lock)?]);
+        };
+        let (first, second) = if a < b { (a, b) } else { (b, a) };
+        let start = std::time::Instant::now();
+        let mut pause_ms = 2u64;
+        loop {
+            let opts = LockOptions {
+                mode: self.lock.mode,
+                timeout: self.lock.timeout.saturating_sub(start.elapsed()),
+            };
+            let one = FolderLock::acquire(first, &opts)?;
+            if let Some(two) = FolderLock::try_acquire(second, self.lock.mode)? {
+                return Ok(vec![one, two]);
+            }
+            drop(one);
+            let waited = start.elapsed();
+            if waited >= self.lock.timeout {
+                return Err(LockError::Busy {
+                    dir: second.to_path_buf(),
+                    waited,
+                }
+                .into());
+            }
+            // Back off with jitter (2, 4, … 32 ms) so the holder of `second` gets on.
+            let pause = crate::lock::jitter(pause_ms / 2, pause_ms);
+            std::thread::sleep(pause.min(self.lock.timeout - waited));
+            pause_ms = (pause_ms * 2).min(32);
+        }
+    }
+
+    /// The message with this `.txt` checksum in `at`'s folder: at `at`'s number
+    /// if it is still there, else wherever Asterisk renumbered it. Returns its
+    /// place and the extensions of its files (`txt` included).
+    fn find_in_folder(&self, at: &MsgRef, txt_sum: &str) -> Result<Option<(MsgRef, Vec<String>)>> {
+        let dir = self.dir_of(at)?;
+        let scan = scan::scan_folder(&dir).map_err(OpError::io("read folder", &dir))?;
+        let mut order: Vec<&scan::MsgFiles> = scan.messages.iter().filter(|m| m.txt).collect();
+        order.sort_by_key(|m| m.num.get() != at.num);
+        for m in order {
+            let here = MsgRef {
+                num: m.num.get(),
+                ..at.clone()
+            };
+            if self.file_is(&here, "txt", txt_sum) {
+                let mut exts = m.audio.clone();
+                exts.push("txt".into());
+                return Ok(Some((here, exts)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `at.ext` exists with these bytes (SHA-256, hex).
+    fn file_is(&self, at: &MsgRef, ext: &str, sum: &str) -> bool {
+        self.file_of(at, ext)
+            .ok()
+            .and_then(|p| fsutil::sha256_file(&p).ok())
+            .is_some_and(|s| hex(&s) == sum)
+    }
     /// Number for a new message in `dir` (its lock held): highest + 1, refused
     /// the way `save_to_folder()` refuses; any stray `msgMMMM.*` at that number
     /// is quarantined first so nothing is adopted (spec §4.6). For `Deleted`
@@ -643,27 +810,24 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Step 3 of spec §12.4: remove the source, after checking it is still the
-    /// message that was copied.
+    /// Step 3 of spec §12.4 for a delete: remove the message under its folder
+    /// lock, found by its `.txt` bytes wherever Asterisk renumbered it.
     fn remove_source(&self, src: &Located, intent: &Intent) -> Result<()> {
         let dir = self.dir_of(&src.at)?;
         let lock = FolderLock::acquire(&dir, &self.lock)?;
-        let txt = self.file_of(&src.at, "txt")?;
-        let same = fsutil::read_txt_file(&txt)
-            .map(|b| sha(&b) == src.txt_sha)
-            .unwrap_or(false);
-        if !same {
+        let Some((at, _)) = self.find_in_folder(&src.at, &hex(&src.txt_sha))? else {
             drop(lock);
             return Err(OpError::Gone(format!(
-                "{} changed after it was copied; the copy stays and the original was not removed (see `vmtool check`)",
+                "{} was moved, deleted or changed by someone else meanwhile; nothing was done",
                 src.at
             )));
-        }
+        };
         // The .txt first, then the audio (vm_delete()).
+        let txt = self.file_of(&at, "txt")?;
         fs::remove_file(&txt).map_err(OpError::io("remove", &txt))?;
         failpoint("removed-src-txt");
         for (ext, _) in intent.files.iter().filter(|(e, _)| e != "txt") {
-            let p = self.file_of(&src.at, ext)?;
+            let p = self.file_of(&at, ext)?;
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -676,34 +840,31 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Removes a committed copy again (its files verified against the intent).
-    fn undo_commit(&self, intent: &Intent) -> Result<()> {
-        let Some(dest) = intent_dest(intent)? else {
-            return Ok(());
-        };
-        let dir = self.dir_of(&dest)?;
-        let _lock = FolderLock::acquire(&dir, &self.lock)?;
-        self.remove_verified(&dest, intent)?;
-        fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))
-    }
-
     /// Unlinks the files of `at` whose bytes are those recorded in the intent
-    /// (the `.txt` first); anything else is left alone.
-    fn remove_verified(&self, at: &MsgRef, intent: &Intent) -> Result<()> {
+    /// (the `.txt` first); anything else is left alone, and nothing at all if
+    /// `at` holds another message (a `.txt` with other bytes). Returns whether
+    /// anything was removed.
+    fn remove_verified(&self, at: &MsgRef, intent: &Intent) -> Result<bool> {
         let mut files = intent.files.clone();
         files.sort_by_key(|(e, _)| e != "txt");
+        let txt = self.file_of(at, "txt")?;
+        let txt_sum = files
+            .iter()
+            .find(|(e, _)| e == "txt")
+            .map(|(_, s)| s.as_str());
+        if txt.exists() && !txt_sum.is_some_and(|s| self.file_is(at, "txt", s)) {
+            return Ok(false);
+        }
+        let mut any = false;
         for (ext, sum) in files {
-            let p = self.file_of(at, &ext)?;
-            if fsutil::sha256_file(&p)
-                .map(|s| hex(&s) == sum)
-                .unwrap_or(false)
-            {
+            if self.file_is(at, &ext, &sum) {
+                let p = self.file_of(at, &ext)?;
                 fs::remove_file(&p).map_err(OpError::io("remove", &p))?;
+                any = true;
             }
         }
-        Ok(())
+        Ok(any)
     }
-
     /// Deletes a message outright (no `Deleted` backup): for archive and purge.
     pub fn delete_plain(&self, loc: &Located) -> Result<()> {
         let mb = loc.at.mailbox_id()?;
@@ -807,7 +968,7 @@ impl Engine<'_> {
         self.recover_locked(mb)
     }
 
-    /// Intent records waiting in a mailbox (for `check`).
+    /// Intent records of interrupted changes (their vmtool is gone) in a mailbox.
     pub fn pending(&self, mb: &MailboxId) -> Vec<PathBuf> {
         let tmp = self.spool.tmp_dir(mb);
         let Ok(rd) = fs::read_dir(&tmp) else {
@@ -820,6 +981,15 @@ impl Engine<'_> {
                 p.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(INTENT_PREFIX) && n.ends_with(".json"))
+            })
+            // A live vmtool's change in progress is not interrupted.
+            .filter(|p| {
+                let id = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(INTENT_PREFIX));
+                id.and_then(id_owner)
+                    .is_none_or(|(pid, start)| crate::lock::process_gone(pid, start))
             })
             .collect();
         v.sort();
@@ -879,36 +1049,39 @@ impl Engine<'_> {
             .iter()
             .find(|(e, _)| e == "txt")
             .map(|(_, s)| s.clone());
-        let file_is = |at: &MsgRef, ext: &str, sum: &str| {
-            self.file_of(at, ext)
-                .ok()
-                .and_then(|p| fsutil::sha256_file(&p).ok())
-                .is_some_and(|s| hex(&s) == sum)
-        };
-        // Staged files are only copies: always safe to drop.
+        // Staged files are only copies: always safe to drop, listed or not
+        // (a kill while staging leaves one the record does not list yet).
         if let (Some(c), Some(m)) = (&intent.dest_context, &intent.dest_mailbox) {
             let dmb = MailboxId::new(
                 Context::new(c).map_err(|e| OpError::Refused(e.to_string()))?,
                 m,
             )
             .map_err(|e| OpError::Refused(e.to_string()))?;
-            let tmp = self.spool.tmp_dir(&dmb);
-            for (ext, _) in &intent.files {
-                let _ = fs::remove_file(tmp.join(format!("{STAGE_PREFIX}{}.{ext}", intent.id)));
+            let prefix = format!("{STAGE_PREFIX}{}.", intent.id);
+            if let Ok(rd) = fs::read_dir(self.spool.tmp_dir(&dmb)) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
             }
         }
         let dest = intent_dest(intent)?;
-        let complete_copy = |d: &MsgRef| intent.files.iter().all(|(ext, sum)| file_is(d, ext, sum));
         match (intent.op.as_str(), intent.state.as_str(), dest) {
             ("delete", _, _) => {
-                let txt_there = txt_sum.as_ref().is_some_and(|s| file_is(src, "txt", s));
-                if txt_there {
+                let dir = self.dir_of(src)?;
+                let _lock = FolderLock::acquire(&dir, &self.lock)?;
+                // The .txt goes first: if it is still there (wherever it is now),
+                // the delete had not started.
+                let kept = match &txt_sum {
+                    Some(s) => self.find_in_folder(src, s)?.is_some(),
+                    None => false,
+                };
+                if kept {
                     return Ok(format!(
                         "{src}: interrupted delete had not started; message kept"
                     ));
                 }
-                let dir = self.dir_of(src)?;
-                let _lock = FolderLock::acquire(&dir, &self.lock)?;
                 self.remove_verified(src, intent)?;
                 fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))?;
                 Ok(format!(
@@ -919,46 +1092,161 @@ impl Engine<'_> {
                 "{src}: an interrupted {} had not reached the destination; staged copies removed",
                 intent.op
             )),
-            (op, state, Some(d)) => {
-                let dest_complete = complete_copy(&d);
-                if !dest_complete {
-                    // The rename into the destination did not finish: the
-                    // source is intact, so the partial copy goes.
-                    let dir = self.dir_of(&d)?;
-                    let _lock = FolderLock::acquire(&dir, &self.lock)?;
-                    let txt_in_dest = txt_sum.as_ref().is_some_and(|s| file_is(&d, "txt", s));
-                    if !txt_in_dest {
-                        self.remove_verified(&d, intent)?;
-                        fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))?;
-                        return Ok(format!(
-                            "{src}: undid an interrupted {op} (partial copy at {d} removed)"
-                        ));
+            (op, _, Some(d)) => self.recover_transfer(intent, op, &d, txt_sum.as_deref()),
+        }
+    }
+
+    /// An interrupted move or copy that had begun to rename into `d`: both
+    /// sides are found by identity (the `.txt` bytes, then every file's
+    /// checksum), wherever they are now — Asterisk or another vmtool may have
+    /// renumbered the source or moved the copy (e.g. read it into `Old`) since.
+    /// A complete copy anywhere in the destination box: the move is finished
+    /// (the source removed). None: the partial copy goes and the source stays.
+    fn recover_transfer(
+        &self,
+        intent: &Intent,
+        op: &str,
+        d: &MsgRef,
+        txt_sum: Option<&str>,
+    ) -> Result<String> {
+        let src = &intent.src;
+        let moving = op == "move";
+        let src_dir = self.dir_of(src)?;
+        let dst_dir = self.dir_of(d)?;
+        let locks = self.lock_pair(&dst_dir, moving.then_some(src_dir.as_path()))?;
+        let dmb = d.mailbox_id()?;
+        let complete = |at: &MsgRef| intent.files.iter().all(|(e, s)| self.file_is(at, e, s));
+        // Where the copy is now: its committed place, else by identity in any
+        // folder of the destination box (never the source's own folder).
+        let mut copy_at = txt_sum
+            .filter(|s| self.file_is(d, "txt", s))
+            .map(|_| d.clone());
+        if copy_at.is_none() {
+            if let Some(sum) = txt_sum {
+                use crate::store::MailboxStore as _;
+                let folders = crate::store::FileStore::new(self.spool.clone())
+                    .folders(&dmb)
+                    .unwrap_or_default();
+                for f in folders {
+                    let probe = MsgRef {
+                        folder: f.dir_name().to_string(),
+                        num: 0,
+                        ..d.clone()
+                    };
+                    if moving && self.dir_of(&probe)? == src_dir {
+                        continue;
                     }
-                    return Ok(format!("{src}: {op} to {d} left as is (copy incomplete but its .txt is there; see check)"));
+                    if let Some((at, _)) = self.find_in_folder(&probe, sum)? {
+                        if complete(&at) {
+                            copy_at = Some(at);
+                            break;
+                        }
+                    }
                 }
-                let _ = state;
-                if op == "copy" || op == "import" {
-                    return Ok(format!("{src}: interrupted {op} to {d} was complete"));
+            }
+        }
+        let msg = match copy_at {
+            None => {
+                // The .txt never arrived: the partial copy's audio goes (only
+                // files with the recorded bytes, wherever Asterisk's resequencing
+                // took them); the source was never touched.
+                self.remove_verified(d, intent)?;
+                self.remove_orphans_of(d, intent)?;
+                format!("{src}: undid an interrupted {op} (partial copy at {d} removed)")
+            }
+            Some(c) if !moving => format!("{src}: interrupted {op} to {c} was complete"),
+            Some(c) => {
+                // The source, wherever Asterisk renumbered it in its folder; then
+                // any audio left at its recorded number after its .txt went.
+                if let Some((at, _)) = match txt_sum {
+                    Some(s) => self.find_in_folder(src, s)?,
+                    None => None,
+                } {
+                    self.remove_verified(&at, intent)?;
                 }
-                // Move: the copy is complete; remove the source if it is still
-                // the same message (its .txt bytes), so it exists exactly once.
-                let src_there = txt_sum.as_ref().is_some_and(|s| file_is(src, "txt", s));
-                let src_audio_left = intent
-                    .files
-                    .iter()
-                    .any(|(e, s)| e != "txt" && file_is(src, e, s));
-                if src_there || src_audio_left {
-                    let dir = self.dir_of(src)?;
-                    let _lock = FolderLock::acquire(&dir, &self.lock)?;
-                    self.remove_verified(src, intent)?;
-                    fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))?;
-                    return Ok(format!("{src}: finished an interrupted move to {d}"));
-                }
-                Ok(format!("{src}: interrupted move to {d} was complete"))
+                self.remove_verified(src, intent)?;
+                self.remove_orphans_of(src, intent)?;
+                format!("{src}: finished an interrupted move to {c}")
+            }
+        };
+        for l in locks {
+            l.release()?;
+        }
+        fsutil::sync_dir(&dst_dir).map_err(OpError::io("sync", &dst_dir))?;
+        if moving {
+            fsutil::sync_dir(&src_dir).map_err(OpError::io("sync", &src_dir))?;
+        }
+        Ok(msg)
+    }
+
+    /// Audio without a `.txt` anywhere in `at`'s folder whose bytes are the
+    /// intent's: half a copy or half a removal, renumbered by Asterisk since
+    /// (its resequencing goes by audio, spec §2.6).
+    fn remove_orphans_of(&self, at: &MsgRef, intent: &Intent) -> Result<()> {
+        let dir = self.dir_of(at)?;
+        let scan = scan::scan_folder(&dir).map_err(OpError::io("read folder", &dir))?;
+        for m in scan.messages.iter().filter(|m| !m.txt) {
+            let here = MsgRef {
+                num: m.num.get(),
+                ..at.clone()
+            };
+            self.remove_verified(&here, intent)?;
+        }
+        Ok(())
+    }
+
+    /// Breaks every folder lock of `mb` that a vmtool which is gone left behind
+    /// (spec §6.6: Asterisk would drop each deposit into it after 5 s).
+    fn break_dead_locks(&self, mb: &MailboxId) {
+        if self.lock.mode != crate::lock::LockMode::Lockfile {
+            return;
+        }
+        let Ok(rd) = fs::read_dir(self.spool.mailbox_dir(mb)) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = crate::lock::break_dead_lock(&e.path());
             }
         }
     }
 
+    /// vmtool's own files in a mailbox's `tmp/` whose owner is gone: staged
+    /// copies and torn intent records of killed runs (their names carry the
+    /// owner's pid and start time). Records of finished-or-not changes
+    /// themselves are [`Self::pending`].
+    pub fn leftovers(&self, mb: &MailboxId) -> Vec<PathBuf> {
+        let tmp = self.spool.tmp_dir(mb);
+        let Ok(rd) = fs::read_dir(&tmp) else {
+            return Vec::new();
+        };
+        let torn = format!(".{INTENT_PREFIX}");
+        let mut v: Vec<PathBuf> = rd
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name
+                    .strip_prefix(STAGE_PREFIX)
+                    .or_else(|| name.strip_prefix(&torn));
+                id.is_some_and(|id| owner_gone(id, &e.path()))
+            })
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Removes [`Self::leftovers`]; returns what was removed.
+    pub fn remove_leftovers(&self, mb: &MailboxId) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        for p in self.leftovers(mb) {
+            if fs::remove_file(&p).is_ok() {
+                removed.push(p);
+            }
+        }
+        removed
+    }
     /// Closes numbering gaps in one folder, one message per lock hold.
     pub fn resequence(&self, mb: &MailboxId, folder: &Folder) -> Result<Vec<(MsgNum, MsgNum)>> {
         let _guard = self.guard(mb)?;
@@ -1030,7 +1318,8 @@ fn sha(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
-/// Unique within this machine: pid, time and a process counter.
+/// Unique within this machine, and saying whose it is: pid, process start
+/// time, time and a process counter.
 fn unique_id() -> String {
     use std::sync::atomic::AtomicU64;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -1039,43 +1328,89 @@ fn unique_id() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!(
-        "{}-{:x}-{}",
+        "{}-{}-{:x}-{}",
         std::process::id(),
+        crate::lock::my_start_time().unwrap_or(0),
         nanos,
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
 }
 
-/// The steps `--dry-run` prints for a plan; `next` is the number the
-/// destination would allocate now (it may change before the plan runs).
-pub fn describe(spool: &Spool, plan: &Plan) -> Vec<String> {
+/// Pid and start time of the process that made [`unique_id`] `id` (what
+/// follows it in a file name is ignored); `None` for older names.
+fn id_owner(id: &str) -> Option<(u32, u64)> {
+    let id = id.split('.').next()?;
+    let parts: Vec<&str> = id.split('-').collect();
+    match parts[..] {
+        [pid, start, _, _] => Some((pid.parse().ok()?, start.parse().ok().filter(|s| *s > 0)?)),
+        _ => None,
+    }
+}
+
+/// Whether the process that made a file named after [`unique_id`] `id` is
+/// gone. Names of older versions (pid, time, counter) carry no start time:
+/// judged by age (an hour), as before.
+fn owner_gone(id: &str, path: &Path) -> bool {
+    match id_owner(id) {
+        Some((pid, start)) => crate::lock::process_gone(pid, start),
+        None => fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600)),
+    }
+}
+
+/// The steps `--dry-run` prints for a plan. `allocated` carries each
+/// destination's next number across the plans of one run, so a batch shows
+/// the numbers the run allocates (they may change if Asterisk delivers first).
+pub fn describe(
+    spool: &Spool,
+    plan: &Plan,
+    allocated: &mut std::collections::HashMap<PathBuf, u32>,
+) -> Vec<String> {
     let src = &plan.src.at;
     let files = plan.src.exts.join(",");
     let rel = |p: PathBuf| spool.relative(&p).display().to_string();
     let mut steps = Vec::new();
-    let dest_steps = |steps: &mut Vec<String>, mb: &MailboxId, folder: &Folder| {
-        let dir = spool.folder_dir(mb, folder);
-        let next = last_message_index(&dir).ok().flatten().map_or(0, |l| l + 1);
+    let stage = |steps: &mut Vec<String>, mb: &MailboxId| {
         steps.push(format!(
             "copy {src}.{{{files}}} to {}/ (fsync)",
             rel(spool.tmp_dir(mb))
         ));
-        steps.push(format!(
-            "lock {}; allocate msg{next:04} (highest+1); rename the audio, then the .txt; unlock",
-            rel(dir)
-        ));
+    };
+    let mut next_of = |dir: PathBuf| {
+        let slot = allocated.entry(dir.clone()).or_insert_with(|| {
+            last_message_index(&dir)
+                .ok()
+                .flatten()
+                .map_or(0, |l| u32::from(l) + 1)
+        });
+        let next = *slot;
+        *slot += 1;
+        next
     };
     match &plan.action {
         Action::Move { mailbox, folder } => {
-            dest_steps(&mut steps, mailbox, folder);
+            stage(&mut steps, mailbox);
+            let dir = spool.folder_dir(mailbox, folder);
+            let next = next_of(dir.clone());
             steps.push(format!(
-                "lock {}/{}/{}; check msg{:04}.txt is unchanged; remove its .txt, then its audio; unlock (no renumbering)",
-                src.context, src.mailbox, src.folder, src.num
+                "lock {} and {}/{}/{} (never waiting for one while holding the other); find msg{:04}.txt by its bytes; allocate msg{next:04} (highest+1); rename the audio, then the .txt; remove the source's .txt, then its audio; unlock (no renumbering)",
+                rel(dir), src.context, src.mailbox, src.folder, src.num
             ));
         }
-        Action::Copy { mailbox, folder } => dest_steps(&mut steps, mailbox, folder),
+        Action::Copy { mailbox, folder } => {
+            stage(&mut steps, mailbox);
+            let dir = spool.folder_dir(mailbox, folder);
+            let next = next_of(dir.clone());
+            steps.push(format!(
+                "lock {}; allocate msg{next:04} (highest+1); rename the audio, then the .txt; unlock",
+                rel(dir)
+            ));
+        }
         Action::Delete => steps.push(format!(
-            "lock {}/{}/{}; check msg{:04}.txt is unchanged; remove its .txt, then its audio; unlock (no renumbering)",
+            "lock {}/{}/{}; find msg{:04}.txt by its bytes; remove its .txt, then its audio; unlock (no renumbering)",
             src.context, src.mailbox, src.folder, src.num
         )),
     }

@@ -20,9 +20,10 @@ use crate::error::{Exit, Result};
 use std::io::Write;
 
 /// What `play` says in a build without the `play` feature.
-pub const NOT_BUILT: &str = "this vmtool was built without the `play` feature: rebuild it with \
-     `cargo build --release --features play` (needs libasound2-dev and pkg-config), or use \
-     `vmtool convert` to export messages as WAV files";
+pub const NOT_BUILT: &str = "this vmtool was built without the `play` feature (the static \
+     binary links no sound library): play a message through ALSA's own player with \
+     `vmtool convert TARGET --stdout | aplay`, use the .deb/.rpm build, or rebuild with \
+     `cargo build --release --features play` (needs libasound2-dev and pkg-config)";
 
 /// `vmtool play`.
 pub fn cmd_play(

@@ -197,21 +197,90 @@ fn sql_candidate(sql: &SqlStore, p: Picked) -> Result<(Candidate, SqlMsg)> {
     Ok((cand, msg))
 }
 
+/// What a run did (or would do): counted the same way for both.
+#[derive(Default)]
+struct Tally {
+    count: usize,
+    /// None where sizes are not known without reading every recording (SQL purge).
+    bytes: Option<u64>,
+    boxes: BTreeSet<MailboxId>,
+    oldest: Option<i64>,
+    newest: Option<i64>,
+}
+
+impl Tally {
+    fn sized() -> Tally {
+        Tally {
+            bytes: Some(0),
+            ..Tally::default()
+        }
+    }
+
+    fn add(&mut self, mb: &MailboxId, bytes: u64, origtime: Option<i64>) {
+        self.count += 1;
+        if let Some(b) = self.bytes.as_mut() {
+            *b += bytes;
+        }
+        if !self.boxes.contains(mb) {
+            self.boxes.insert(mb.clone());
+        }
+        if let Some(t) = origtime {
+            self.oldest = Some(self.oldest.map_or(t, |o| o.min(t)));
+            self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
+        }
+    }
+
+    /// "archived 3 message(s) (1.2 MB) from 2 box(es), recorded A to B".
+    fn describe(&self, verb: &str) -> String {
+        let mut s = format!("{verb} {} message(s)", self.count);
+        if let Some(b) = self.bytes {
+            s.push_str(&format!(" ({})", human_bytes(b)));
+        }
+        s.push_str(&format!(" from {} box(es)", self.boxes.len()));
+        if let (Some(o), Some(n)) = (self.oldest, self.newest) {
+            s.push_str(&format!(
+                ", recorded {} to {}",
+                local_minute(o),
+                local_minute(n)
+            ));
+        }
+        s
+    }
+}
+
+/// Sizes for people: 0.0 MB for a few small messages says nothing.
+pub(crate) fn human_bytes(b: u64) -> String {
+    let f = b as f64;
+    if f >= 1e9 {
+        format!("{:.1} GB", f / 1e9)
+    } else if f >= 1e6 {
+        format!("{:.1} MB", f / 1e6)
+    } else {
+        format!("{:.1} kB", f / 1e3)
+    }
+}
+
+fn local_minute(t: i64) -> String {
+    use chrono::TimeZone;
+    chrono::Local.timestamp_opt(t, 0).single().map_or_else(
+        || format!("@{t}"),
+        |d| d.format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
 fn summary_line(
     out: &mut dyn Write,
     verb: &str,
-    done: usize,
-    again: usize,
+    tally: &Tally,
+    again: Option<usize>,
     failed: usize,
-    bytes: u64,
-    boxes: usize,
 ) -> Result<()> {
-    writeln!(
-        out,
-        "vmtool: {verb} {done} message(s) ({:.1} MB) from {boxes} box(es); {again} finished from an earlier run; {failed} failed",
-        bytes as f64 / 1e6
-    )
-    .map_err(out_err)
+    let mut line = format!("vmtool: {}", tally.describe(verb));
+    if let Some(again) = again {
+        line.push_str(&format!("; {again} finished from an earlier run"));
+    }
+    line.push_str(&format!("; {failed} failed"));
+    writeln!(out, "{line}").map_err(out_err)
 }
 
 /// Messages archived per `syncfs()` and manifest fsync.
@@ -232,10 +301,9 @@ struct ArchiveRun<'a> {
     args: &'a ArchiveArgs,
     now: i64,
     verbose: bool,
-    done: usize,
+    tally: Tally,
     again: usize,
     failed: usize,
-    bytes: u64,
     changed: BTreeSet<MailboxId>,
 }
 
@@ -269,23 +337,23 @@ impl ArchiveRun<'_> {
         let mut keys = Vec::with_capacity(batch.len());
         let mut cands = Vec::with_capacity(batch.len());
         for (c, m) in batch.drain(..) {
-            sizes.push(c.size());
+            sizes.push((c.size(), c.meta.origtime()));
             keys.push((c.loc.clone(), m));
             cands.push(c);
         }
         let results = ar.archive_batch(cands, self.now);
-        for (((at, r), size), (loc, m)) in results.into_iter().zip(sizes).zip(keys) {
+        for (((at, r), (size, origtime)), (loc, m)) in results.into_iter().zip(sizes).zip(keys) {
             // Only what the synced manifest holds may leave the store.
             match r.and_then(|o| self.remove(&loc, m.as_ref()).map(|()| o)) {
                 Ok(outcome) => {
+                    let mb = at.mailbox_id().ok();
                     if outcome == Outcome::AlreadyArchived {
                         self.again += 1;
-                    } else {
-                        self.done += 1;
-                        self.bytes += size;
+                    } else if let Some(mb) = &mb {
+                        self.tally.add(mb, size, origtime);
                     }
                     if !self.args.keep {
-                        if let Ok(mb) = at.mailbox_id() {
+                        if let Some(mb) = mb {
                             self.changed.insert(mb);
                         }
                     }
@@ -328,10 +396,9 @@ pub fn cmd_archive(
         args: a,
         now,
         verbose: g.verbose,
-        done: 0,
+        tally: Tally::sized(),
         again: 0,
         failed: 0,
-        bytes: 0,
         changed: BTreeSet::new(),
     };
     let mut batch: Vec<(Candidate, Option<SqlMsg>)> = Vec::new();
@@ -353,20 +420,27 @@ pub fn cmd_archive(
         indicatif::ProgressBar::hidden()
     };
     select(setup, &a.select, rep, |p, rep| {
-        let Some(arc) = ar.as_mut() else {
-            writeln!(
-                out,
-                "would archive {} -> {}",
-                MsgRef::new(&p.mb, &p.folder, p.files.num),
-                a.to.join(Archive::entry_dir(&p.row)).display()
-            )
-            .map_err(out_err)?;
-            run.done += 1;
-            return Ok(true);
-        };
+        let here = MsgRef::new(&p.mb, &p.folder, p.files.num);
+        let entry = a.to.join(Archive::entry_dir(&p.row));
+        let mb = p.mb.clone();
+        // A dry run builds the same candidate, so its sizes are the real run's.
         let item = match &run.remover {
             Remover::Files(engine) => file_candidate(setup, engine, p).map(|c| (c, None)),
             Remover::Sql(engine) => sql_candidate(engine.store, p).map(|(c, m)| (c, Some(m))),
+        };
+        let Some(arc) = ar.as_mut() else {
+            match item {
+                Ok((c, _)) => {
+                    writeln!(out, "would archive {here} -> {}", entry.display())
+                        .map_err(out_err)?;
+                    run.tally.add(&mb, c.size(), c.meta.origtime());
+                }
+                Err(e) => {
+                    run.failed += 1;
+                    rep.error(&e);
+                }
+            }
+            return Ok(true);
         };
         match item {
             Ok(item) => {
@@ -396,20 +470,18 @@ pub fn cmd_archive(
         notify_asterisk(setup, g, &run.changed, rep);
     }
     if a.select.summary {
-        summary_line(
-            out,
-            if a.keep { "copied" } else { "archived" },
-            run.done,
-            run.again,
-            run.failed,
-            run.bytes,
-            run.changed.len(),
-        )?;
+        let (verb, again) = match (a.select.dry_run, a.keep) {
+            (true, true) => ("would copy", None),
+            (true, false) => ("would archive", None),
+            (false, true) => ("copied", Some(run.again)),
+            (false, false) => ("archived", Some(run.again)),
+        };
+        summary_line(out, verb, &run.tally, again, run.failed)?;
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);
     }
-    Ok(rep.finish(run.done + run.again))
+    Ok(rep.finish(run.tally.count + run.again))
 }
 
 pub fn cmd_purge(
@@ -430,9 +502,10 @@ pub fn cmd_purge(
     }
     crate::change::check_file_storage(setup)?;
     let engine = engine_for(setup, g)?;
-    let (mut done, mut failed, mut bytes) = (0usize, 0usize, 0u64);
-    let mut changed: BTreeSet<MailboxId> = BTreeSet::new();
+    let mut failed = 0usize;
+    let mut tally = Tally::sized();
     select(setup, &a.select, rep, |p, rep| {
+        let mb = p.mb.clone();
         let s = match file_candidate(setup, &engine, p) {
             Ok(c) => c,
             Err(e) => {
@@ -441,19 +514,15 @@ pub fn cmd_purge(
                 return Ok(true);
             }
         };
+        let size = s.size();
         if a.select.dry_run {
             writeln!(out, "would delete {}", s.loc.at).map_err(out_err)?;
-            done += 1;
+            tally.add(&mb, size, s.meta.origtime());
             return Ok(true);
         }
-        let size = s.size();
         match engine.delete_plain(&s.loc) {
             Ok(()) => {
-                done += 1;
-                bytes += size;
-                if let Ok(mb) = s.loc.at.mailbox_id() {
-                    changed.insert(mb);
-                }
+                tally.add(&mb, size, s.meta.origtime());
                 if g.verbose {
                     writeln!(out, "deleted {}", s.loc.at).map_err(out_err)?;
                 }
@@ -465,16 +534,32 @@ pub fn cmd_purge(
         }
         Ok(true)
     })?;
-    if !changed.is_empty() {
-        notify_asterisk(setup, g, &changed, rep);
+    if !a.select.dry_run && !tally.boxes.is_empty() {
+        notify_asterisk(setup, g, &tally.boxes, rep);
     }
-    if a.select.summary {
-        summary_line(out, "purged", done, 0, failed, bytes, changed.len())?;
-    }
+    purge_summary(setup, a, &tally, failed, out)?;
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);
     }
-    Ok(rep.finish(done))
+    Ok(rep.finish(tally.count))
+}
+
+/// A real purge always says what it removed (unless --quiet); a dry run with --summary.
+fn purge_summary(
+    setup: &Setup,
+    a: &PurgeArgs,
+    tally: &Tally,
+    failed: usize,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if a.select.dry_run {
+        if a.select.summary {
+            summary_line(out, "would purge", tally, None, failed)?;
+        }
+    } else if a.select.summary || !setup.quiet {
+        summary_line(out, "purged", tally, None, failed)?;
+    }
+    Ok(())
 }
 
 /// `purge` on the SQL store: rows older than the cutoff, each deleted in its
@@ -488,30 +573,32 @@ fn purge_sql(
     rep: &mut Reporter,
 ) -> Result<Exit> {
     // Identities first: deleting while walking would re-read each box.
-    let mut picked: Vec<SqlMsg> = Vec::new();
+    let mut picked: Vec<(SqlMsg, Option<i64>)> = Vec::new();
     select(setup, &a.select, rep, |p, rep| {
         match sql.msg_row(&p.mb, &p.folder, p.files.num) {
-            Ok(row) => picked.extend(SqlMsg::from_row(&row, &sql.table)),
+            Ok(row) => {
+                picked.extend(SqlMsg::from_row(&row, &sql.table).map(|m| (m, p.meta.origtime())))
+            }
             Err(e) => rep.error(&e),
         }
         Ok(true)
     })?;
     let engine = sql_engine(setup, sql, g)?;
-    let (mut done, mut failed) = (0usize, 0usize);
-    let mut changed: BTreeSet<MailboxId> = BTreeSet::new();
-    for m in picked {
+    let mut failed = 0usize;
+    // Sizes would mean reading every recording: counts, boxes and dates only.
+    let mut tally = Tally::default();
+    for (m, origtime) in picked {
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
         }
         if a.select.dry_run {
             writeln!(out, "would delete {}", m.at()).map_err(out_err)?;
-            done += 1;
+            tally.add(&m.mailbox, 0, origtime);
             continue;
         }
         match engine.apply(&m, &SqlAction::Purge) {
             Ok(_) => {
-                done += 1;
-                changed.insert(m.mailbox.clone());
+                tally.add(&m.mailbox, 0, origtime);
                 if g.verbose {
                     writeln!(out, "deleted {}", m.at()).map_err(out_err)?;
                 }
@@ -522,16 +609,14 @@ fn purge_sql(
             }
         }
     }
-    if !changed.is_empty() {
-        notify_asterisk(setup, g, &changed, rep);
+    if !a.select.dry_run && !tally.boxes.is_empty() {
+        notify_asterisk(setup, g, &tally.boxes, rep);
     }
-    if a.select.summary {
-        summary_line(out, "purged", done, 0, failed, 0, changed.len())?;
-    }
+    purge_summary(setup, a, &tally, failed, out)?;
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Ok(Exit::Interrupted);
     }
-    Ok(rep.finish(done))
+    Ok(rep.finish(tally.count))
 }
 
 /// A selection of archived messages, matched by text (the boxes may no longer exist).

@@ -361,6 +361,7 @@ impl MailboxStore for FileStore {
             Err(e) => return Err(Error::io("read folder", dir, e.into())),
         };
         let scan = scan::scan_folder_fd(&fd).map_err(|e| Error::io("read folder", &dir, e))?;
+        crate::ops::failpoint("listed");
         for m in scan.messages.iter().filter(|m| m.txt && want(m)) {
             // A message with a FIFO, device or link among its files is
             // reported by that file's name and skipped.

@@ -239,6 +239,18 @@ impl Resolver<'_> {
         )))
     }
 
+    /// What a candidate box holds, for an ambiguity message.
+    fn holds(&self, mb: &MailboxId) -> String {
+        if !self.store.mailbox_exists(mb) {
+            return "configured, no folder on disk".into();
+        }
+        match self.store.count(mb) {
+            Ok(c) if c.new + c.urgent + c.old == 0 => "no new or old messages".into(),
+            Ok(c) => format!("{} new, {} old", c.new + c.urgent, c.old),
+            Err(_) => "unreadable".into(),
+        }
+    }
+
     fn list_contexts(&self) -> String {
         match self.store.contexts() {
             Ok(c) if !c.is_empty() => format!(
@@ -265,6 +277,16 @@ impl Resolver<'_> {
             }
         }
         found.sort();
+        // users.conf makes every user a box of its userscontext too (Asterisk
+        // 22 and older): a box only configured there, with no folder on disk,
+        // does not make a name ambiguous when exactly one candidate has one.
+        let on_disk: Vec<&MailboxId> = found
+            .iter()
+            .filter(|mb| self.store.mailbox_exists(mb))
+            .collect();
+        if found.len() > 1 && on_disk.len() == 1 {
+            return Ok(on_disk[0].clone());
+        }
         match found.len() {
             0 => Err(Error::NotFound(format!(
                 "\"{t}\" is neither a context nor a mailbox in {}{}",
@@ -273,10 +295,10 @@ impl Resolver<'_> {
             ))),
             1 => Ok(found.remove(0)),
             _ => Err(Error::Ambiguous(format!(
-                "\"{t}\" is a mailbox in several contexts: {}; say which, e.g. {}",
+                "\"{t}\" is a mailbox in several contexts: {}; say which with box@context, e.g. {}",
                 found
                     .iter()
-                    .map(|m| m.to_string())
+                    .map(|m| format!("{m} ({})", self.holds(m)))
                     .collect::<Vec<_>>()
                     .join(", "),
                 found[0]

@@ -10,9 +10,9 @@ use std::path::Path;
 /// Every message of a spool by the SHA-256 of its `.txt`, with where it is and
 /// the hashes of all its files (extension → hash).
 /// Where a message is, and extension → SHA-256 of each of its files.
-type Copies = Vec<(String, BTreeMap<String, String>)>;
+pub type Copies = Vec<(String, BTreeMap<String, String>)>;
 
-fn messages(root: &Path) -> BTreeMap<String, Copies> {
+pub fn messages(root: &Path) -> BTreeMap<String, Copies> {
     let mut by_txt: BTreeMap<String, Copies> = BTreeMap::new();
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
         let e = e.unwrap();
@@ -41,14 +41,14 @@ fn messages(root: &Path) -> BTreeMap<String, Copies> {
     by_txt
 }
 
-fn hex(data: &[u8]) -> String {
+pub fn hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-fn count(sb: &Sandbox, mb: &str) -> (u64, u64, u64) {
+pub fn count(sb: &Sandbox, mb: &str) -> (u64, u64, u64) {
     let j = &sb.run(&["--format", "json", "count", mb]).ok().json_lines()[0];
     (
         j["urgent"].as_u64().unwrap(),
@@ -57,7 +57,7 @@ fn count(sb: &Sandbox, mb: &str) -> (u64, u64, u64) {
     )
 }
 
-fn names(dir: &Path) -> Vec<String> {
+pub fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -304,6 +304,7 @@ fn killed_at_every_step_nothing_is_lost() {
         "staged-intent",
         "staged-file",
         "staged-all",
+        "locked",
         "committing",
         "renamed-audio",
         "renamed-txt",

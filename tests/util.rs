@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `../shared/fixtures/asterisk-spool-team2`, written by a real Asterisk.
+/// `tests/fixtures/asterisk-spool-team2`, written by a real Asterisk.
 pub fn team2_fixture() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/asterisk-spool-team2");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk-spool-team2");
     assert!(
         p.join("voicemail").is_dir(),
-        "the real-Asterisk fixture is missing at {} (the repository expects ../shared beside it)",
+        "the real-Asterisk fixture is missing at {} (it is part of the repository: is the checkout complete?)",
         p.display()
     );
     p

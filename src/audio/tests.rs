@@ -212,12 +212,11 @@ fn duration_needs_samples_and_a_rate() {
 
 // ---------------------------------------------------------------- real files
 
-/// The spool written by a real Asterisk, shared by the team next to the crate.
-/// The repository is always checked out with `../shared` beside it: a missing
-/// fixture is a failure, never a skip.
+/// The spool written by a real Asterisk (`tests/fixtures/`, part of the
+/// repository): a missing fixture is a failure, never a skip.
 pub(super) fn fixture_spool() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/asterisk-spool-team2/voicemail");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk-spool-team2/voicemail");
     assert!(dir.is_dir(), "fixture spool {} not found", dir.display());
     dir
 }

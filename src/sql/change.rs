@@ -1,17 +1,33 @@
 //! Changes to messages kept in SQL, each in one transaction with the rows
 //! locked (`SELECT … FOR UPDATE`), so two servers never move the same message
-//! twice or allocate the same number. Numbers are highest + 1 per `dir`, as
-//! Asterisk allocates them; folders are never renumbered (but `Deleted`
-//! rotates like Asterisk's own, spec §2.7).
+//! twice or allocate the same number. Folders are never renumbered (but
+//! `Deleted` rotates like Asterisk's own, spec §2.7).
+//!
+//! Numbers are highest + 2 per `dir`: Asterisk allocates highest + 1 with
+//! three autocommit statements and no row lock (`SELECT msgnum … ORDER BY
+//! msgnum DESC`, `DELETE` the target, `INSERT`), so a deposit on another
+//! server that has read the highest number H may DELETE or INSERT at H + 1
+//! after our commit. Leaving H + 1 to it means a vmtool commit at any point of
+//! that sequence meets no row of the deposit: before its SELECT it reads our
+//! H + 2 and takes H + 3; after its SELECT it writes H + 1. The gap is what
+//! Asterisk closes when it next opens the folder (spec §2.5).
+//!
+//! This server's Asterisk holds its spool folder lock around its three
+//! statements; vmtool takes the same locks only around its COMMIT, and only
+//! by trying: a busy lock rolls everything back and the transaction is retried
+//! after a pause, so no lock is ever waited for while another is held.
 
 use super::db::{Db, DbError, DbResult, V};
 use super::table::{MsgRow, Table};
 use super::SqlStore;
 use crate::config::VoicemailConf;
-use crate::lock::{FolderLock, LockOptions};
+use crate::lock::{FolderLock, LockError, LockOptions};
 use crate::metadata::Metadata;
 use crate::ops::MsgRef;
 use crate::spool::{Folder, MailboxId, MsgNum};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// A message as listed: its place and its identity.
 #[derive(Debug, Clone)]
@@ -117,8 +133,15 @@ impl SqlEngine<'_> {
         Ok(())
     }
 
-    /// The next number in `dir`, its highest row locked; `Deleted` rotates.
-    fn allocate(&self, db: &mut Db, mb: &MailboxId, folder: &Folder) -> DbResult<i32> {
+    /// The next number in `dir` (highest + 2, module doc), its highest row
+    /// locked; a full `Deleted` rotates as Asterisk's does.
+    fn allocate(
+        &self,
+        db: &mut Db,
+        allocs: &Allocs,
+        mb: &MailboxId,
+        folder: &Folder,
+    ) -> DbResult<i32> {
         let t = self.table();
         let dir = t.dir(mb, folder);
         let sql = format!(
@@ -127,11 +150,13 @@ impl SqlEngine<'_> {
         );
         let rows = db.query(&sql, &[V::Text(dir.clone())])?;
         let last = rows.first().and_then(|r| r[0].int());
-        let mut next = last.map_or(0, |l| l + 1);
         let backup = i64::from(self.backupdeleted(mb));
-        if folder == &Folder::Deleted && backup > 0 && next >= backup {
+        let rotates = folder == &Folder::Deleted && backup > 0;
+        // Asterisk's own number: where a rotating Deleted needs it.
+        let plus_one = last.map_or(0, |l| l + 1);
+        let next = if rotates && plus_one >= backup {
             // save_to_folder() into a full Deleted: drop 0, move 1..=x down.
-            next -= 1;
+            let next = plus_one - 1;
             db.exec(
                 &format!("DELETE FROM {} WHERE dir = ? AND msgnum = 0", t.name),
                 &[V::Text(dir.clone())],
@@ -146,14 +171,27 @@ impl SqlEngine<'_> {
                     &[V::Int(n as i32 - 1), V::Text(dir.clone()), V::Int(n as i32)],
                 )?;
             }
+            next
         } else {
             let max = i64::from(self.maxmsg(mb));
+            // The last slot below maxmsg or backupdeleted is Asterisk's own
+            // number: refusing (or rotating) would cost a message (README).
+            let next = match next_number(last) {
+                n if (rotates && n >= backup) || n >= max => plus_one,
+                n => n,
+            };
             if next >= max {
                 return Err(refused(format!(
-                    "{dir} is full: the next number would be {next} and maxmsg is {max} (Asterisk refuses the same); nothing was changed"
+                    "{dir} is full: the next number would be {next} and maxmsg is {max} (Asterisk refuses the same; it closes the gaps when it next opens the folder); nothing was changed"
                 )));
             }
-        }
+            allocs.borrow_mut().push(Alloc {
+                dir: dir.clone(),
+                last: last.unwrap_or(-1),
+                num: next as i32,
+            });
+            next
+        };
         if next > 9998 {
             return Err(refused(format!(
                 "{dir}: no message number left below 9999; nothing was changed"
@@ -165,6 +203,7 @@ impl SqlEngine<'_> {
     fn move_row(
         &self,
         db: &mut Db,
+        allocs: &Allocs,
         m: &SqlMsg,
         to: &MailboxId,
         folder: &Folder,
@@ -172,7 +211,7 @@ impl SqlEngine<'_> {
     ) -> DbResult<MsgRef> {
         let t = self.table();
         self.lock_source(db, m)?;
-        let num = self.allocate(db, to, folder)?;
+        let num = self.allocate(db, allocs, to, folder)?;
         let (src_dir, dst_dir) = (t.dir(&m.mailbox, &m.folder), t.dir(to, folder));
         let src = [V::Text(src_dir), V::Int(m.num.get().into())];
         // Asterisk's renumbering matches on mailboxuser/mailboxcontext: fill both.
@@ -231,16 +270,153 @@ impl SqlEngine<'_> {
         Ok(())
     }
 
-    /// This server's Asterisk lock on a folder, when the folder exists here
-    /// (Asterisk locks the spool directory even with ODBC storage, §10.1).
-    fn local_lock(&self, mb: &MailboxId, folder: &Folder) -> Result<Option<FolderLock>, String> {
-        let dir = self.store.spool.folder_dir(mb, folder);
-        if !dir.is_dir() {
-            return Ok(None);
+    /// This server's spool folders of `places` that exist here, in one fixed
+    /// order (Asterisk locks the spool directory even with ODBC storage, §10.1).
+    fn spool_dirs(&self, places: &[(&MailboxId, &Folder)]) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = places
+            .iter()
+            .map(|(mb, f)| self.store.spool.folder_dir(mb, f))
+            .filter(|d| d.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    /// Takes every lock of `dirs` without waiting, or none.
+    fn try_locks(&self, dirs: &[PathBuf]) -> Result<Vec<FolderLock>, LockError> {
+        let now = LockOptions {
+            timeout: Duration::ZERO,
+            ..self.lock.clone()
+        };
+        // An error drops (releases) the locks taken so far.
+        dirs.iter().map(|d| FolderLock::acquire(d, &now)).collect()
+    }
+
+    /// Whether a row was committed above the highest number an allocation
+    /// read (other than ours) since it read it: a deposit that read that row
+    /// as its highest would take our number.
+    fn overtaken(&self, db: &mut Db, allocs: &[Alloc]) -> DbResult<bool> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE dir = ? AND msgnum > ? AND msgnum <> ?",
+            self.table().name
+        );
+        for a in allocs {
+            let params = [V::Text(a.dir.clone()), V::Int(a.last as i32), V::Int(a.num)];
+            let rows = db.query(&sql, &params)?;
+            if rows.first().and_then(|r| r[0].int()).unwrap_or(0) > 0 {
+                return Ok(true);
+            }
         }
-        FolderLock::acquire(&dir, &self.lock)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        Ok(false)
+    }
+
+    /// Runs `work` in a transaction and commits it holding this server's
+    /// spool locks of `dirs`, so the commit never lands inside a deposit of
+    /// this server's Asterisk. The locks are tried only once the rows are
+    /// written and held only for the COMMIT; a busy lock rolls the
+    /// transaction back (releasing its row locks) and the whole is retried
+    /// after a pause until `self.lock.timeout`. Database conflicts
+    /// (deadlock, a number taken meanwhile) are retried the same way.
+    fn commit_locked<T>(
+        &self,
+        dirs: &[PathBuf],
+        mut work: impl FnMut(&mut Db, &Allocs) -> DbResult<T>,
+    ) -> DbResult<T> {
+        let start = Instant::now();
+        let mut db = self.store.db();
+        let allocs = Allocs::default();
+        let mut delay = 2u64;
+        for attempt in 0u32.. {
+            let pause = |delay: &mut u64| {
+                // Jitter keeps two retrying servers from meeting again.
+                let jitter = u64::from(std::process::id() % 7) + u64::from(attempt % 5);
+                std::thread::sleep(Duration::from_millis(*delay + jitter));
+                *delay = (*delay * 2).min(50);
+            };
+            db.begin()?;
+            allocs.borrow_mut().clear();
+            let value = match work(&mut db, &allocs) {
+                Ok(v) => v,
+                Err(e) => {
+                    db.rollback();
+                    if !e.retry || attempt >= 50 {
+                        return Err(e);
+                    }
+                    pause(&mut delay);
+                    continue;
+                }
+            };
+            // Last, so only the moment until COMMIT is left (README).
+            match self.overtaken(&mut db, &allocs.borrow()) {
+                Ok(false) => {}
+                Ok(true) => {
+                    db.rollback();
+                    if attempt >= 50 {
+                        return Err(refused(
+                            "deposits kept taking the numbers above ours; nothing was changed"
+                                .into(),
+                        ));
+                    }
+                    pause(&mut delay);
+                    continue;
+                }
+                Err(e) => {
+                    db.rollback();
+                    if !e.retry || attempt >= 50 {
+                        return Err(e);
+                    }
+                    pause(&mut delay);
+                    continue;
+                }
+            }
+            let locks = match self.try_locks(dirs) {
+                Ok(l) => l,
+                Err(e) => {
+                    db.rollback();
+                    if !e.is_busy() || start.elapsed() >= self.lock.timeout {
+                        let waited = start.elapsed();
+                        return Err(refused(
+                            match e {
+                                LockError::Busy { dir, .. } => LockError::Busy { dir, waited },
+                                e => e,
+                            }
+                            .to_string(),
+                        ));
+                    }
+                    pause(&mut delay);
+                    continue;
+                }
+            };
+            let since = Instant::now();
+            crate::ops::failpoint("sql-locked");
+            let committed = db.commit();
+            let mut broken = None;
+            for l in locks {
+                if let Err(e) = l.release() {
+                    broken.get_or_insert(e);
+                }
+            }
+            log_hold(since.elapsed());
+            match committed {
+                Ok(()) => {
+                    if let Some(e) = broken {
+                        // Committed all the same; with highest + 2 a deposit
+                        // racing us still finds its number free.
+                        eprintln!("vmtool: warning: {e}");
+                    }
+                    return Ok(value);
+                }
+                Err(e) => {
+                    db.rollback();
+                    if !e.retry || attempt >= 50 {
+                        return Err(e);
+                    }
+                    pause(&mut delay);
+                }
+            }
+        }
+        unreachable!("the retry loop returns")
     }
 
     /// Inserts a message restored from an archive: highest+1 in its folder
@@ -252,18 +428,16 @@ impl SqlEngine<'_> {
         meta: &Metadata,
         audio: &[u8],
     ) -> Result<MsgRef, String> {
-        let _lock = self.local_lock(mb, folder)?;
+        let dirs = self.spool_dirs(&[(mb, folder)]);
         let t = self.table();
         let dir = t.dir(mb, folder);
-        let mut db = self.store.db();
-        let result = db.transaction(|db| {
-            let num = self.allocate(db, mb, folder)?;
+        let result = self.commit_locked(&dirs, |db, allocs| {
+            let num = self.allocate(db, allocs, mb, folder)?;
             super::migrate::insert(db, t, mb, &dir, num, meta, audio)?;
             MsgNum::new(num as u16)
                 .map(|n| MsgRef::new(mb, folder, n))
                 .ok_or_else(|| refused("bad number".into()))
         });
-        drop(db);
         self.store.invalidate();
         result.map_err(|e| format!("{mb}/{folder}: {}", self.store.target().redact(&e.msg)))
     }
@@ -276,11 +450,10 @@ impl SqlEngine<'_> {
         mb: &MailboxId,
         folder: &Folder,
     ) -> Result<Vec<(MsgNum, MsgNum)>, String> {
-        let _lock = self.local_lock(mb, folder)?;
+        let dirs = self.spool_dirs(&[(mb, folder)]);
         let t = self.table();
         let dir = t.dir(mb, folder);
-        let mut db = self.store.db();
-        let result = db.transaction(|db| {
+        let result = self.commit_locked(&dirs, |db, _| {
             let sql = format!(
                 "SELECT msgnum FROM {} WHERE dir = ? AND msgnum >= 0 ORDER BY msgnum FOR UPDATE",
                 t.name
@@ -309,7 +482,6 @@ impl SqlEngine<'_> {
             }
             Ok(moved)
         });
-        drop(db);
         self.store.invalidate();
         result.map_err(|e| format!("{mb}/{folder}: {}", self.store.target().redact(&e.msg)))
     }
@@ -328,21 +500,18 @@ impl SqlEngine<'_> {
             }
             SqlAction::Delete | SqlAction::Purge => None,
         };
-        let _src_lock = self.local_lock(&m.mailbox, &m.folder)?;
-        let _dst_lock = match &dest {
-            Some((mb, f)) if !(mb == &m.mailbox && f == &m.folder) => self.local_lock(mb, f)?,
-            _ => None,
-        };
-        let mut db = self.store.db();
-        let result = db.transaction(|db| match action {
+        let mut places = vec![(&m.mailbox, &m.folder)];
+        places.extend(dest.as_ref().map(|(mb, f)| (mb, f)));
+        let dirs = self.spool_dirs(&places);
+        let result = self.commit_locked(&dirs, |db, allocs| match action {
             SqlAction::Move { mailbox, folder } => self
-                .move_row(db, m, mailbox, folder, false)
+                .move_row(db, allocs, m, mailbox, folder, false)
                 .map(SqlApplied::Moved),
             SqlAction::Copy { mailbox, folder } => self
-                .move_row(db, m, mailbox, folder, true)
+                .move_row(db, allocs, m, mailbox, folder, true)
                 .map(SqlApplied::Copied),
             SqlAction::Delete => match &dest {
-                Some((mb, f)) => match self.move_row(db, m, mb, f, false) {
+                Some((mb, f)) => match self.move_row(db, allocs, m, mb, f, false) {
                     Ok(to) => Ok(SqlApplied::Deleted(Some(to))),
                     // Asterisk deletes all the same when Deleted is full.
                     Err(e) if e.msg.contains("is full") => {
@@ -354,8 +523,38 @@ impl SqlEngine<'_> {
             },
             SqlAction::Purge => self.delete_row(db, m).map(|()| SqlApplied::Deleted(None)),
         });
-        drop(db);
         self.store.invalidate();
         result.map_err(|e| format!("{}: {}", m.at(), self.store.target().redact(&e.msg)))
     }
 }
+
+/// The number vmtool takes after `last`, the highest in the folder: one
+/// above what a concurrent Asterisk deposit takes (module doc).
+fn next_number(last: Option<i64>) -> i64 {
+    last.map_or(1, |l| l + 2)
+}
+
+/// Appends how long the spool locks were held around a commit, in
+/// microseconds, to the file `VMTOOL_TEST_LOCK_LOG` names (BENCHMARKS.md).
+fn log_hold(held: Duration) {
+    if let Some(path) = std::env::var_os("VMTOOL_TEST_LOCK_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{}", held.as_micros());
+        }
+    }
+}
+
+/// A number taken in a transaction: `dir`, the highest number read, ours.
+struct Alloc {
+    dir: String,
+    last: i64,
+    num: i32,
+}
+
+/// What a transaction allocated, checked before its COMMIT.
+type Allocs = RefCell<Vec<Alloc>>;

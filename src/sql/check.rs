@@ -1,19 +1,86 @@
 //! `vmtool check` on the SQL store: what Asterisk cannot work with or counts
 //! wrongly — rows without audio, `dir` outside the prefix or not a folder,
 //! owners that disagree with `dir` (Asterisk's renumbering skips them),
-//! duplicate numbers (tables without the primary key), boxes over `maxmsg`.
+//! duplicate numbers (tables without the primary key), boxes over `maxmsg` —
+//! and this server's stale spool locks (Asterisk still locks the spool
+//! folders with ODBC storage and drops deposits into a folder left locked).
 
 use super::db::{Kind, V};
 use super::table::{db_err, Table};
 use super::SqlStore;
 use crate::config::VoicemailConf;
 use crate::error::Result;
+use crate::lock::{self, LockFileKind, LockInfo};
+use std::path::Path;
+use std::time::Duration;
 
 /// One finding: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     pub at: String,
     pub problem: String,
+    /// Repaired by `check --fix`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fixed: bool,
+}
+
+/// Stale lock files in this server's spool folders (spec §6.6); with `fix`,
+/// broken by the same rules as `vmtool unlock --stale`. Which lock may be
+/// broken is `lock::inspect`'s and `lock::break_stale`'s call alone.
+pub fn spool_locks(store: &SqlStore, threshold: Duration, fix: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let folders = walkdir::WalkDir::new(store.spool.root())
+        .min_depth(3)
+        .max_depth(3)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_dir());
+    for e in folders {
+        let dir = e.path();
+        let stale = |dir: &Path| -> Vec<LockInfo> {
+            lock::inspect(dir, threshold)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| i.stale)
+                .collect()
+        };
+        let found = stale(dir);
+        if found.is_empty() {
+            continue;
+        }
+        let mut left = found.iter().map(|i| i.path.clone()).collect::<Vec<_>>();
+        let mut failed = None;
+        if fix {
+            match lock::break_stale(dir, threshold) {
+                Ok(_) => left = stale(dir).into_iter().map(|i| i.path).collect(),
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        for info in found {
+            let fixed = fix && !left.contains(&info.path);
+            let what = match info.kind {
+                LockFileKind::Helper | LockFileKind::Renamed => "lock helper",
+                _ => "lock",
+            };
+            let mut problem = format!(
+                "{what} left for {} s (a crash): this server's Asterisk drops every deposit into this folder after a 5-s wait",
+                info.age.as_secs()
+            );
+            if let Some(f) = &failed {
+                problem.push_str(&format!(" (not fixed: {f})"));
+            } else if !fixed {
+                problem.push_str("; fix: vmtool check --fix");
+            }
+            out.push(Finding {
+                at: info.path.display().to_string(),
+                problem,
+                fixed,
+            });
+        }
+    }
+    out
 }
 
 pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Finding>> {
@@ -40,6 +107,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
                 "recording is {}: the message counts for MWI but cannot be played",
                 r[2].text().unwrap_or_default()
             ),
+            fixed: false,
         });
     }
     let sql = format!(
@@ -56,6 +124,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
                 "{} row(s) whose dir does not start with {prefix}: invisible here (servers must write dir byte for byte alike; see --spool-prefix)",
                 r[1].int().unwrap_or(0)
             ),
+            fixed: false,
         });
     }
     let sql = format!(
@@ -78,6 +147,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
                 problem:
                     "dir is not <prefix>/<context>/<box>/<folder>: no mailbox shows this message"
                         .into(),
+                fixed: false,
             });
             continue;
         };
@@ -95,6 +165,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
                     place.mailbox.mailbox(),
                     place.mailbox.context
                 ),
+                fixed: false,
             });
         }
     }
@@ -109,6 +180,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
                 "{} rows share this number (the table lacks its primary key): Asterisk plays and deletes them as one",
                 r[2].int().unwrap_or(0)
             ),
+            fixed: false,
         });
     }
     for (dir, n) in counts {
@@ -120,6 +192,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
                 problem: format!(
                     "{n} messages, over maxmsg={max}: Asterisk takes no new message here"
                 ),
+                fixed: false,
             });
         }
     }

@@ -1,0 +1,863 @@
+//! The command-line surface an admin relies on: ages, summaries, dry-run
+//! plans, closed or full output, and messages that say what to do.
+
+use crate::util::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Units an age example may use (and `m`, which must then be refused).
+const UNIT_WORDS: &[&str] = &[
+    "s", "sec", "secs", "second", "seconds", "min", "mins", "minute", "minutes", "h", "hr", "hrs",
+    "hour", "hours", "d", "day", "days", "w", "wk", "wks", "week", "weeks", "mo", "mon", "mons",
+    "month", "months", "y", "yr", "yrs", "year", "years", "m", "M",
+];
+
+/// Options whose value is an age or a date.
+const AGE_OPTIONS: &[&str] = &["--older-than", "--since", "--until", "--stale-after"];
+
+/// Text of a man page without roff markup.
+fn unroff(s: &str) -> String {
+    s.replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "")
+        .replace("\\fI", "")
+        .replace("\\fP", "")
+        .replace("\\(aq", "'")
+        .replace("\\(lq", "\"")
+        .replace("\\(rq", "\"")
+        .replace("\\ ", " ")
+        .replace("\\\\", "\\")
+}
+
+/// Every age written in `text`: NUMBER[ ]UNIT groups (`90d`, `6 months`,
+/// `1y6mo`) and ISO dates (`2026-11-01`, `2026-11-01 08:00`).
+fn age_examples(text: &str) -> BTreeSet<String> {
+    let b = text.as_bytes();
+    let mut found = BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        let boundary_before =
+            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b"-._@:/".contains(&b[i - 1]));
+        if !b[i].is_ascii_digit() || !boundary_before {
+            i += 1;
+            continue;
+        }
+        // ISO date (and time)?
+        if let Some(d) = iso_at(&text[i..]) {
+            found.insert(d.to_string());
+            i += d.len();
+            continue;
+        }
+        let mut j = i;
+        let mut groups = 0;
+        let mut all_units = true;
+        loop {
+            let start = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j == start {
+                break;
+            }
+            let mut k = j;
+            // One space between the number and its unit ("6 months"), only in the first group.
+            if groups == 0 && k < b.len() && b[k] == b' ' {
+                k += 1;
+            }
+            let ls = k;
+            while k < b.len() && b[k].is_ascii_alphabetic() {
+                k += 1;
+            }
+            if k == ls {
+                j = start;
+                break;
+            }
+            all_units &= UNIT_WORDS.contains(&&text[ls..k]);
+            groups += 1;
+            j = k;
+            if !(j < b.len() && b[j].is_ascii_digit()) {
+                break;
+            }
+        }
+        let boundary_after =
+            j >= b.len() || !(b[j].is_ascii_alphanumeric() || b[j] == b'@' || b[j] == b'/');
+        if groups > 0 && all_units && boundary_after {
+            found.insert(text[i..j].to_string());
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+fn iso_at(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let shape = |pat: &[u8]| {
+        b.len() >= pat.len()
+            && pat.iter().zip(b).all(|(p, c)| {
+                if *p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    p == c
+                }
+            })
+    };
+    for (pat, len) in [
+        (&b"9999-99-99T99:99:99+99:99"[..], 25),
+        (&b"9999-99-99T99:99:99Z"[..], 20),
+        (&b"9999-99-99T99:99:99"[..], 19),
+        (&b"9999-99-99 99:99:99"[..], 19),
+        (&b"9999-99-99 99:99"[..], 16),
+        (&b"9999-99-99T99:99"[..], 16),
+        (&b"9999-99-99"[..], 10),
+    ] {
+        if shape(pat) {
+            return Some(&s[..len]);
+        }
+    }
+    None
+}
+
+/// Command lines (from `vmtool ` on) that pass an age or date option.
+fn age_command_lines(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let mut rest = line;
+        while let Some(at) = rest.find("vmtool ") {
+            let cmd = &rest[at + "vmtool ".len()..];
+            let cmd = cmd.split(['#', '|', '>', '`']).next().unwrap_or("").trim();
+            if AGE_OPTIONS
+                .iter()
+                .any(|o| cmd.split_whitespace().any(|w| w == *o))
+                && !cmd.contains("AGE")
+                && !cmd.contains('…')
+            {
+                out.insert(cmd.to_string());
+            }
+            rest = &rest[at + 1..];
+        }
+    }
+    out
+}
+
+/// Splits like a shell for these simple lines: whitespace, double quotes.
+fn shell_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// README, every man page and every `--help`: the texts an admin copies from.
+fn doc_texts() -> Vec<(String, String)> {
+    let root = repo_root();
+    let mut texts = vec![(
+        "README.md".to_string(),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    )];
+    let mut commands = Vec::new();
+    for e in std::fs::read_dir(root.join("man")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let page = std::fs::read_to_string(root.join("man").join(&name)).unwrap();
+        texts.push((format!("man/{name}"), unroff(&page)));
+        if let Some(cmd) = name
+            .strip_prefix("vmtool-")
+            .and_then(|n| n.strip_suffix(".1"))
+        {
+            commands.push(cmd.to_string());
+        }
+    }
+    texts.push(("vmtool --help".into(), vmtool(&["--help"]).ok().stdout));
+    for c in commands {
+        for h in ["--help", "-h"] {
+            let r = vmtool(&[&c, h]).ok();
+            texts.push((format!("vmtool {c} {h}"), r.stdout));
+        }
+    }
+    texts
+}
+
+/// The cron and systemd examples.
+fn examples_dir_files() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for d in ["examples/cron", "examples/systemd"] {
+        for e in std::fs::read_dir(repo_root().join(d)).unwrap() {
+            let p = e.unwrap().path();
+            out.push((
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn age_example_extraction_finds_what_it_should() {
+    let found = age_examples(
+        "e.g. 30d, 12h, 2w, 90m or \"6 months\", 1y6mo; 2026-11-01 or \"2026-11-01 08:00\"; \
+         not 1202@compta, msg0003, 16-bit, 5 problems, 8000",
+    );
+    let want: BTreeSet<String> = [
+        "30d",
+        "12h",
+        "2w",
+        "90m",
+        "6 months",
+        "1y6mo",
+        "2026-11-01",
+        "2026-11-01 08:00",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(found, want);
+    let lines = age_command_lines(
+        "x\nvmtool purge --older-than 1y --yes # delete\n17 3 * * * vmtool archive --older-than 90d --to /srv/a\nvmtool ls\n",
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
+
+/// Every age and date written in README, the man pages, the examples and
+/// `--help` is accepted as written, and every command line using one runs.
+#[test]
+fn every_documented_age_runs_as_written() {
+    let sb = Sandbox::example();
+    let mut ages = BTreeSet::new();
+    let mut lines = BTreeSet::new();
+    for (name, text) in doc_texts() {
+        for a in age_examples(&text) {
+            ages.insert((a, name.clone()));
+        }
+        lines.extend(age_command_lines(&text));
+    }
+    // systemd units use systemd's own time syntax: only their vmtool lines count.
+    for (_, text) in examples_dir_files() {
+        lines.extend(age_command_lines(&text));
+    }
+    let distinct: BTreeSet<&String> = ages.iter().map(|(a, _)| a).collect();
+    for must in ["7d", "90d", "1y", "6mo", "2026-11-01", "2026-11-01 08:00"] {
+        assert!(
+            distinct.contains(&must.to_string()),
+            "the docs no longer show {must}: {distinct:?}"
+        );
+    }
+    let mut refused = Vec::new();
+    for (age, source) in &ages {
+        for opt in ["--since", "--until"] {
+            let r = sb.run(&["ls", opt, age]);
+            if r.code != 0 {
+                refused.push(format!("{source}: ls {opt} {age:?}: {}", r.stderr.trim()));
+            }
+        }
+        let r = sb.run(&["--no-ami", "purge", "--dry-run", "--older-than", age]);
+        if r.code != 0 {
+            refused.push(format!(
+                "{source}: purge --older-than {age:?}: {}",
+                r.stderr.trim()
+            ));
+        }
+    }
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    assert!(
+        lines.iter().any(|l| l.starts_with("purge --older-than 1y")),
+        "{lines:?}"
+    );
+    for (n, line) in lines.iter().enumerate() {
+        let words: Vec<String> = shell_words(line)
+            .into_iter()
+            .map(|w| {
+                if w.starts_with('/') || w.starts_with('~') {
+                    sb.path().join(format!("doc-dir-{n}")).display().to_string()
+                } else {
+                    w
+                }
+            })
+            .collect();
+        let mut args = vec!["--no-ami"];
+        args.extend(words.iter().map(String::as_str));
+        let r = sb.run(&args);
+        assert_eq!(r.code, 0, "vmtool {line}:\n{}{}", r.stdout, r.stderr);
+    }
+}
+
+fn txt_files(root: &Path) -> usize {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            n.starts_with("msg") && n.ends_with(".txt")
+        })
+        .count()
+}
+
+/// `6m` used to be six minutes: a purge that deleted every heard message.
+#[test]
+fn a_bare_m_is_refused_and_deletes_nothing() {
+    let sb = Sandbox::example();
+    let before = txt_files(&sb.voicemail());
+    for args in [
+        &["--no-ami", "purge", "--older-than", "6m", "--yes"][..],
+        &[
+            "--no-ami",
+            "archive",
+            "--older-than",
+            "6m",
+            "--to",
+            "/nonexistent/x",
+        ][..],
+        &["ls", "--since", "90m"][..],
+        &[
+            "unlock",
+            "--stale",
+            "--older-than",
+            "5m",
+            "compta/1202/INBOX",
+        ][..],
+        &["check", "--stale-after", "5m"][..],
+    ] {
+        let r = sb.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("min") && r.stderr.contains("mo"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(txt_files(&sb.voicemail()), before);
+}
+
+/// Calendar months and long forms select what a calendar says.
+#[test]
+fn purge_by_calendar_months_and_long_forms() {
+    let sb = Sandbox::example();
+    // Every example message as (origtime, path): pick a cutoff between two of them.
+    let mut times: Vec<i64> = Vec::new();
+    for v in sb.run(&["--format", "json", "ls"]).ok().json_lines() {
+        times.push(v["origtime"].as_i64().unwrap());
+    }
+    times.sort();
+    let newest = *times.last().unwrap();
+    // "now" one calendar month + 1 day after the newest message: "1mo" keeps it
+    // only if months are calendar months counted from now.
+    let now = newest + 32 * 86_400;
+    let env = [("VMTOOL_NOW", now.to_string())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let json = |args: &[&str]| {
+        let mut a = vec!["--format", "json"];
+        a.extend_from_slice(args);
+        sb.run_env(&env, &a).ok().json_lines().len()
+    };
+    assert_eq!(json(&["ls", "--until", "1mo"]), times.len());
+    assert_eq!(json(&["ls", "--until", "1 month"]), times.len());
+    assert_eq!(
+        json(&["ls", "--since", "5 weeks"]),
+        json(&["ls", "--since", "5w"])
+    );
+    assert!(json(&["ls", "--since", "2 months"]) >= 1);
+    assert_eq!(json(&["ls", "--since", "1mo"]), 0);
+}
+
+/// The part of a summary after its verb, without what only a real run knows.
+fn summary_numbers(stdout: &str, verb: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("vmtool: {verb} ")))
+        .unwrap_or_else(|| panic!("no \"{verb}\" summary in:\n{stdout}"));
+    let rest = &line[format!("vmtool: {verb} ").len()..];
+    rest.split(';')
+        .filter(|p| !p.contains("finished from an earlier run"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// `--dry-run --summary` says "would …" with the numbers the real run then gives.
+#[test]
+fn dry_run_summaries_equal_the_real_run() {
+    for keep in [false, true] {
+        let sb = Sandbox::team2();
+        let arch = sb.path().join("archive");
+        let mut args = vec![
+            "--no-ami",
+            "archive",
+            "--older-than",
+            "1d",
+            "--include-new",
+            "--to",
+            arch.to_str().unwrap(),
+            "--summary",
+        ];
+        if keep {
+            args.push("--keep");
+        }
+        let mut dry = args.clone();
+        dry.push("--dry-run");
+        let d = sb.run(&dry).ok().stdout;
+        let (would, did) = if keep {
+            ("would copy", "copied")
+        } else {
+            ("would archive", "archived")
+        };
+        let want = summary_numbers(&d, would);
+        assert!(!want.starts_with("0 "), "{d}");
+        assert!(
+            !want.contains("(0.0 kB)") && !want.contains("from 0 box"),
+            "{d}"
+        );
+        let r = sb.run(&args).ok().stdout;
+        assert_eq!(summary_numbers(&r, did), want, "keep={keep}");
+    }
+    let sb = Sandbox::team2();
+    let base = ["--no-ami", "purge", "--older-than", "1d", "--include-new"];
+    let mut dry = base.to_vec();
+    dry.extend(["--dry-run", "--summary"]);
+    let d = sb.run(&dry).ok().stdout;
+    let want = summary_numbers(&d, "would purge");
+    assert!(
+        !want.contains("from 0 box") && !want.contains("(0.0 kB)"),
+        "{d}"
+    );
+    // A real purge says what it removed without being asked.
+    let mut real = base.to_vec();
+    real.push("--yes");
+    let r = sb.run(&real).ok().stdout;
+    assert_eq!(summary_numbers(&r, "purged"), want);
+    assert!(
+        want.contains(", recorded 20"),
+        "oldest/newest origtime: {want}"
+    );
+}
+
+/// `--quiet` keeps a real purge silent; nothing to purge still says so.
+#[test]
+fn purge_summary_respects_quiet() {
+    let sb = Sandbox::team2();
+    let r = sb
+        .run(&["--no-ami", "-q", "purge", "--older-than", "1d", "--yes"])
+        .ok();
+    assert_eq!(r.stdout, "");
+    let r = sb
+        .run(&["--no-ami", "purge", "--older-than", "1d", "--yes"])
+        .ok();
+    assert!(
+        r.stdout.starts_with("vmtool: purged 0 message(s)"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// From a dry-run plan: source -> the destination message it allocates.
+fn planned(stdout: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut src = String::new();
+    for line in stdout.lines() {
+        if let Some(s) = line.strip_suffix(':').filter(|_| !line.starts_with(' ')) {
+            src = s.to_string();
+        } else if let Some(rest) = line.trim().strip_prefix("lock ") {
+            if let Some((dir, tail)) = rest.split_once("; allocate ") {
+                let num = &tail[..7];
+                out.push((src.clone(), format!("{dir}/{num}")));
+            }
+        }
+    }
+    out
+}
+
+/// From a real run: source -> where it went.
+fn done(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_suffix(')').unwrap_or(l);
+            let (verb_src, to) = l
+                .split_once(" -> ")
+                .or_else(|| l.split_once(" (kept in "))?;
+            let src = verb_src.split_once(' ')?.1;
+            Some((src.to_string(), to.to_string()))
+        })
+        .collect()
+}
+
+/// The plan is the run: every number a dry run shows is the one the run allocates.
+#[test]
+fn dry_run_plans_show_the_numbers_the_run_allocates() {
+    let cases: &[&[&str]] = &[
+        &["mv", "compta/1201/INBOX", "Old"],
+        &[
+            "cp",
+            "compta/1201/INBOX",
+            "compta/1202/Old/0",
+            "1101@finance/Work",
+        ],
+        &["rm", "compta/1202/Old", "compta/1201/INBOX/1"],
+    ];
+    for case in cases {
+        let sb = Sandbox::example();
+        // rm keeps a copy in Deleted: the plan must say so and number it.
+        let conf = sb.path().join("etc/voicemail.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(
+            &conf,
+            text.replace("[general]\n", "[general]\nbackupdeleted=50\n"),
+        )
+        .unwrap();
+        let mut dry = vec!["--no-ami"];
+        dry.extend_from_slice(case);
+        dry.push("--dry-run");
+        let plan = planned(&sb.run(&dry).ok().stdout);
+        assert!(plan.len() >= 2, "{case:?}: {plan:?}");
+        let mut real = vec!["--no-ami"];
+        real.extend_from_slice(case);
+        real.push("--yes");
+        let r = sb.run(&real).ok();
+        let got = done(&r.stdout);
+        assert_eq!(plan, got, "{case:?}\n{}", r.stdout);
+        for (_, to) in &got {
+            assert!(sb.voicemail().join(format!("{to}.txt")).is_file(), "{to}");
+        }
+    }
+}
+
+/// Commands that print something on the example spool (each on a fresh copy).
+fn printing_commands() -> Vec<Vec<&'static str>> {
+    let mut v: Vec<Vec<&str>> = vec![
+        vec!["ls"],
+        vec!["--format", "json", "ls"],
+        vec!["--format", "csv", "ls"],
+        vec!["ls", "--since", "10y"],
+        vec!["show", "compta/1202/Old/0", "--explain"],
+        vec!["--format", "json", "show", "compta/1202/Old/0"],
+        vec!["boxes"],
+        vec!["boxes", "--like-asterisk"],
+        vec!["boxes", "--bytes"],
+        vec!["count", "1202@compta"],
+        vec!["check"],
+        vec!["--help"],
+        vec!["ls", "--help"],
+        vec!["--version"],
+        vec!["mv", "--dry-run", "compta/1201/INBOX", "Old"],
+        vec!["mv", "--yes", "compta/1201/INBOX", "Old"],
+        vec!["cp", "--yes", "compta/1201/INBOX", "1202@compta"],
+        vec!["read", "compta/1202/INBOX/0"],
+        vec!["unread", "compta/1202/Old/0"],
+        vec!["rm", "--dry-run", "compta/1202/Old"],
+        vec!["rm", "--yes", "compta/1202/Old"],
+        vec!["resequence", "--dry-run", "--force", "1202@compta"],
+        vec![
+            "archive",
+            "--older-than",
+            "1d",
+            "--to",
+            "ARCHIVE",
+            "--summary",
+            "-v",
+        ],
+        vec![
+            "archive",
+            "--older-than",
+            "1d",
+            "--to",
+            "ARCHIVE",
+            "--dry-run",
+        ],
+        vec!["purge", "--older-than", "1d", "--dry-run", "--summary"],
+        vec!["purge", "--older-than", "1d", "--yes"],
+        vec!["convert", "compta/1202/Old/0", "--stdout"],
+        vec!["convert", "compta/1202/Old/0", "-o", "ARCHIVE"],
+        vec!["play", "--list-devices"],
+    ];
+    for sh in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        v.push(vec!["completions", sh]);
+    }
+    v
+}
+
+/// Runs one command with standard output `stdout`.
+fn run_with_stdout(args: &[&str], stdout: std::process::Stdio) -> (i32, String) {
+    let sb = Sandbox::example();
+    let arch = sb.path().join("archive");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if *a == "ARCHIVE" {
+                arch.display().to_string()
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    let out = sb
+        .command()
+        .arg("--no-ami")
+        .args(&args)
+        .env("TZ", "UTC")
+        .env_remove("VMTOOL_AMI")
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `| head -1`: a reader that has gone stops a listing quietly, never a panic.
+#[test]
+fn a_closed_output_is_quiet_for_every_command() {
+    for args in printing_commands() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let (code, stderr) = run_with_stdout(&args, writer.into());
+        assert!(
+            code == 0 && !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: exit {code}\n{stderr}"
+        );
+    }
+}
+
+/// `> /dev/full`: a clear error and a failure status, never a panic or silence.
+#[test]
+fn a_full_output_is_a_clear_error_for_every_command() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    for args in printing_commands() {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let reading = std::thread::spawn(move || {
+            let mut r = reader;
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut r, &mut v).unwrap();
+            v.len()
+        });
+        run_with_stdout(&args, writer.into());
+        if reading.join().unwrap() == 0 {
+            continue; // prints nothing on standard output here (check reports on stderr)
+        }
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let (code, stderr) = run_with_stdout(&args, full.into());
+        assert!(
+            code != 0 && code != 101 && !stderr.contains("panicked"),
+            "{args:?}: exit {code}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("standard output") && stderr.contains("No space left"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// `resequence --ami HOST:PORT` without a user says the login is missing, not "without AMI".
+#[test]
+fn resequence_names_missing_ami_credentials() {
+    let sb = Sandbox::example();
+    for (spec, missing) in [
+        ("127.0.0.1:5038", "no user"),
+        ("bob@127.0.0.1:5038", "no secret"),
+    ] {
+        let r = sb.run(&["resequence", "--ami", spec, "1202@compta"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(missing) && r.stderr.contains(spec),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("without AMI"), "{}", r.stderr);
+    }
+    let r = sb.run_env(
+        &[("VMTOOL_AMI", "127.0.0.1")],
+        &["resequence", "1202@compta"],
+    );
+    assert!(r.stderr.contains("no user"), "{}", r.stderr);
+}
+
+/// A missing voicemail.conf is said once on stderr (not only with -v), and -q hides it.
+#[test]
+fn a_missing_voicemail_conf_is_warned_once() {
+    let sb = Sandbox::example();
+    let etc = sb.path().join("etc");
+    std::fs::remove_file(etc.join("voicemail.conf")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--asterisk-conf")
+            .arg(etc.join("asterisk.conf"))
+            .args(extra)
+            .arg("ls")
+            .env("TZ", "UTC");
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[]);
+    assert_eq!(err.matches("voicemail.conf").count(), 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("--voicemail-conf"),
+        "{err}"
+    );
+    assert_eq!(run(&["-q"]), "");
+}
+
+/// `--spool` at a context, box or folder (or a file) is refused with the level to give.
+#[test]
+fn spool_at_the_wrong_level_says_which_to_give() {
+    let sb = Sandbox::example();
+    let vm = sb.voicemail();
+    for (dir, what) in [
+        (vm.join("compta"), "context folder"),
+        (vm.join("compta/1202"), "mailbox"),
+        (vm.join("compta/1202/INBOX"), "message folder"),
+        (vm.join("compta/1202/INBOX/msg0000.txt"), "is a file"),
+    ] {
+        let r = vmtool(&["--spool", dir.to_str().unwrap(), "ls"]);
+        assert_eq!(r.code, 2, "{}: {}{}", dir.display(), r.stdout, r.stderr);
+        assert!(r.stderr.contains(what), "{}", r.stderr);
+        if what != "is a file" {
+            assert!(
+                r.stderr.contains(&format!("--spool {}", vm.display())),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    // The voicemail/ folder itself and astspooldir above it both work.
+    for dir in [vm.clone(), sb.path().join("spool")] {
+        let r = vmtool(&["--spool", dir.to_str().unwrap(), "-q", "ls"]).ok();
+        assert!(r.stdout.contains("1202@compta"), "{}", r.stdout);
+    }
+    // Directories with no <context>/<box>/<Folder> below: a warning, not "asterisk@etc" silently.
+    let odd = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(odd.path().join("etc/asterisk")).unwrap();
+    let r = vmtool(&["--spool", odd.path().to_str().unwrap(), "ls"]);
+    assert!(
+        r.stderr.contains("does not look like a voicemail spool"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Every line of the README's "Use" section, run in order on the bundled
+/// example as an admin would (devices, watch and shell redirections aside).
+#[test]
+fn readme_use_section_runs_verbatim_on_the_example() {
+    let sb = Sandbox::example();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("## Use")
+        .nth(1)
+        .and_then(|s| s.split("```sh").nth(1))
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    let mut ran = 0;
+    for line in block.lines() {
+        let Some(cmd) = line.trim().strip_prefix("vmtool ") else {
+            continue;
+        };
+        let cmd = cmd.split(['#', '|', '>']).next().unwrap().trim();
+        let words = shell_words(cmd);
+        // Needs a sound card, or runs until stopped.
+        if words[0] == "watch" || (words[0] == "play" && !cmd.contains("--list-devices")) {
+            continue;
+        }
+        let words: Vec<String> = words
+            .into_iter()
+            .map(
+                |w| match w.strip_prefix('/').or_else(|| w.strip_prefix("~/")) {
+                    Some(rest) => sb.path().join(rest.replace('/', "-")).display().to_string(),
+                    None => w,
+                },
+            )
+            .collect();
+        // Binary output (convert --stdout): look at the status and stderr only.
+        let out = sb
+            .command()
+            .arg("--no-ami")
+            .args(&words)
+            .env("TZ", "UTC")
+            .env_remove("VMTOOL_AMI")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "vmtool {cmd}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 20, "{ran}");
+    // "or just 1202": users.conf also makes 1202@default, which has no folder.
+    let r = Sandbox::example().run(&["ls", "1202"]).ok();
+    assert!(r.stdout.contains("1202@compta"), "{}", r.stdout);
+}
+
+/// A name in several contexts that all have folders stays ambiguous, and the
+/// message says what each holds and how to pick.
+#[test]
+fn ambiguity_says_what_each_candidate_holds() {
+    let sb = Sandbox::example();
+    std::fs::create_dir_all(sb.voicemail().join("default/1202/INBOX")).unwrap();
+    let r = sb.run(&["ls", "1202"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("1202@compta (1 new, 2 old)")
+            && r.stderr.contains("1202@default (no new or old messages)")
+            && r.stderr.contains("box@context"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `boxes` takes any target, not only contexts, and its help says what NEW counts.
+#[test]
+fn boxes_takes_any_target_and_documents_its_columns() {
+    let sb = Sandbox::example();
+    for t in [
+        "1202@compta",
+        "compta/1202",
+        "1202@compta/INBOX",
+        "compta/1202/Old/0",
+    ] {
+        let r = sb.run(&["--format", "json", "boxes", t]).ok();
+        let rows = r.json_lines();
+        assert_eq!(rows.len(), 1, "{t}: {}", r.stdout);
+        assert_eq!(rows[0]["box"], "1202", "{t}");
+    }
+    let r = sb
+        .run(&["--format", "json", "boxes", "compta", "1202@compta"])
+        .ok();
+    assert_eq!(r.json_lines().len(), 2);
+    let help = vmtool(&["boxes", "--help"]).ok().stdout;
+    assert!(
+        help.contains("INBOX + Urgent") && help.contains("URGENT"),
+        "{help}"
+    );
+}
