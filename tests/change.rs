@@ -718,7 +718,7 @@ fn links_never_steer_changes_outside_the_spool() {
         "{c}"
     );
     assert!(
-        c.contains("direction/2301/INBOX/msg0000.wav: a message file that is a symbolic link"),
+        c.contains("direction/2301/INBOX/msg0000.wav: a symbolic link leaving the spool"),
         "{c}"
     );
 }

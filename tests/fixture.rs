@@ -342,7 +342,7 @@ fn targets_errors_and_exit_codes() {
     let r = sb.run(&["count", "2202"]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("2202@compta, 2202@direction"),
+        r.stderr.contains("2202@compta (2 new, 1 old), 2202@direction"),
         "{}",
         r.stderr
     );

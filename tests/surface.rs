@@ -477,7 +477,9 @@ fn planned(stdout: &str) -> Vec<(String, String)> {
         if let Some(s) = line.strip_suffix(':').filter(|_| !line.starts_with(' ')) {
             src = s.to_string();
         } else if let Some(rest) = line.trim().strip_prefix("lock ") {
-            if let Some((dir, tail)) = rest.split_once("; allocate ") {
+            // "lock DEST[ and SOURCE …]; …; allocate msgNNNN …": DEST comes first.
+            let dir = rest.split([' ', ';']).next().unwrap_or_default();
+            if let Some((_, tail)) = rest.split_once("; allocate ") {
                 let num = &tail[..7];
                 out.push((src.clone(), format!("{dir}/{num}")));
             }
