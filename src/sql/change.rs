@@ -548,7 +548,9 @@ fn log_hold(held: Duration) {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
-            let _ = writeln!(f, "{} {}", held.as_micros(), now.as_micros());
+            // One write: concurrent vmtools append to the same file.
+            let line = format!("{} {}\n", held.as_micros(), now.as_micros());
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }
