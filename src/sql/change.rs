@@ -534,8 +534,9 @@ fn next_number(last: Option<i64>) -> i64 {
     last.map_or(1, |l| l + 2)
 }
 
-/// Appends how long the spool locks were held around a commit, in
-/// microseconds, to the file `VMTOOL_TEST_LOCK_LOG` names (BENCHMARKS.md).
+/// Appends how long the spool locks were held around a commit and when they
+/// were released, in microseconds, to the file `VMTOOL_TEST_LOCK_LOG` names
+/// (BENCHMARKS.md).
 fn log_hold(held: Duration) {
     if let Some(path) = std::env::var_os("VMTOOL_TEST_LOCK_LOG") {
         use std::io::Write;
@@ -544,7 +545,12 @@ fn log_hold(held: Duration) {
             .create(true)
             .open(path)
         {
-            let _ = writeln!(f, "{}", held.as_micros());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            // One write: concurrent vmtools append to the same file.
+            let line = format!("{} {}\n", held.as_micros(), now.as_micros());
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }

@@ -60,14 +60,16 @@ pub fn spool_locks(store: &SqlStore, threshold: Duration, fix: bool) -> Vec<Find
         }
         for info in found {
             let fixed = fix && !left.contains(&info.path);
-            let what = match info.kind {
-                LockFileKind::Helper | LockFileKind::Renamed => "lock helper",
-                _ => "lock",
+            let mut problem = match info.kind {
+                LockFileKind::Helper | LockFileKind::Renamed => format!(
+                    "lock helper left for {} s (a crash); harmless alone, removed with the lock",
+                    info.age.as_secs()
+                ),
+                _ => format!(
+                    "lock left for {} s (a crash): this server's Asterisk drops every deposit into this folder after a 5-s wait",
+                    info.age.as_secs()
+                ),
             };
-            let mut problem = format!(
-                "{what} left for {} s (a crash): this server's Asterisk drops every deposit into this folder after a 5-s wait",
-                info.age.as_secs()
-            );
             if let Some(f) = &failed {
                 problem.push_str(&format!(" (not fixed: {f})"));
             } else if !fixed {
