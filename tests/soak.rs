@@ -400,6 +400,12 @@ fn soak(secs: u64, workers: u64, seed: u64, reseq: bool, mode: &str) {
         }
         fs::create_dir_all(vm.join(c).join(m).join("tmp")).unwrap();
     }
+    // Long runs deposit thousands of messages: keep moves from being refused as full.
+    let conf = sb.path().join("etc/voicemail.conf");
+    let text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace("maxmsg = 100", "maxmsg = 5000");
+    fs::write(&conf, text).unwrap();
     let before = inventory(&vm);
     assert!(before.values().all(|v| v.len() == 1));
     let tpl = template(&vm);
