@@ -431,7 +431,7 @@ pub struct CheckArgs {
     /// Contexts, boxes or folders (default: the whole spool)
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Repair what is safe: finish or undo half-done moves, quarantine phantoms, orphans and -bak leftovers
+    /// Repair what is safe: finish or undo half-done moves, break locks and remove staged copies of vmtools that are gone, quarantine phantoms, orphans and -bak leftovers
     #[arg(long)]
     pub fix: bool,
     /// Age in seconds after which a lock or a tmp/ leftover is stale
