@@ -1167,6 +1167,13 @@ impl Engine<'_> {
                 }
             }
         }
+        // Moved on to another box since (by a vmtool working there): anywhere
+        // in the spool.
+        if copy_at.is_none() && moving {
+            if let Some(sum) = txt_sum {
+                copy_at = self.find_in_spool(sum, &src_dir, &complete)?;
+            }
+        }
         let msg = match copy_at {
             None => {
                 // The .txt never arrived: the partial copy's audio goes (only
@@ -1199,6 +1206,38 @@ impl Engine<'_> {
             fsutil::sync_dir(&src_dir).map_err(OpError::io("sync", &src_dir))?;
         }
         Ok(msg)
+    }
+
+    /// A complete copy (by `.txt` bytes, then `complete`) in any folder of the
+    /// spool but `skip`.
+    fn find_in_spool(
+        &self,
+        txt_sum: &str,
+        skip: &Path,
+        complete: &dyn Fn(&MsgRef) -> bool,
+    ) -> Result<Option<MsgRef>> {
+        use crate::store::MailboxStore as _;
+        let store = crate::store::FileStore::new(self.spool.clone());
+        for ctx in store.contexts().unwrap_or_default() {
+            for mb in store.mailboxes(&ctx).unwrap_or_default() {
+                for f in store.folders(&mb).unwrap_or_default() {
+                    let probe = MsgRef::new(
+                        &mb,
+                        &f,
+                        MsgNum::new(0).ok_or_else(|| OpError::Refused("msg0000".into()))?,
+                    );
+                    if self.dir_of(&probe)? == skip {
+                        continue;
+                    }
+                    if let Some((at, _)) = self.find_in_folder(&probe, txt_sum)? {
+                        if complete(&at) {
+                            return Ok(Some(at));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Audio without a `.txt` anywhere in `at`'s folder whose bytes are the
