@@ -478,7 +478,7 @@ pub struct CheckArgs {
     /// Contexts, boxes or folders (default: the whole spool)
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Repair what is safe: finish or undo half-done moves, quarantine phantoms, orphans and -bak leftovers (SQL store: break this server's stale spool locks)
+    /// Repair what is safe: finish or undo half-done moves, break locks and remove staged copies of vmtools that are gone, quarantine phantoms, orphans and -bak leftovers (SQL store: also break this server's stale spool locks)
     #[arg(long)]
     pub fix: bool,
     /// Age after which a lock or a tmp/ leftover is stale: seconds, or e.g. 90s, 5min, 2h, 1d

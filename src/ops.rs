@@ -970,6 +970,24 @@ impl Engine<'_> {
 
     /// Intent records of interrupted changes (their vmtool is gone) in a mailbox.
     pub fn pending(&self, mb: &MailboxId) -> Vec<PathBuf> {
+        self.intents(mb)
+            .into_iter()
+            // A live vmtool's change in progress is not interrupted.
+            .filter(|p| {
+                let id = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(INTENT_PREFIX));
+                id.and_then(id_owner)
+                    .is_none_or(|(pid, start)| crate::lock::process_gone(pid, start))
+            })
+            .collect()
+    }
+
+    /// Every intent record in a mailbox. With the mailbox guard held they are
+    /// all interrupted: their vmtool let go of the guard, and a killed one does
+    /// so before `/proc` shows it gone.
+    fn intents(&self, mb: &MailboxId) -> Vec<PathBuf> {
         let tmp = self.spool.tmp_dir(mb);
         let Ok(rd) = fs::read_dir(&tmp) else {
             return Vec::new();
@@ -981,15 +999,6 @@ impl Engine<'_> {
                 p.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(INTENT_PREFIX) && n.ends_with(".json"))
-            })
-            // A live vmtool's change in progress is not interrupted.
-            .filter(|p| {
-                let id = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.strip_prefix(INTENT_PREFIX));
-                id.and_then(id_owner)
-                    .is_none_or(|(pid, start)| crate::lock::process_gone(pid, start))
             })
             .collect();
         v.sort();
@@ -1012,7 +1021,7 @@ impl Engine<'_> {
 
     fn recover_locked(&self, mb: &MailboxId) -> Result<Vec<String>> {
         let mut done = Vec::new();
-        for path in self.pending(mb) {
+        for path in self.intents(mb) {
             let intent: Intent = match fsutil::read_txt_file(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
@@ -1113,8 +1122,21 @@ impl Engine<'_> {
         let moving = op == "move";
         let src_dir = self.dir_of(src)?;
         let dst_dir = self.dir_of(d)?;
-        let locks = self.lock_pair(&dst_dir, moving.then_some(src_dir.as_path()))?;
         let dmb = d.mailbox_id()?;
+        // The copy is searched for in the whole destination box: no other vmtool
+        // may move messages there meanwhile (taken before any folder lock, and
+        // given up after the timeout rather than waited for indefinitely).
+        let _dest_guard = if dmb != src.mailbox_id()? {
+            match MailboxGuard::acquire(&self.spool.mailbox_dir(&dmb), self.lock.timeout) {
+                Ok(g) => Some(g),
+                Err(e) if e.is_busy() => return Err(e.into()),
+                // No tmp/ there any more: nobody works in that box.
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let locks = self.lock_pair(&dst_dir, moving.then_some(src_dir.as_path()))?;
         let complete = |at: &MsgRef| intent.files.iter().all(|(e, s)| self.file_is(at, e, s));
         // Where the copy is now: its committed place, else by identity in any
         // folder of the destination box (never the source's own folder).
@@ -1143,6 +1165,13 @@ impl Engine<'_> {
                         }
                     }
                 }
+            }
+        }
+        // Moved on to another box since (by a vmtool working there): anywhere
+        // in the spool.
+        if copy_at.is_none() && moving {
+            if let Some(sum) = txt_sum {
+                copy_at = self.find_in_spool(sum, &src_dir, &complete)?;
             }
         }
         let msg = match copy_at {
@@ -1177,6 +1206,38 @@ impl Engine<'_> {
             fsutil::sync_dir(&src_dir).map_err(OpError::io("sync", &src_dir))?;
         }
         Ok(msg)
+    }
+
+    /// A complete copy (by `.txt` bytes, then `complete`) in any folder of the
+    /// spool but `skip`.
+    fn find_in_spool(
+        &self,
+        txt_sum: &str,
+        skip: &Path,
+        complete: &dyn Fn(&MsgRef) -> bool,
+    ) -> Result<Option<MsgRef>> {
+        use crate::store::MailboxStore as _;
+        let store = crate::store::FileStore::new(self.spool.clone());
+        for ctx in store.contexts().unwrap_or_default() {
+            for mb in store.mailboxes(&ctx).unwrap_or_default() {
+                for f in store.folders(&mb).unwrap_or_default() {
+                    let probe = MsgRef::new(
+                        &mb,
+                        &f,
+                        MsgNum::new(0).ok_or_else(|| OpError::Refused("msg0000".into()))?,
+                    );
+                    if self.dir_of(&probe)? == skip {
+                        continue;
+                    }
+                    if let Some((at, _)) = self.find_in_folder(&probe, txt_sum)? {
+                        if complete(&at) {
+                            return Ok(Some(at));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Audio without a `.txt` anywhere in `at`'s folder whose bytes are the
