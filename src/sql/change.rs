@@ -336,7 +336,19 @@ impl SqlEngine<'_> {
             };
             db.begin()?;
             allocs.borrow_mut().clear();
-            let value = match work(&mut db, &allocs) {
+            let value = work(&mut db, &allocs).and_then(|v| {
+                // Last, so only the moment until COMMIT is left (README).
+                if self.overtaken(&mut db, &allocs.borrow())? {
+                    Err(DbError {
+                        msg: "deposits kept taking the numbers above ours; nothing was changed"
+                            .into(),
+                        retry: true,
+                    })
+                } else {
+                    Ok(v)
+                }
+            });
+            let value = match value {
                 Ok(v) => v,
                 Err(e) => {
                     db.rollback();
@@ -347,29 +359,6 @@ impl SqlEngine<'_> {
                     continue;
                 }
             };
-            // Last, so only the moment until COMMIT is left (README).
-            match self.overtaken(&mut db, &allocs.borrow()) {
-                Ok(false) => {}
-                Ok(true) => {
-                    db.rollback();
-                    if attempt >= 50 {
-                        return Err(refused(
-                            "deposits kept taking the numbers above ours; nothing was changed"
-                                .into(),
-                        ));
-                    }
-                    pause(&mut delay);
-                    continue;
-                }
-                Err(e) => {
-                    db.rollback();
-                    if !e.retry || attempt >= 50 {
-                        return Err(e);
-                    }
-                    pause(&mut delay);
-                    continue;
-                }
-            }
             let locks = match self.try_locks(dirs) {
                 Ok(l) => l,
                 Err(e) => {
