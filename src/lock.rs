@@ -1079,6 +1079,17 @@ fn break_lock_if(
     }
 }
 
+/// Whether the process that moved a lock aside as `.lock.stale-<pid hex>-…` is gone.
+fn aside_breaker_gone(path: &Path) -> bool {
+    let pid = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(STALE_PREFIX))
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+    pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// Removes helpers and `.lock.stale-*` leftovers older than `threshold` or left by a
 /// vmtool that is gone (waiters killed while waiting), and the helper of a just broken
 /// `.lock` (`broken`: a killed vmtool's), whose ctime the unlink of `.lock` has just
@@ -1090,22 +1101,34 @@ fn remove_stale_leftovers(
 ) -> Result<Vec<PathBuf>, LockError> {
     let now = SystemTime::now();
     let mut removed = Vec::new();
+    let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir, "read"))? {
         let entry = entry.map_err(io_err(dir, "read"))?;
         let name = entry.file_name();
-        let kind = name.to_str().and_then(lock_file_kind);
-        if !matches!(kind, Some(LockFileKind::Helper | LockFileKind::Renamed)) {
-            continue;
+        match name.to_str().and_then(lock_file_kind) {
+            Some(k @ (LockFileKind::Helper | LockFileKind::Renamed)) => {
+                found.push((k == LockFileKind::Helper, entry.path()))
+            }
+            _ => {}
         }
-        let path = entry.path();
+    }
+    // `.lock.stale-*` names first: removing one can leave its helper with one link.
+    found.sort();
+    for (helper, path) in found {
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if is_not_found(&e) => continue,
             Err(e) => return Err(io_err(dir, "check lock helpers in")(e)),
         };
-        // nlink > 1: still the other name of a `.lock` (a held vmtool lock); removing
-        // it would unpin the inode its owner checks at release.
-        if !meta.file_type().is_file() || meta.nlink() > 1 {
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        // nlink > 1: a helper is still the other name of a `.lock` (a held vmtool lock);
+        // removing it would unpin the inode its owner checks at release. A `.lock.stale-*`
+        // name is never a lock: one whose breaker was killed between its rename and its
+        // unlink, holding a gone vmtool's lock, goes whatever its links.
+        let abandoned_aside = !helper && aside_breaker_gone(&path) && dead_owner(&path).is_some();
+        if meta.nlink() > 1 && !abandoned_aside {
             continue;
         }
         let old = file_age(&meta, now) > threshold
@@ -1729,6 +1752,37 @@ mod tests {
             Err(LockError::Io { .. })
         ));
         assert!(dir.join(".lock").is_dir());
+    }
+
+    #[test]
+    fn a_lock_set_aside_by_a_killed_breaker_is_cleaned_up() {
+        let (_t, dir) = folder();
+        let me = Owner::me().unwrap().clone();
+        let gone = Owner {
+            boot_id: "00000000-0000-0000-0000-000000000000".into(),
+            ..me.clone()
+        };
+        // A gone vmtool's lock, moved aside by a breaker killed before its unlink:
+        // its helper and the aside name share the inode (2 links), no `.lock`.
+        fs::write(dir.join(".lock-0000dead"), gone.tag()).unwrap();
+        fs::hard_link(
+            dir.join(".lock-0000dead"),
+            dir.join(".lock.stale-7ffffffe-1"),
+        )
+        .unwrap();
+        // The same left by a breaker that is still running (this process): kept.
+        let live_aside = format!(".lock.stale-{:x}-2", std::process::id());
+        fs::write(dir.join(".lock-0000d00d"), gone.tag()).unwrap();
+        fs::hard_link(dir.join(".lock-0000d00d"), dir.join(&live_aside)).unwrap();
+        let (_, removed) = break_stale(&dir, DEFAULT_STALE_THRESHOLD).unwrap();
+        assert_eq!(
+            removed,
+            [
+                dir.join(".lock-0000dead"),
+                dir.join(".lock.stale-7ffffffe-1")
+            ]
+        );
+        assert_eq!(names(&dir), [".lock-0000d00d".to_string(), live_aside]);
     }
 
     #[test]
