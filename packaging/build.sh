@@ -13,6 +13,8 @@ musl=x86_64-unknown-linux-musl
 need=()
 command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+# cargo-deb's xz compression links liblzma when it has to be built.
+command -v cargo-deb >/dev/null || dpkg -s liblzma-dev >/dev/null 2>&1 || need+=(liblzma-dev)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${need[@]}"
 fi
