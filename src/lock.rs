@@ -1105,11 +1105,10 @@ fn remove_stale_leftovers(
     for entry in fs::read_dir(dir).map_err(io_err(dir, "read"))? {
         let entry = entry.map_err(io_err(dir, "read"))?;
         let name = entry.file_name();
-        match name.to_str().and_then(lock_file_kind) {
-            Some(k @ (LockFileKind::Helper | LockFileKind::Renamed)) => {
-                found.push((k == LockFileKind::Helper, entry.path()))
-            }
-            _ => {}
+        if let Some(k @ (LockFileKind::Helper | LockFileKind::Renamed)) =
+            name.to_str().and_then(lock_file_kind)
+        {
+            found.push((k == LockFileKind::Helper, entry.path()));
         }
     }
     // `.lock.stale-*` names first: removing one can leave its helper with one link.
