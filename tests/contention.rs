@@ -153,6 +153,12 @@ fn place_of(sb: &Sandbox, txt_sha: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// No vmtool leftover anywhere in the spool (`what`: the case, for the message).
+fn assert_no_leftovers(sb: &Sandbox, what: &str) {
+    let left = vmtool_leftovers(sb);
+    assert!(left.is_empty(), "{what}: {left:?}");
+}
+
 /// vmtool's leftovers anywhere in the spool: locks, helpers, staged copies, records.
 fn vmtool_leftovers(sb: &Sandbox) -> Vec<String> {
     walkdir::WalkDir::new(sb.voicemail())
@@ -208,11 +214,7 @@ fn a_busy_source_never_leaves_a_copy_behind() {
         assert!(err.contains("nothing was changed"), "{err}");
         asterisk_unlock(&src);
         each_once(&sb, &before);
-        assert!(
-            vmtool_leftovers(&sb).is_empty(),
-            "{:?}",
-            vmtool_leftovers(&sb)
-        );
+        assert_no_leftovers(&sb, "");
         // Once the folder is free the same move happens exactly once.
         sb.run(&["--no-ami", "mv", mv[0], mv[1]]).ok();
         each_once(&sb, &before);
@@ -249,11 +251,7 @@ fn a_source_renumbered_by_asterisk_mid_move_moves_once() {
         assert!(!now[0].starts_with("compta/2202/INBOX"), "{now:?}");
         assert_eq!(names(&inbox), Vec::<String>::new());
         assert_eq!(messages(&sb.voicemail()).len(), before.len());
-        assert!(
-            vmtool_leftovers(&sb).is_empty(),
-            "{:?}",
-            vmtool_leftovers(&sb)
-        );
+        assert_no_leftovers(&sb, "");
     }
 }
 
@@ -298,11 +296,7 @@ fn killed_after_commit_then_the_copy_is_read_recovers_by_identity() {
         );
         each_once(&sb, &before);
         assert_eq!(place_of(&sb, &moved), ["finance/2101/Old/msg0000.txt"]);
-        assert!(
-            vmtool_leftovers(&sb).is_empty(),
-            "{:?}",
-            vmtool_leftovers(&sb)
-        );
+        assert_no_leftovers(&sb, "");
     }
 }
 
@@ -330,11 +324,7 @@ fn killed_after_commit_then_the_source_is_renumbered_recovers_by_identity() {
     assert_eq!(place_of(&sb, &moved), ["finance/2101/Old/msg0000.txt"]);
     assert!(names(&inbox).is_empty(), "{:?}", names(&inbox));
     assert_eq!(messages(&sb.voicemail()).len(), before.len());
-    assert!(
-        vmtool_leftovers(&sb).is_empty(),
-        "{:?}",
-        vmtool_leftovers(&sb)
-    );
+    assert_no_leftovers(&sb, "");
 }
 
 /// Finding 5: a kill while staging leaves `.vmtool-stage-*` copies; `check`
@@ -383,11 +373,7 @@ fn staged_copies_of_killed_runs_are_found_and_removed_at_once() {
         let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
         assert!(r.code == 0 || r.code == 5, "{}{}", r.stdout, r.stderr);
         fs::remove_file(tmp.join(&live)).unwrap();
-        assert!(
-            vmtool_leftovers(&sb).is_empty(),
-            "{step}: {:?}",
-            vmtool_leftovers(&sb)
-        );
+        assert_no_leftovers(&sb, step);
         each_once(&sb, &before);
     }
 }
@@ -430,11 +416,7 @@ fn a_killed_vmtools_locks_are_broken_at_once_and_only_those() {
     .ok();
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     sb.run(&["--no-ami", "check", "--fix"]);
-    assert!(
-        vmtool_leftovers(&sb).is_empty(),
-        "{:?}",
-        vmtool_leftovers(&sb)
-    );
+    assert_no_leftovers(&sb, "");
     each_once(&sb, &before);
 
     // A waiter killed while Asterisk holds the folder: its helper goes, the
@@ -490,11 +472,7 @@ fn a_killed_vmtools_locks_are_broken_at_once_and_only_those() {
     pause.resume();
     let (code, out, err) = output(child);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        vmtool_leftovers(&sb).is_empty(),
-        "{:?}",
-        vmtool_leftovers(&sb)
-    );
+    assert_no_leftovers(&sb, "");
 }
 
 /// flock mode: the kernel drops a killed vmtool's locks; the next run proceeds.
@@ -637,9 +615,5 @@ fn a_move_waiting_for_a_busy_folder_holds_no_lock_meanwhile() {
     let (code, out, err) = output(child);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(messages(&sb.voicemail()).len(), before.len());
-    assert!(
-        vmtool_leftovers(&sb).is_empty(),
-        "{:?}",
-        vmtool_leftovers(&sb)
-    );
+    assert_no_leftovers(&sb, "");
 }
