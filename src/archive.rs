@@ -20,6 +20,7 @@ use crate::fsutil::{self, hex};
 use crate::metadata::Metadata;
 use crate::ops::Located;
 use crate::render::MessageRow;
+use crate::spool::Folder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -624,6 +625,86 @@ pub fn entry_files(root: &Path, e: &ManifestEntry) -> Result<Vec<(String, PathBu
         out.push((ext, p));
     }
     Ok(out)
+}
+
+/// A selection of archived messages, matched by text (the boxes may no longer exist).
+pub struct EntryMatch {
+    msg_id: Option<String>,
+    context: Option<String>,
+    mailbox: Option<String>,
+    folder: Option<String>,
+    number: Option<u16>,
+}
+
+impl EntryMatch {
+    pub fn parse(s: &str) -> Result<EntryMatch> {
+        if crate::target::looks_like_msg_id(s) {
+            return Ok(EntryMatch {
+                msg_id: Some(s.to_string()),
+                context: None,
+                mailbox: None,
+                folder: None,
+                number: None,
+            });
+        }
+        let parts: Vec<&str> = s.trim_end_matches('/').split('/').collect();
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || *p == ".." || *p == ".")
+            || parts.len() > 4
+        {
+            return Err(Error::Usage(format!(
+                "\"{s}\" is not a selection like compta/1202/Old or 1202@compta"
+            )));
+        }
+        let (context, mailbox, rest) = match parts[0].split_once('@') {
+            Some((b, c)) => (Some(c.to_string()), Some(b.to_string()), &parts[1..]),
+            None => (
+                Some(parts[0].to_string()),
+                parts.get(1).map(|s| s.to_string()),
+                parts.get(2..).unwrap_or(&[]),
+            ),
+        };
+        let folder = rest.first().map(|f| f.to_string());
+        let number = match rest.get(1) {
+            Some(n) => Some(
+                crate::spool::MsgNum::parse(n)
+                    .ok_or_else(|| Error::Usage(format!("\"{n}\" is not a message number")))?
+                    .get(),
+            ),
+            None => None,
+        };
+        Ok(EntryMatch {
+            msg_id: None,
+            context,
+            mailbox,
+            folder,
+            number,
+        })
+    }
+
+    pub fn matches(&self, e: &ManifestEntry) -> bool {
+        let r = &e.row;
+        self.msg_id
+            .as_ref()
+            .is_none_or(|id| r.msg_id.as_deref() == Some(id))
+            && self.context.as_ref().is_none_or(|c| c == &r.context)
+            && self.mailbox.as_ref().is_none_or(|m| m == &r.mailbox)
+            && self
+                .folder
+                .as_ref()
+                .is_none_or(|f| f.eq_ignore_ascii_case(&r.folder))
+            && self.number.is_none_or(|n| r.number == format!("{n:04}"))
+    }
+}
+
+pub fn matchers(args: &[String]) -> Result<Vec<EntryMatch>> {
+    args.iter().map(|s| EntryMatch::parse(s)).collect()
+}
+
+/// The folder an archive entry names (INBOX when the name is not one).
+pub fn folder_of(name: &str) -> Folder {
+    Folder::known(name).unwrap_or_else(|| Folder::from_dir_name(name).unwrap_or(Folder::Inbox))
 }
 
 #[cfg(test)]

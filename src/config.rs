@@ -23,8 +23,16 @@ const MAX_FORMATS: usize = 10;
 /// Size of most `struct ast_vm_user` string fields (context, mailbox, PIN, …).
 const FIELD: usize = 80;
 
-/// How Asterisk locks spool folders (`asterisk.conf [options] lockmode`).
-pub use crate::lock::LockMode;
+/// Asterisk's `lockmode` (`asterisk.conf [options]`), global to the running Asterisk;
+/// `lock.rs` implements both modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// `.lock` hard links (Asterisk's default).
+    #[default]
+    Lockfile,
+    /// `flock()` on `<folder>/lock`.
+    Flock,
+}
 
 /// What vmtool needs from `asterisk.conf`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,15 +53,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Suggested age after which a `.lock` is stale (spec §6.6).
 pub const DEFAULT_STALE_THRESHOLD: Duration = Duration::from_secs(60);
 
-/// Asterisk's `lockmode` (`asterisk.conf [options]`), global to the running Asterisk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LockMode {
-    /// `.lock` hard links (Asterisk's default).
-    #[default]
-    Lockfile,
-    /// `flock()` on `<folder>/lock`.
-    Flock,
-}
+pub use crate::config::LockMode;
 
 impl LockMode {
     /// The name of the file that marks a held lock in this mode.

@@ -8,8 +8,7 @@ use std::io::{IsTerminal, Write};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
-use vmtool::app::{self, Environment};
-use vmtool::cli::Cli;
+use vmtool::cmd::{self, cli::Cli, Environment};
 use vmtool::error::Exit;
 
 fn main() -> ExitCode {
@@ -41,6 +40,6 @@ fn main() -> ExitCode {
     };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let code = app::run(cli, env, &mut stdout.lock(), &mut stderr.lock());
+    let code = cmd::run(cli, env, &mut stdout.lock(), &mut stderr.lock());
     ExitCode::from(code as u8)
 }

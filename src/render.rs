@@ -181,6 +181,14 @@ pub fn duration_text(secs: u64) -> String {
     }
 }
 
+/// The output format of listings and reports (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
 /// Terminal styling, on or off.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
@@ -252,7 +260,7 @@ const CSV_COLS: [&str; 15] = [
 /// Streaming writer for message listings in the three formats.
 pub struct MessageWriter<W: Write> {
     out: W,
-    format: crate::cli::Format,
+    format: Format,
     style: Style,
     header_done: bool,
     /// One JSON line at a time (`write_json_ref`).
@@ -273,7 +281,7 @@ const TABLE_COLS: [(&str, usize); 9] = [
 ];
 
 impl<W: Write> MessageWriter<W> {
-    pub fn new(out: W, format: crate::cli::Format, style: Style) -> Self {
+    pub fn new(out: W, format: Format, style: Style) -> Self {
         MessageWriter {
             out,
             format,
@@ -285,7 +293,7 @@ impl<W: Write> MessageWriter<W> {
 
     /// A writer for rows only (the header is someone else's): for workers
     /// that render a part of a listing into a buffer.
-    pub fn body_only(out: W, format: crate::cli::Format, style: Style) -> Self {
+    pub fn body_only(out: W, format: Format, style: Style) -> Self {
         MessageWriter {
             out,
             format,
@@ -302,9 +310,9 @@ impl<W: Write> MessageWriter<W> {
         }
         self.header_done = true;
         match self.format {
-            crate::cli::Format::Json => Ok(()),
-            crate::cli::Format::Csv => csv_record(&mut self.out, &CSV_COLS),
-            crate::cli::Format::Table => {
+            Format::Json => Ok(()),
+            Format::Csv => csv_record(&mut self.out, &CSV_COLS),
+            Format::Table => {
                 let mut h = String::new();
                 for (name, w) in TABLE_COLS {
                     if w == 0 {
@@ -329,7 +337,7 @@ impl<W: Write> MessageWriter<W> {
     }
 
     pub fn is_json(&self) -> bool {
-        matches!(self.format, crate::cli::Format::Json)
+        matches!(self.format, Format::Json)
     }
 
     /// A JSON line from borrowed fields (the writer's format must be JSON).
@@ -343,12 +351,12 @@ impl<W: Write> MessageWriter<W> {
     pub fn write(&mut self, row: &MessageRow) -> io::Result<()> {
         self.header()?;
         match self.format {
-            crate::cli::Format::Json => {
+            Format::Json => {
                 serde_json::to_writer(&mut self.out, row)?;
                 self.out.write_all(b"\n")
             }
-            crate::cli::Format::Csv => self.write_csv(row),
-            crate::cli::Format::Table => self.write_table(row),
+            Format::Csv => self.write_csv(row),
+            Format::Table => self.write_table(row),
         }
     }
 

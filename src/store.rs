@@ -8,6 +8,7 @@ use crate::audio::{self, AudioInfo};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::metadata::{MetaError, Metadata};
+use crate::ops::OpError;
 use crate::scan::{self, FolderCounts, FolderScan};
 use crate::spool::{Context, Folder, MailboxId, MsgNum, Spool};
 use std::io::Read;
@@ -396,5 +397,30 @@ impl MailboxStore for FileStore {
 
     fn location(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> PathBuf {
         self.spool.txt_path(mb, folder, num)
+    }
+}
+
+impl From<OpError> for Error {
+    fn from(e: OpError) -> Error {
+        match e {
+            OpError::Lock(ref l) if l.is_busy() => Error::LockBusy(e.to_string()),
+            OpError::Gone(m) => Error::NotFound(m),
+            OpError::Io {
+                action,
+                path,
+                source,
+            } => Error::Io {
+                action,
+                path,
+                source,
+            },
+            other => Error::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::lock::LockError> for Error {
+    fn from(e: crate::lock::LockError) -> Error {
+        Error::from(OpError::from(e))
     }
 }

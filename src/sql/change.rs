@@ -422,7 +422,7 @@ impl SqlEngine<'_> {
         let dir = t.dir(mb, folder);
         let result = self.commit_locked(&dirs, |db, allocs| {
             let num = self.allocate(db, allocs, mb, folder)?;
-            super::migrate::insert(db, t, mb, &dir, num, meta, audio)?;
+            super::table::insert(db, t, mb, &dir, num, meta, audio)?;
             MsgNum::new(num as u16)
                 .map(|n| MsgRef::new(mb, folder, n))
                 .ok_or_else(|| refused("bad number".into()))

@@ -1,7 +1,7 @@
 //! The voicemail table as Asterisk's schema scripts create it (spec §10.1):
 //! which columns it has, how a row maps to a message, and the `dir` paths.
 
-use super::db::{Cell, Db, DbError, Kind, V};
+use super::db::{Cell, Db, DbError, DbResult, Kind, V};
 use crate::error::{Error, Result};
 use crate::metadata::{self, Metadata};
 use crate::spool::{Context, Folder, MailboxId, MsgNum};
@@ -417,6 +417,75 @@ impl MsgRow {
     pub fn msg_num(&self) -> Option<MsgNum> {
         u16::try_from(self.msgnum).ok().and_then(MsgNum::new)
     }
+}
+
+/// Inserts a message row with Asterisk's own statement (spec §10.1.1),
+/// plus `category` and the file-only keys when the table has them.
+pub fn insert(
+    db: &mut Db,
+    t: &Table,
+    mb: &MailboxId,
+    dir: &str,
+    num: i32,
+    meta: &Metadata,
+    audio: &[u8],
+) -> DbResult<u64> {
+    let get = |k: &str| meta.get(k).map(str::to_string);
+    let num_text = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let mut cols = vec![
+        "dir",
+        "msgnum",
+        "recording",
+        "context",
+        "callerid",
+        "origtime",
+        "duration",
+        "mailboxuser",
+        "mailboxcontext",
+        "flag",
+        "msg_id",
+    ];
+    let tp = t.time_param();
+    let mut marks = vec!["?", "?", "?", "?", "?", tp, tp, "?", "?", "?", "?"];
+    let mut p = vec![
+        V::Text(dir.to_string()),
+        V::Int(num),
+        V::Bytes(audio.to_vec()),
+        V::from(get("context")),
+        V::from(get("callerid")),
+        V::from(num_text("origtime")),
+        V::from(num_text("duration")),
+        V::Text(mb.mailbox().to_string()),
+        V::Text(mb.context.to_string()),
+        V::Text(get("flag").unwrap_or_default()),
+        V::from(get("msg_id")),
+    ];
+    // Asterisk inserts category only when it is not empty.
+    if t.has_category {
+        if let Some(c) = get("category").filter(|c| !c.is_empty()) {
+            cols.push("category");
+            marks.push("?");
+            p.push(V::Text(c));
+        }
+    }
+    for k in &t.extra {
+        if let Some(v) = get(k) {
+            cols.push(k);
+            marks.push("?");
+            p.push(V::Text(v));
+        }
+    }
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        t.name,
+        cols.join(", "),
+        marks.join(", ")
+    );
+    db.exec(&sql, &p)
 }
 
 #[cfg(test)]

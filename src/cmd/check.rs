@@ -3,9 +3,7 @@
 //! what is safe (half-done moves, quarantine of phantoms, orphans and
 //! leftovers); nothing that exists only once is ever deleted.
 
-use crate::app::{out_err, Reporter, Setup};
-use crate::cli::{CheckArgs, Format, GlobalArgs};
-use crate::error::{Error, Exit, Result};
+use super::prelude::*;
 use crate::fsutil::{self, Perms};
 use crate::lock::{self, FolderLock};
 use crate::metadata::Metadata;
@@ -20,6 +18,19 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Contexts, boxes or folders (default: the whole spool)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Repair what is safe: finish or undo half-done moves, break locks and remove staged copies of vmtools that are gone, quarantine phantoms, orphans and -bak leftovers (SQL store: also break this server's stale spool locks)
+    #[arg(long)]
+    pub fix: bool,
+    /// Age after which a lock or a tmp/ leftover is stale: seconds, or e.g. 90s, 5min, 2h, 1d
+    #[arg(long, value_name = "AGE", default_value = "60", value_parser = crate::age::parse_secs)]
+    pub stale_after: u64,
+}
 
 /// One problem found.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -542,7 +553,7 @@ impl Checker<'_> {
     }
 }
 
-pub fn cmd_check(
+pub fn exec(
     setup: &Setup,
     g: &GlobalArgs,
     a: &CheckArgs,
@@ -556,19 +567,18 @@ pub fn cmd_check(
         found.extend(crate::sql::check::spool_locks(sql, stale, a.fix));
         for f in &found {
             match setup.format {
-                crate::cli::Format::Json => {
-                    serde_json::to_writer(&mut *out, f)
-                        .map_err(|e| crate::app::out_err(e.into()))?;
-                    writeln!(out).map_err(crate::app::out_err)?;
+                Format::Json => {
+                    serde_json::to_writer(&mut *out, f).map_err(|e| out_err(e.into()))?;
+                    writeln!(out).map_err(out_err)?;
                 }
                 _ => {
                     let tail = if f.fixed { " — fixed" } else { "" };
-                    writeln!(out, "{}: {}{tail}", f.at, f.problem).map_err(crate::app::out_err)?
+                    writeln!(out, "{}: {}{tail}", f.at, f.problem).map_err(out_err)?
                 }
             }
         }
         if found.is_empty() && !setup.quiet {
-            writeln!(out, "no problem found in {}", sql.describe()).map_err(crate::app::out_err)?;
+            writeln!(out, "no problem found in {}", sql.describe()).map_err(out_err)?;
         }
         return Ok(if found.iter().all(|f| f.fixed) {
             Exit::Ok
@@ -576,7 +586,7 @@ pub fn cmd_check(
             Exit::Problems
         });
     }
-    let engine = crate::change::engine_for(setup, g)?;
+    let engine = super::engine_for(setup, g)?;
     let runuser_uid = setup
         .astconf
         .as_ref()
@@ -679,11 +689,4 @@ pub fn cmd_check(
         return Ok(rep.finish(0));
     }
     Ok(if open > 0 { Exit::Problems } else { Exit::Ok })
-}
-
-/// For errors raised while checking.
-impl From<lock::LockError> for Error {
-    fn from(e: lock::LockError) -> Error {
-        Error::from(crate::ops::OpError::from(e))
-    }
 }

@@ -1,28 +1,87 @@
-//! The retention commands: `archive`, `purge`, `restore`, and `ls`/`show` of
-//! an archive. Selection is by `origtime` (the only trusted time), streamed
-//! mailbox by mailbox; each message goes through `archive` / `ops`.
+//! The retention commands: `archive`, `purge` and `restore`. Selection is by
+//! `origtime` (the only trusted time), streamed mailbox by mailbox; each
+//! message goes through `archive` / `ops`.
 
-use crate::app::{message_row, out_err, parse_when, LsFilter, Reporter, Setup};
+use super::prelude::*;
 use crate::archive::{self, Archive, Candidate, ManifestEntry, Outcome, Source};
-use crate::change::{engine_for, notify_asterisk, sql_engine, INTERRUPTED};
-use crate::cli::{
-    ArchiveArgs, Format, GlobalArgs, LsArgs, PurgeArgs, RestoreArgs, SelectArgs, ShowArgs,
-};
-use crate::error::{Error, Exit, Result};
-use crate::metadata::Metadata;
+use crate::listing::message_row;
 use crate::ops::{Engine, Located, MsgRef};
-use crate::render::{sanitize, MessageRow, MessageWriter};
+use crate::render::MessageRow;
 use crate::scan::MsgFiles;
-use crate::spool::{Context, Folder, MailboxId};
 use crate::sql::change::{SqlAction, SqlEngine, SqlMsg};
 use crate::sql::SqlStore;
-use crate::store::MailboxStore;
-use crate::target::{looks_like_msg_id, Target};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Contexts, boxes or folders (default: the whole spool)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Messages recorded (origtime) before this age or date: 90d, 6mo, 1y, 2w, 12h, 30min, 2026-11-01 (m alone is refused: min or mo)
+    #[arg(long, value_name = "AGE", required = true)]
+    pub older_than: String,
+    /// Only these folders (default: every folder except INBOX and Urgent)
+    #[arg(long, value_name = "FOLDER")]
+    pub folder: Vec<String>,
+    /// Take unheard messages (INBOX, Urgent) too
+    #[arg(long)]
+    pub include_new: bool,
+    /// At most this many messages in this run
+    #[arg(long, value_name = "N")]
+    pub max: Option<usize>,
+    /// Print what would be done and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Print a one-line summary at the end: count, size, boxes, oldest and newest origtime ("would …" with --dry-run); a real purge prints it unless --quiet
+    #[arg(long)]
+    pub summary: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Archive directory (outside the spool, on a case-sensitive file system)
+    #[arg(long, value_name = "DIR", required = true)]
+    pub to: PathBuf,
+    /// Copy only: leave the messages in the spool (a backup)
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Required: purged messages are gone for good
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Archive directory
+    #[arg(long, value_name = "DIR", required = true)]
+    pub from: PathBuf,
+    /// Archived messages: ctx[/box[/Folder[/N]]], box@ctx[/Folder[/N]] or a msg_id (several allowed)
+    #[arg(value_name = "SELECTION", required = true)]
+    pub selection: Vec<String>,
+    /// Destination box[/Folder] (default: where each message was archived from)
+    #[arg(long, value_name = "BOX[/FOLDER]")]
+    pub to: Option<String>,
+    /// Only messages recorded at or after this date or age
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only messages recorded before this date or age
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Print what would be restored and change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
 
 /// A message old enough: where it is, its `.txt` and its listing row.
 struct Picked {
@@ -123,7 +182,7 @@ fn select(
                         if origtime >= cutoff {
                             continue;
                         }
-                        let row = message_row(setup, &mb, folder, files, Some(&meta), zone);
+                        let row = message_row(&setup.store, &mb, folder, files, Some(&meta), zone);
                         taken += 1;
                         let picked = Picked {
                             mb: mb.clone(),
@@ -248,18 +307,6 @@ impl Tally {
     }
 }
 
-/// Sizes for people: 0.0 MB for a few small messages says nothing.
-pub(crate) fn human_bytes(b: u64) -> String {
-    let f = b as f64;
-    if f >= 1e9 {
-        format!("{:.1} GB", f / 1e9)
-    } else if f >= 1e6 {
-        format!("{:.1} MB", f / 1e6)
-    } else {
-        format!("{:.1} kB", f / 1e3)
-    }
-}
-
 fn local_minute(t: i64) -> String {
     use chrono::TimeZone;
     chrono::Local.timestamp_opt(t, 0).single().map_or_else(
@@ -371,7 +418,7 @@ impl ArchiveRun<'_> {
     }
 }
 
-pub fn cmd_archive(
+pub fn exec(
     setup: &Setup,
     g: &GlobalArgs,
     a: &ArchiveArgs,
@@ -379,7 +426,7 @@ pub fn cmd_archive(
     rep: &mut Reporter,
 ) -> Result<Exit> {
     if !a.keep {
-        crate::change::check_file_storage(setup)?;
+        super::check_file_storage(setup)?;
     }
     let remover = match setup.store.sql() {
         Some(sql) => Remover::Sql(sql_engine(setup, sql, g)?),
@@ -484,7 +531,7 @@ pub fn cmd_archive(
     Ok(rep.finish(run.tally.count + run.again))
 }
 
-pub fn cmd_purge(
+pub fn exec_purge(
     setup: &Setup,
     g: &GlobalArgs,
     a: &PurgeArgs,
@@ -500,7 +547,7 @@ pub fn cmd_purge(
     if let Some(sql) = setup.store.sql() {
         return purge_sql(setup, g, sql, a, out, rep);
     }
-    crate::change::check_file_storage(setup)?;
+    super::check_file_storage(setup)?;
     let engine = engine_for(setup, g)?;
     let mut failed = 0usize;
     let mut tally = Tally::sized();
@@ -619,89 +666,14 @@ fn purge_sql(
     Ok(rep.finish(tally.count))
 }
 
-/// A selection of archived messages, matched by text (the boxes may no longer exist).
-struct EntryMatch {
-    msg_id: Option<String>,
-    context: Option<String>,
-    mailbox: Option<String>,
-    folder: Option<String>,
-    number: Option<u16>,
-}
-
-impl EntryMatch {
-    fn parse(s: &str) -> Result<EntryMatch> {
-        if looks_like_msg_id(s) {
-            return Ok(EntryMatch {
-                msg_id: Some(s.to_string()),
-                context: None,
-                mailbox: None,
-                folder: None,
-                number: None,
-            });
-        }
-        let parts: Vec<&str> = s.trim_end_matches('/').split('/').collect();
-        if parts
-            .iter()
-            .any(|p| p.is_empty() || *p == ".." || *p == ".")
-            || parts.len() > 4
-        {
-            return Err(Error::Usage(format!(
-                "\"{s}\" is not a selection like compta/1202/Old or 1202@compta"
-            )));
-        }
-        let (context, mailbox, rest) = match parts[0].split_once('@') {
-            Some((b, c)) => (Some(c.to_string()), Some(b.to_string()), &parts[1..]),
-            None => (
-                Some(parts[0].to_string()),
-                parts.get(1).map(|s| s.to_string()),
-                parts.get(2..).unwrap_or(&[]),
-            ),
-        };
-        let folder = rest.first().map(|f| f.to_string());
-        let number = match rest.get(1) {
-            Some(n) => Some(
-                crate::spool::MsgNum::parse(n)
-                    .ok_or_else(|| Error::Usage(format!("\"{n}\" is not a message number")))?
-                    .get(),
-            ),
-            None => None,
-        };
-        Ok(EntryMatch {
-            msg_id: None,
-            context,
-            mailbox,
-            folder,
-            number,
-        })
-    }
-
-    fn matches(&self, e: &ManifestEntry) -> bool {
-        let r = &e.row;
-        self.msg_id
-            .as_ref()
-            .is_none_or(|id| r.msg_id.as_deref() == Some(id))
-            && self.context.as_ref().is_none_or(|c| c == &r.context)
-            && self.mailbox.as_ref().is_none_or(|m| m == &r.mailbox)
-            && self
-                .folder
-                .as_ref()
-                .is_none_or(|f| f.eq_ignore_ascii_case(&r.folder))
-            && self.number.is_none_or(|n| r.number == format!("{n:04}"))
-    }
-}
-
-fn matchers(args: &[String]) -> Result<Vec<EntryMatch>> {
-    args.iter().map(|s| EntryMatch::parse(s)).collect()
-}
-
-pub fn cmd_restore(
+pub fn exec_restore(
     setup: &Setup,
     g: &GlobalArgs,
     a: &RestoreArgs,
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    crate::change::check_file_storage(setup)?;
+    super::check_file_storage(setup)?;
     let into = match setup.store.sql() {
         Some(sql) => Remover::Sql(sql_engine(setup, sql, g)?),
         None => Remover::Files(engine_for(setup, g)?),
@@ -717,7 +689,7 @@ pub fn cmd_restore(
         .as_deref()
         .map(|s| parse_when(s, now, false))
         .transpose()?;
-    let want = matchers(&a.selection)?;
+    let want = archive::matchers(&a.selection)?;
     let dest = match &a.to {
         Some(t) => match setup.resolve_all(std::slice::from_ref(t), rep).pop() {
             Some(Target::Mailbox(mb)) => Some((mb, None)),
@@ -751,11 +723,12 @@ pub fn cmd_restore(
         let (mb, folder) = match &dest {
             Some((mb, f)) => (
                 mb.clone(),
-                f.clone().unwrap_or_else(|| folder_of(&e.row.folder)),
+                f.clone()
+                    .unwrap_or_else(|| archive::folder_of(&e.row.folder)),
             ),
             None => {
                 match Context::new(&e.row.context).and_then(|c| MailboxId::new(c, &e.row.mailbox)) {
-                    Ok(mb) => (mb, folder_of(&e.row.folder)),
+                    Ok(mb) => (mb, archive::folder_of(&e.row.folder)),
                     Err(err) => {
                         rep.error(&Error::from(err));
                         continue;
@@ -849,10 +822,6 @@ fn import_sql(
         .map_err(Error::Failed)
 }
 
-fn folder_of(name: &str) -> Folder {
-    Folder::known(name).unwrap_or_else(|| Folder::from_dir_name(name).unwrap_or(Folder::Inbox))
-}
-
 /// The archived message is already in the folder: a file with these exact
 /// `.txt` bytes, or a row with the same msg_id and origtime (or whose
 /// rebuilt `.txt` has these bytes).
@@ -876,137 +845,14 @@ fn already_there(setup: &Setup, mb: &MailboxId, folder: &Folder, e: &ManifestEnt
         })
 }
 
-/// `ls --archive DIR`: the archive's messages with the spool's columns and filters.
-pub(crate) fn ls_archive(
-    setup: &Setup,
-    a: &LsArgs,
-    filter: &LsFilter,
-    dir: &Path,
-    out: &mut dyn Write,
-    rep: &mut Reporter,
-) -> Result<Exit> {
-    let want = matchers(&a.targets)?;
-    let mut w = MessageWriter::new(std::io::BufWriter::new(out), setup.format, setup.style);
-    let mut n = 0usize;
-    let zone = if a.utc {
-        crate::app::Zone::Utc
+/// Sizes for people: 0.0 MB for a few small messages says nothing.
+pub(crate) fn human_bytes(b: u64) -> String {
+    let f = b as f64;
+    if f >= 1e9 {
+        format!("{:.1} GB", f / 1e9)
+    } else if f >= 1e6 {
+        format!("{:.1} MB", f / 1e6)
     } else {
-        crate::app::Zone::local()
-    };
-    archive::for_each_entry(dir, |e| {
-        if !want.is_empty() && !want.iter().any(|m| m.matches(&e)) {
-            return Ok(());
-        }
-        if !filter.folder_ok(&folder_of(&e.row.folder)) || !filter.row_ok(&e.row) {
-            return Ok(());
-        }
-        let mut row = e.row;
-        row.path = dir.join(&row.path).display().to_string();
-        // The short date is display state, not stored in the manifest.
-        row.short_date = row
-            .origtime
-            .and_then(|t| zone.stamps(t))
-            .map_or_else(|| "?".into(), |s| s.1);
-        w.write(&row).map_err(out_err)?;
-        n += 1;
-        Ok(())
-    })?;
-    w.finish().map_err(out_err)?;
-    Ok(rep.finish(n.max(1)))
-}
-
-/// `show --archive DIR SELECTION`: every field and file of archived messages,
-/// with the checksums verified.
-pub fn show_archive(
-    setup: &Setup,
-    a: &ShowArgs,
-    dir: &Path,
-    out: &mut dyn Write,
-    rep: &mut Reporter,
-) -> Result<Exit> {
-    let want = matchers(&a.targets)?;
-    let mut n = 0usize;
-    archive::for_each_entry(dir, |e| {
-        if !want.iter().any(|m| m.matches(&e)) {
-            return Ok(());
-        }
-        n += 1;
-        let problems: Vec<String> = e
-            .files
-            .iter()
-            .filter_map(|f| {
-                let p = match archive::entry_path(dir, &e, &f.name) {
-                    Ok(p) => p,
-                    Err(err) => return Some(err.to_string()),
-                };
-                match crate::fsutil::sha256_file(&p) {
-                    Ok(s) if crate::fsutil::hex(&s) == f.sha256 => None,
-                    Ok(_) => Some(format!("{}: checksum differs from the manifest", f.name)),
-                    Err(err) => Some(format!("{}: {err}", f.name)),
-                }
-            })
-            .collect();
-        if setup.format == Format::Json {
-            let mut v = serde_json::to_value(&e).map_err(|x| Error::Failed(x.to_string()))?;
-            if let Some(o) = v.as_object_mut() {
-                o.insert("problems".into(), serde_json::json!(problems));
-            }
-            writeln!(out, "{v}").map_err(out_err)?;
-            return Ok(());
-        }
-        writeln!(
-            out,
-            "{} (archived from {}/{}/{}/msg{})",
-            setup
-                .style
-                .bold(&sanitize(&dir.join(&e.dir).display().to_string())),
-            sanitize(&e.row.context),
-            sanitize(&e.row.mailbox),
-            sanitize(&e.row.folder),
-            e.row.number
-        )
-        .map_err(out_err)?;
-        writeln!(out, "  fields:").map_err(out_err)?;
-        let width = e.fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        for (k, v) in &e.fields {
-            writeln!(out, "    {:width$} = {}", sanitize(k), sanitize(v)).map_err(out_err)?;
-            if a.explain {
-                let text = crate::metadata::explain(k)
-                    .unwrap_or("Not a key Asterisk writes; kept as found.");
-                writeln!(out, "    {:width$}   {text}", "").map_err(out_err)?;
-            }
-        }
-        writeln!(out, "  files:").map_err(out_err)?;
-        for f in &e.files {
-            let ext = f.name.split_once('.').map(|(_, x)| x).unwrap_or("");
-            let secs = archive::entry_path(dir, &e, &f.name)
-                .ok()
-                .and_then(|p| crate::audio::probe_file(&p, ext).ok())
-                .and_then(|i| i.duration_secs())
-                .map(|d| format!("{d:.2} s"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "    {:16} {:>9} bytes  {secs}",
-                sanitize(&f.name),
-                f.size
-            )
-            .map_err(out_err)?;
-        }
-        writeln!(out, "  problems:").map_err(out_err)?;
-        if problems.is_empty() {
-            writeln!(out, "    none").map_err(out_err)?;
-        }
-        for p in &problems {
-            writeln!(out, "    {}", sanitize(p)).map_err(out_err)?;
-        }
-        Ok(())
-    })?;
-    if n == 0 {
-        rep.error(&Error::NotFound(format!(
-            "nothing in {} matches",
-            dir.display()
-        )));
+        format!("{:.1} kB", f / 1e3)
     }
-    Ok(rep.finish(n))
 }

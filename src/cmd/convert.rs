@@ -8,11 +8,10 @@
 //! temporary name in the destination directory, synced and renamed, without
 //! replacing an existing file unless asked to.
 
-use crate::app::{out_err, Reporter, Setup, Zone};
+use super::prelude::*;
 use crate::audio::{self, AudioError, AudioFormat};
-use crate::change::INTERRUPTED;
-use crate::cli::ConvertArgs;
 use crate::error::{Error, Exit, Result};
+use crate::listing::Zone;
 use crate::metadata::Metadata;
 use crate::render::sanitize;
 use crate::scan::MsgFiles;
@@ -24,6 +23,49 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+
+/// Output rates `convert --rate` offers.
+pub const CONVERT_RATES: [u32; 4] = [8000, 16_000, 44_100, 48_000];
+
+fn parse_rate(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|r| CONVERT_RATES.contains(r))
+        .ok_or_else(|| format!("\"{s}\" is not one of 8000, 16000, 44100, 48000"))
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Messages, folders, boxes or contexts
+    #[arg(value_name = "TARGET", required = true)]
+    pub targets: Vec<String>,
+    /// Directory to write the WAV files into (created if missing)
+    #[arg(short = 'o', long = "out-dir", value_name = "DIR", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Write one message as WAV to standard output instead of files
+    #[arg(long, conflicts_with_all = ["out_dir", "name", "force"])]
+    pub stdout: bool,
+    /// Sample rate of the output: 8000, 16000, 44100 or 48000 [default: the source's]
+    #[arg(long, value_name = "HZ", value_parser = parse_rate)]
+    pub rate: Option<u32>,
+    /// File name template (fields: see below)
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = "{context}-{box}-{folder}-{date}-{caller}.wav"
+    )]
+    pub name: String,
+    /// Replace existing files
+    #[arg(long)]
+    pub force: bool,
+    /// Convert this audio file of each message (an extension as on disk: wav, WAV, gsm, …)
+    #[arg(long, value_name = "EXT")]
+    pub from_format: Option<String>,
+    /// Dates in file names in UTC instead of the mailbox's zone
+    #[arg(long)]
+    pub utc: bool,
+}
 
 /// One message picked by the targets, with its metadata when readable.
 #[derive(Debug, Clone)]
@@ -649,7 +691,7 @@ fn render_audio(
     Ok((ext, rate, samples))
 }
 
-pub fn cmd_convert(
+pub fn exec(
     setup: &Setup,
     a: &ConvertArgs,
     out: &mut dyn Write,

@@ -14,19 +14,39 @@
 //! Built only with the `play` cargo feature (it links libasound); without it
 //! the command says how to get it.
 
-use crate::app::{Reporter, Setup};
-use crate::cli::{GlobalArgs, PlayArgs};
-use crate::error::{Exit, Result};
-use std::io::Write;
+use super::prelude::*;
+
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// Messages, folders or boxes (a box: its new messages, Urgent first)
+    #[arg(value_name = "TARGET", required_unless_present = "list_devices")]
+    pub targets: Vec<String>,
+    /// Output device: an ALSA PCM name or a description from --list-devices [default: ALSA's default]
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+    /// List the output devices and exit
+    #[arg(long, conflicts_with = "device")]
+    pub list_devices: bool,
+    /// Do not mark new messages heard after playing them
+    #[arg(long)]
+    pub keep_new: bool,
+    /// Play this audio file of each message (an extension as on disk: wav, WAV, gsm, …)
+    #[arg(long, value_name = "EXT")]
+    pub from_format: Option<String>,
+    /// Show dates in UTC instead of the mailbox's zone
+    #[arg(long)]
+    pub utc: bool,
+}
 
 /// What `play` says in a build without the `play` feature.
-pub const NOT_BUILT: &str = "this vmtool was built without the `play` feature (the static \
+#[cfg(not(feature = "play"))]
+const NOT_BUILT: &str = "this vmtool was built without the `play` feature (the static \
      binary links no sound library): play a message through ALSA's own player with \
      `vmtool convert TARGET --stdout | aplay`, use the .deb/.rpm build, or rebuild with \
      `cargo build --release --features play` (needs libasound2-dev and pkg-config)";
 
 /// `vmtool play`.
-pub fn cmd_play(
+pub fn exec(
     setup: &Setup,
     g: &GlobalArgs,
     a: &PlayArgs,
@@ -45,7 +65,7 @@ pub fn cmd_play(
 }
 
 /// `vmtool play --list-devices` (needs no spool).
-pub fn cmd_list_devices(out: &mut dyn Write) -> Result<Exit> {
+pub fn list_devices(out: &mut dyn Write) -> Result<Exit> {
     #[cfg(feature = "play")]
     {
         backend::list_devices(out, &mut backend::AlsaLog::capture())
@@ -60,9 +80,8 @@ pub fn cmd_list_devices(out: &mut dyn Write) -> Result<Exit> {
 #[cfg(feature = "play")]
 mod backend {
     use super::*;
-    use crate::change::{self, ChangeKind, INTERRUPTED};
-    use crate::cli::ChangeArgs;
-    use crate::convert::{self, BoxScope, Picked};
+    use crate::cmd::change::{self, ChangeArgs, ChangeKind};
+    use crate::cmd::convert::{self, BoxScope, Picked};
     use crate::error::Error;
     use crate::render::{duration_text, sanitize};
     use rodio::cpal::traits::HostTrait;
@@ -188,7 +207,7 @@ mod backend {
         }
         log.take();
         for l in lines {
-            writeln!(out, "{}", sanitize(&l)).map_err(crate::app::out_err)?;
+            writeln!(out, "{}", sanitize(&l)).map_err(out_err)?;
         }
         Ok(Exit::Ok)
     }
@@ -609,8 +628,8 @@ mod backend {
                     decoded.rate,
                     decoded.samples.len(),
                 );
-                writeln!(out, "{}", style.bold(&sanitize(&line))).map_err(crate::app::out_err)?;
-                out.flush().map_err(crate::app::out_err)?;
+                writeln!(out, "{}", style.bold(&sanitize(&line))).map_err(out_err)?;
+                out.flush().map_err(out_err)?;
             }
             let mut rate = decoded.rate;
             if !same_rate {
@@ -645,7 +664,7 @@ mod backend {
                             dry_run: false,
                             yes: false,
                         };
-                        change::cmd_change(setup, g, &args, ChangeKind::Read, out, rep)?;
+                        change::exec(setup, g, &args, ChangeKind::Read, out, rep)?;
                     }
                 }
                 Outcome::Skipped => {

@@ -1,10 +1,9 @@
 //! `vmtool watch`: turns the watch engine's events into lines or JSON, and
 //! runs `--exec` commands with bounded concurrency and a bounded queue.
 
-use crate::app::{message_row, out_err, Reporter, Setup};
-use crate::change::INTERRUPTED;
-use crate::cli::{Format, WatchArgs};
+use super::prelude::*;
 use crate::error::{Error, Exit, Result};
+use crate::listing::message_row;
 use crate::metadata::Metadata;
 use crate::render::{sanitize, MessageRow};
 use crate::scan::MsgFiles;
@@ -18,6 +17,31 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Contexts or boxes to watch (default: the whole spool, including boxes created later)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Also report messages read (INBOX/Urgent -> Old), moved, deleted, and new boxes
+    #[arg(long)]
+    pub all: bool,
+    /// Exit after this many events (e.g. 1: wait for the next voicemail)
+    #[arg(long, value_name = "N")]
+    pub max_events: Option<u64>,
+    /// Commands run at the same time at most, for --exec
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+    /// Events waiting for --exec at most (then the watch waits and warns; none is dropped)
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub queue: usize,
+    /// Poll every SECS seconds (also e.g. 30s, 1min): how voicemail kept in SQL is watched (it has no change feed) [default on SQL: 2]
+    #[arg(long, value_name = "SECS", value_parser = crate::age::parse_secs_f64)]
+    pub poll: Option<f64>,
+    /// Run a command per event, with the message in VMTOOL_* environment variables (no shell); must come last
+    #[arg(long, value_name = "CMD [ARG]...", num_args = 1.., allow_hyphen_values = true)]
+    pub exec: Vec<String>,
+}
 
 fn kind_name(k: EventKind) -> &'static str {
     match k {
@@ -119,7 +143,7 @@ fn row_of(setup: &Setup, m: &SeenMessage) -> Option<MessageRow> {
     };
     let meta = Metadata::parse(&m.txt).ok();
     let mut row = message_row(
-        setup,
+        &setup.store,
         &mb,
         &folder,
         &files,
@@ -175,12 +199,7 @@ enum Source<'a> {
     Sql(crate::sql::watch::SqlPoller<'a>),
 }
 
-pub fn cmd_watch(
-    setup: &Setup,
-    a: &WatchArgs,
-    out: &mut dyn Write,
-    rep: &mut Reporter,
-) -> Result<Exit> {
+pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
     let mut targets = Vec::new();
     for t in setup.resolve_all(&a.targets, rep) {
         match t {
