@@ -193,12 +193,12 @@ pub fn parse_secs_at(s: &str, now: i64) -> Result<u64, String> {
     u64::try_from(now - from).map_err(|_| format!("\"{s}\" is too long"))
 }
 
-/// clap value parser for threshold options, against the clock.
+/// Value parser for threshold options, against the clock.
 pub fn parse_secs(s: &str) -> Result<u64, String> {
     parse_secs_at(s, chrono::Utc::now().timestamp())
 }
 
-/// clap value parser for interval options taking fractional seconds
+/// Value parser for interval options taking fractional seconds
 /// (`--lock-timeout 2.5`, `--poll 1min`).
 pub fn parse_secs_f64(s: &str) -> Result<f64, String> {
     let t = s.trim();

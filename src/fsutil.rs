@@ -11,6 +11,9 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// A `.txt` larger than this is not a message file; refuse it quickly.
+pub const MAX_TXT_BYTES: u64 = 1 << 20;
+
 /// Largest audio (or other message) file vmtool reads or copies: far above
 /// any voicemail (an hour of 16-bit 8 kHz PCM is 58 MB), far below what a
 /// planted sparse file could claim.
@@ -259,9 +262,9 @@ fn read_bounded(mut b: Bounded) -> io::Result<Vec<u8>> {
 }
 
 /// A message `.txt` (or vmtool's own small record) read the one safe way:
-/// regular, no link followed, at most `store::MAX_TXT_BYTES`.
+/// regular, no link followed, at most `MAX_TXT_BYTES`.
 pub fn read_txt_file(path: &Path) -> io::Result<Vec<u8>> {
-    read_capped(path, crate::store::MAX_TXT_BYTES)
+    read_capped(path, MAX_TXT_BYTES)
 }
 
 /// Reads a whole regular file of at most `cap` bytes ([`open_bounded`]).

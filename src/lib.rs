@@ -34,7 +34,6 @@ pub mod ops;
 pub mod render;
 pub mod scan;
 pub mod spool;
-pub mod sql;
 pub mod store;
 pub mod target;
 pub mod watch;

@@ -142,7 +142,7 @@ impl MetaFields for Metadata {
 }
 
 /// As `MsgRow::metadata()` would answer (its keys are all distinct).
-impl MetaFields for crate::sql::packed::RowView<'_> {
+impl MetaFields for crate::store::sql::packed::RowView<'_> {
     fn callerid_raw(&self) -> Option<&str> {
         self.callerid.as_deref()
     }

@@ -10,7 +10,7 @@ use crate::util::{asterisk_answers, team2_fixture, Run, Sandbox};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use vmtool::sql::db::{Db, DbTarget, Kind, V};
+use vmtool::store::sql::db::{Db, DbTarget, Kind, V};
 
 pub(crate) const PREFIX: &str = "/var/spool/asterisk/voicemail";
 
@@ -545,7 +545,7 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
 fn migrate_round_trip_is_byte_identical_where_the_table_can_hold_it() {
     for s in servers() {
         // With columns for the keys Asterisk's table lacks, nothing is lost.
-        let t = TestTable::new(&s, &vmtool::sql::table::FILE_ONLY);
+        let t = TestTable::new(&s, &vmtool::store::sql::table::FILE_ONLY);
         let sb = Sandbox::team2();
         let vm = sb.voicemail();
         let before = tree(&vm);

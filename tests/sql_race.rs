@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vmtool::lock::{FolderLock, LockOptions};
-use vmtool::sql::db::{Db, DbResult, V};
+use vmtool::store::sql::db::{Db, DbResult, V};
 
 /// One deposit as app_voicemail_odbc makes it (spec §10.1.1): three
 /// autocommit statements, no row lock.
@@ -466,16 +466,16 @@ fn p99(mut v: Vec<u64>) -> (usize, u64, u64) {
 /// (counted). `VMTOOL_SOAK_SECS` (default 8 per engine), `VMTOOL_SOAK_SEED`.
 #[test]
 fn two_servers_soak_on_postgresql() {
-    soak_on(vmtool::sql::db::Kind::Postgres);
+    soak_on(vmtool::store::sql::db::Kind::Postgres);
 }
 
 /// As `two_servers_soak_on_postgresql`, on MariaDB.
 #[test]
 fn two_servers_soak_on_mariadb() {
-    soak_on(vmtool::sql::db::Kind::Mysql);
+    soak_on(vmtool::store::sql::db::Kind::Mysql);
 }
 
-fn soak_on(kind: vmtool::sql::db::Kind) {
+fn soak_on(kind: vmtool::store::sql::db::Kind) {
     let secs: u64 = std::env::var("VMTOOL_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -8,8 +8,8 @@ use crate::listing::message_row;
 use crate::ops::{Engine, Located, MsgRef};
 use crate::render::MessageRow;
 use crate::scan::MsgFiles;
-use crate::sql::change::{SqlAction, SqlEngine, SqlMsg};
-use crate::sql::SqlStore;
+use crate::store::sql::change::{SqlAction, SqlEngine, SqlMsg};
+use crate::store::sql::SqlStore;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -230,7 +230,7 @@ fn sql_candidate(sql: &SqlStore, p: Picked) -> Result<(Candidate, SqlMsg)> {
     let row = sql.msg_row(&p.mb, &p.folder, p.files.num)?;
     let here = MsgRef::new(&p.mb, &p.folder, p.files.num);
     let audio = sql.recording(&p.mb, &p.folder, p.files.num)?;
-    if audio == crate::sql::AUDMAGIC {
+    if audio == crate::store::sql::AUDMAGIC {
         return Err(Error::Failed(format!(
             "{here}: the audio is on the servers' disks (odbc_audio_on_disk=yes), not in the table; not archived"
         )));
@@ -815,7 +815,7 @@ fn import_sql(
             sql.ext
         )));
     };
-    let meta = crate::sql::migrate::row_metadata(&read(&txt.1)?, &sql.table)
+    let meta = crate::store::sql::migrate::row_metadata(&read(&txt.1)?, &sql.table)
         .map_err(|e| Error::Failed(format!("{}: {e}", txt.1.display())))?;
     engine
         .import(mb, folder, &meta, &read(audio)?)

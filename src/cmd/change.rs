@@ -6,7 +6,7 @@
 
 use super::prelude::*;
 use crate::ops::{self, Action, Applied, Engine, MsgRef, Plan};
-use crate::sql::change::{SqlAction, SqlApplied, SqlMsg};
+use crate::store::sql::change::{SqlAction, SqlApplied, SqlMsg};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
@@ -198,7 +198,7 @@ type SqlPlan = ((MailboxId, Folder, MsgNum), SqlAction);
 fn run_sql(
     setup: &Setup,
     g: &GlobalArgs,
-    sql: &crate::sql::SqlStore,
+    sql: &crate::store::sql::SqlStore,
     dry_run: bool,
     plans: Vec<SqlPlan>,
     out: &mut dyn Write,

@@ -562,9 +562,9 @@ pub fn exec(
 ) -> Result<Exit> {
     if let Some(sql) = setup.store.sql() {
         // Rows are only reported; --fix breaks this server's stale spool locks.
-        let mut found = crate::sql::check::check(sql, setup.vmconf.as_ref())?;
+        let mut found = crate::store::sql::check::check(sql, setup.vmconf.as_ref())?;
         let stale = Duration::from_secs(a.stale_after);
-        found.extend(crate::sql::check::spool_locks(sql, stale, a.fix));
+        found.extend(crate::store::sql::check::spool_locks(sql, stale, a.fix));
         for f in &found {
             match setup.format {
                 Format::Json => {

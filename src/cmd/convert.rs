@@ -326,7 +326,7 @@ pub fn decode_message(setup: &Setup, p: &Picked, ext: &str) -> Result<Decoded> {
         Some(sql) => {
             // The recording column holds the whole file of the first format.
             let data = sql.recording(&p.mb, &p.folder, p.files.num)?;
-            if data == crate::sql::AUDMAGIC {
+            if data == crate::store::sql::AUDMAGIC {
                 return Err(Error::Failed(format!(
                     "{}: the audio is on the servers' disks (odbc_audio_on_disk=yes), not in the table",
                     path.display()

@@ -123,7 +123,7 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
 /// without the `Metadata` a `.txt` needs (the same fields, as `MetaFields`).
 #[allow(clippy::too_many_arguments)]
 fn list_sql_folder<W: Write>(
-    sql: &crate::sql::SqlStore,
+    sql: &crate::store::sql::SqlStore,
     mb: &MailboxId,
     folder: &Folder,
     only: Option<crate::spool::MsgNum>,

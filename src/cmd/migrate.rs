@@ -2,7 +2,7 @@
 //! and back, through `sql::migrate::Migrator`.
 
 use super::prelude::*;
-use crate::sql::migrate::Migrator;
+use crate::store::sql::migrate::Migrator;
 use crate::store::FileStore;
 
 #[derive(Debug, Args)]

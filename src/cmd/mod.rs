@@ -28,7 +28,7 @@ use crate::lock::LockOptions;
 use crate::ops::Engine;
 use crate::render::{sanitize, Format, Style};
 use crate::spool::{Context, Folder, MailboxId, Spool};
-use crate::sql::change::SqlEngine;
+use crate::store::sql::change::SqlEngine;
 use crate::store::{FileStore, MailboxStore, Store};
 use crate::target::{Resolver, Target};
 use change::ChangeKind;
@@ -278,7 +278,7 @@ impl Setup {
             ColorChoice::Never => false,
             ColorChoice::Auto => env.stdout_tty && !env.no_color,
         };
-        let found = crate::sql::discover::find(
+        let found = crate::store::sql::discover::find(
             g.db.as_deref(),
             std::env::var("VMTOOL_DB").ok().as_deref(),
             g.db_table.as_deref(),
@@ -303,7 +303,8 @@ impl Setup {
                 } else {
                     ext
                 };
-                let s = crate::sql::SqlStore::open(&f.target, &f.table, &prefix, ext, spool)?;
+                let s =
+                    crate::store::sql::SqlStore::open(&f.target, &f.table, &prefix, ext, spool)?;
                 if g.verbose {
                     rep.note(&format!(
                         "database: {} (from {}), table {}, dir prefix {}",
@@ -779,7 +780,7 @@ pub fn ami_targets(
 /// The engine for changes to rows of the SQL store.
 pub fn sql_engine<'a>(
     setup: &'a Setup,
-    sql: &'a crate::sql::SqlStore,
+    sql: &'a crate::store::sql::SqlStore,
     g: &GlobalArgs,
 ) -> Result<SqlEngine<'a>> {
     Ok(SqlEngine {

@@ -196,7 +196,7 @@ fn env_of(ev: &WatchEvent, row: Option<&MessageRow>) -> Vec<(String, String)> {
 /// Where events come from: inotify on a file spool, polling a SQL table.
 enum Source<'a> {
     Files(Box<Watcher>),
-    Sql(crate::sql::watch::SqlPoller<'a>),
+    Sql(crate::store::sql::watch::SqlPoller<'a>),
 }
 
 pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
@@ -230,7 +230,7 @@ pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporte
                 })
                 .collect();
             let interval = Duration::from_secs_f64(secs);
-            let mut poller = crate::sql::watch::SqlPoller::new(sql, interval, scope, a.all);
+            let mut poller = crate::store::sql::watch::SqlPoller::new(sql, interval, scope, a.all);
             // The first poll is the baseline: what is there now is not news.
             poller.next_event(Duration::ZERO)?;
             if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {

@@ -237,7 +237,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(f.target.tls.as_deref(), Some("sslmode=require"));
-        let e = crate::sql::db::Db::connect(&f.target).err().unwrap();
+        let e = crate::store::sql::db::Db::connect(&f.target).err().unwrap();
         assert!(
             e.to_string().contains("never falls back to plain text"),
             "{e}"
