@@ -3,16 +3,12 @@
 //! message goes through `archive` / `ops`.
 
 use super::prelude::*;
-use crate::archive::{self, Archive, Candidate, ManifestEntry, Outcome, Source};
+use crate::archive::{self, Archive, Candidate, Outcome};
 use crate::listing::message_row;
-use crate::ops::{Engine, Located, MsgRef};
 use crate::render::MessageRow;
 use crate::scan::MsgFiles;
-use crate::store::sql::change::{SqlAction, SqlEngine, SqlMsg};
-use crate::store::sql::SqlStore;
-use sha2::{Digest, Sha256};
+use crate::store::change::{Changer, Found, MsgRef};
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 
 #[derive(Debug, Args)]
@@ -202,60 +198,6 @@ fn select(
     Ok(())
 }
 
-/// A spool message's files, located under the engine's rules.
-fn file_candidate(setup: &Setup, engine: &Engine, p: Picked) -> Result<Candidate> {
-    let loc = engine.locate(&p.mb, &p.folder, p.files.num)?;
-    let files = loc
-        .exts
-        .iter()
-        .map(|e| {
-            let path = setup
-                .store
-                .spool()
-                .msg_file(&p.mb, &p.folder, p.files.num, e);
-            (e.clone(), Source::File(path))
-        })
-        .collect();
-    Ok(Candidate {
-        loc,
-        files,
-        meta: p.meta,
-        row: p.row,
-    })
-}
-
-/// A row as the files the file backend would hold: the recording with the
-/// first format's extension and the `.txt` in Asterisk's file layout.
-fn sql_candidate(sql: &SqlStore, p: Picked) -> Result<(Candidate, SqlMsg)> {
-    let row = sql.msg_row(&p.mb, &p.folder, p.files.num)?;
-    let here = MsgRef::new(&p.mb, &p.folder, p.files.num);
-    let audio = sql.recording(&p.mb, &p.folder, p.files.num)?;
-    if audio == crate::store::sql::AUDMAGIC {
-        return Err(Error::Failed(format!(
-            "{here}: the audio is on the servers' disks (odbc_audio_on_disk=yes), not in the table; not archived"
-        )));
-    }
-    let msg = SqlMsg::from_row(&row, &sql.table)
-        .ok_or_else(|| Error::Failed(format!("{here}: the row's dir or msgnum is not valid")))?;
-    let txt = row.file_txt(&sql.table);
-    let loc = Located {
-        at: here,
-        exts: vec![sql.ext.clone(), "txt".into()],
-        txt_sha: Sha256::digest(&txt).into(),
-        msg_id: row.msg_id.clone(),
-    };
-    let cand = Candidate {
-        loc,
-        files: vec![
-            (sql.ext.clone(), Source::Data(audio)),
-            ("txt".into(), Source::Data(txt)),
-        ],
-        meta: row.file_metadata(&sql.table),
-        row: p.row,
-    };
-    Ok((cand, msg))
-}
-
 /// What a run did (or would do): counted the same way for both.
 #[derive(Default)]
 struct Tally {
@@ -336,15 +278,9 @@ const ARCHIVE_BATCH: usize = 256;
 /// written: flush earlier past this many bytes.
 const ARCHIVE_BATCH_BYTES: u64 = 64 << 20;
 
-/// How archived messages leave their store.
-enum Remover<'a> {
-    Files(Engine<'a>),
-    Sql(SqlEngine<'a>),
-}
-
 /// One archive run: what it works with, and its counters.
 struct ArchiveRun<'a> {
-    remover: Remover<'a>,
+    changer: Changer<'a>,
     args: &'a ArchiveArgs,
     now: i64,
     verbose: bool,
@@ -356,26 +292,16 @@ struct ArchiveRun<'a> {
 
 impl ArchiveRun<'_> {
     /// Removes an archived message from its store (nothing with `--keep`).
-    fn remove(&self, loc: &Located, sql: Option<&SqlMsg>) -> Result<()> {
+    fn remove(&self, m: &Found) -> Result<()> {
         if self.args.keep {
             return Ok(());
         }
-        match (&self.remover, sql) {
-            (Remover::Files(engine), _) => Ok(engine.delete_archived(loc)?),
-            (Remover::Sql(engine), Some(m)) => engine
-                .apply(m, &SqlAction::Purge)
-                .map(|_| ())
-                .map_err(Error::Failed),
-            (Remover::Sql(_), None) => Err(Error::Failed(format!(
-                "{}: no row identity; left in the table",
-                loc.at
-            ))),
-        }
+        self.changer.remove_archived(m)
     }
 
     fn flush(
         &mut self,
-        batch: &mut Vec<(Candidate, Option<SqlMsg>)>,
+        batch: &mut Vec<(Candidate, Found)>,
         ar: &mut Archive,
         out: &mut dyn Write,
         rep: &mut Reporter,
@@ -385,13 +311,13 @@ impl ArchiveRun<'_> {
         let mut cands = Vec::with_capacity(batch.len());
         for (c, m) in batch.drain(..) {
             sizes.push((c.size(), c.meta.origtime()));
-            keys.push((c.loc.clone(), m));
+            keys.push(m);
             cands.push(c);
         }
         let results = ar.archive_batch(cands, self.now);
-        for (((at, r), (size, origtime)), (loc, m)) in results.into_iter().zip(sizes).zip(keys) {
+        for (((at, r), (size, origtime)), m) in results.into_iter().zip(sizes).zip(keys) {
             // Only what the synced manifest holds may leave the store.
-            match r.and_then(|o| self.remove(&loc, m.as_ref()).map(|()| o)) {
+            match r.and_then(|o| self.remove(&m).map(|()| o)) {
                 Ok(outcome) => {
                     let mb = at.mailbox_id().ok();
                     if outcome == Outcome::AlreadyArchived {
@@ -428,10 +354,7 @@ pub fn exec(
     if !a.keep {
         super::check_file_storage(setup)?;
     }
-    let remover = match setup.store.sql() {
-        Some(sql) => Remover::Sql(sql_engine(setup, sql, g)?),
-        None => Remover::Files(engine_for(setup, g)?),
-    };
+    let changer = changer_for(setup, g)?;
     let now = setup.env.now();
     let mut ar = if a.select.dry_run {
         None
@@ -439,7 +362,7 @@ pub fn exec(
         Some(Archive::open(&a.to, setup.store.spool().root())?)
     };
     let mut run = ArchiveRun {
-        remover,
+        changer,
         args: a,
         now,
         verbose: g.verbose,
@@ -448,7 +371,7 @@ pub fn exec(
         failed: 0,
         changed: BTreeSet::new(),
     };
-    let mut batch: Vec<(Candidate, Option<SqlMsg>)> = Vec::new();
+    let mut batch: Vec<(Candidate, Found)> = Vec::new();
     let mut batch_bytes = 0u64;
     // A spinner with counts on a terminal only: cron runs stay silent.
     let progress = if !setup.quiet
@@ -471,10 +394,9 @@ pub fn exec(
         let entry = a.to.join(Archive::entry_dir(&p.row));
         let mb = p.mb.clone();
         // A dry run builds the same candidate, so its sizes are the real run's.
-        let item = match &run.remover {
-            Remover::Files(engine) => file_candidate(setup, engine, p).map(|c| (c, None)),
-            Remover::Sql(engine) => sql_candidate(engine.store, p).map(|(c, m)| (c, Some(m))),
-        };
+        let item = run
+            .changer
+            .archive_candidate(&p.mb, &p.folder, p.files.num, p.meta, p.row);
         let Some(arc) = ar.as_mut() else {
             match item {
                 Ok((c, _)) => {
@@ -544,43 +466,51 @@ pub fn exec_purge(
                 .into(),
         ));
     }
-    if let Some(sql) = setup.store.sql() {
-        return purge_sql(setup, g, sql, a, out, rep);
-    }
     super::check_file_storage(setup)?;
-    let engine = engine_for(setup, g)?;
+    let changer = changer_for(setup, g)?;
+    // Identities first: deleting while walking would re-read each box.
+    let mut picked: Vec<(u64, Option<i64>, Found)> = Vec::new();
     let mut failed = 0usize;
-    let mut tally = Tally::sized();
     select(setup, &a.select, rep, |p, rep| {
-        let mb = p.mb.clone();
-        let s = match file_candidate(setup, &engine, p) {
-            Ok(c) => c,
+        match changer.locate(&p.mb, &p.folder, p.files.num) {
+            Ok(m) => picked.push((changer.size(&m), p.meta.origtime(), m)),
             Err(e) => {
                 failed += 1;
                 rep.error(&e);
-                return Ok(true);
-            }
-        };
-        let size = s.size();
-        if a.select.dry_run {
-            writeln!(out, "would delete {}", s.loc.at).map_err(out_err)?;
-            tally.add(&mb, size, s.meta.origtime());
-            return Ok(true);
-        }
-        match engine.delete_plain(&s.loc) {
-            Ok(()) => {
-                tally.add(&mb, size, s.meta.origtime());
-                if g.verbose {
-                    writeln!(out, "deleted {}", s.loc.at).map_err(out_err)?;
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                rep.error(&Error::from(e));
             }
         }
         Ok(true)
     })?;
+    // Sizes of rows would mean reading every recording: counts, boxes and dates only.
+    let mut tally = if changer.sizes_known() {
+        Tally::sized()
+    } else {
+        Tally::default()
+    };
+    for (size, origtime, m) in picked {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            break;
+        }
+        let at = m.at();
+        let Ok(mb) = at.mailbox_id() else { continue };
+        if a.select.dry_run {
+            writeln!(out, "would delete {at}").map_err(out_err)?;
+            tally.add(&mb, size, origtime);
+            continue;
+        }
+        match changer.purge(&m) {
+            Ok(()) => {
+                tally.add(&mb, size, origtime);
+                if g.verbose {
+                    writeln!(out, "deleted {at}").map_err(out_err)?;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                rep.error(&e);
+            }
+        }
+    }
     if !a.select.dry_run && !tally.boxes.is_empty() {
         notify_asterisk(setup, g, &tally.boxes, rep);
     }
@@ -609,63 +539,6 @@ fn purge_summary(
     Ok(())
 }
 
-/// `purge` on the SQL store: rows older than the cutoff, each deleted in its
-/// own transaction after its identity is checked (never into `Deleted`).
-fn purge_sql(
-    setup: &Setup,
-    g: &GlobalArgs,
-    sql: &SqlStore,
-    a: &PurgeArgs,
-    out: &mut dyn Write,
-    rep: &mut Reporter,
-) -> Result<Exit> {
-    // Identities first: deleting while walking would re-read each box.
-    let mut picked: Vec<(SqlMsg, Option<i64>)> = Vec::new();
-    select(setup, &a.select, rep, |p, rep| {
-        match sql.msg_row(&p.mb, &p.folder, p.files.num) {
-            Ok(row) => {
-                picked.extend(SqlMsg::from_row(&row, &sql.table).map(|m| (m, p.meta.origtime())))
-            }
-            Err(e) => rep.error(&e),
-        }
-        Ok(true)
-    })?;
-    let engine = sql_engine(setup, sql, g)?;
-    let mut failed = 0usize;
-    // Sizes would mean reading every recording: counts, boxes and dates only.
-    let mut tally = Tally::default();
-    for (m, origtime) in picked {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            break;
-        }
-        if a.select.dry_run {
-            writeln!(out, "would delete {}", m.at()).map_err(out_err)?;
-            tally.add(&m.mailbox, 0, origtime);
-            continue;
-        }
-        match engine.apply(&m, &SqlAction::Purge) {
-            Ok(_) => {
-                tally.add(&m.mailbox, 0, origtime);
-                if g.verbose {
-                    writeln!(out, "deleted {}", m.at()).map_err(out_err)?;
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                rep.error(&Error::Failed(e));
-            }
-        }
-    }
-    if !a.select.dry_run && !tally.boxes.is_empty() {
-        notify_asterisk(setup, g, &tally.boxes, rep);
-    }
-    purge_summary(setup, a, &tally, failed, out)?;
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        return Ok(Exit::Interrupted);
-    }
-    Ok(rep.finish(tally.count))
-}
-
 pub fn exec_restore(
     setup: &Setup,
     g: &GlobalArgs,
@@ -674,10 +547,7 @@ pub fn exec_restore(
     rep: &mut Reporter,
 ) -> Result<Exit> {
     super::check_file_storage(setup)?;
-    let into = match setup.store.sql() {
-        Some(sql) => Remover::Sql(sql_engine(setup, sql, g)?),
-        None => Remover::Files(engine_for(setup, g)?),
-    };
+    let changer = changer_for(setup, g)?;
     let now = setup.env.now();
     let since = a
         .since
@@ -740,7 +610,7 @@ pub fn exec_restore(
             "{}/{}/{}/msg{}",
             e.row.context, e.row.mailbox, e.row.folder, e.row.number
         );
-        if already_there(setup, &mb, &folder, &e) {
+        if changer.holds(&mb, &folder, &e) {
             rep.warn(&format!(
                 "{label}: already in {mb}/{folder} (same .txt); not restored twice"
             ));
@@ -764,11 +634,7 @@ pub fn exec_restore(
                 continue;
             }
         };
-        let imported = match &into {
-            Remover::Files(engine) => engine.import(&files, &mb, &folder).map_err(Error::from),
-            Remover::Sql(engine) => import_sql(engine, &files, &mb, &folder, &label),
-        };
-        match imported {
+        match changer.insert(&files, &mb, &folder, &label) {
             Ok(at) => {
                 done += 1;
                 changed.insert(mb);
@@ -783,66 +649,6 @@ pub fn exec_restore(
         notify_asterisk(setup, g, &changed, rep);
     }
     Ok(rep.finish(done))
-}
-
-/// An archived message into the table: its `.txt` gives the columns, the
-/// file of the table's format (the first `format=`) the recording.
-fn import_sql(
-    engine: &SqlEngine,
-    files: &[(String, std::path::PathBuf)],
-    mb: &MailboxId,
-    folder: &Folder,
-    label: &str,
-) -> Result<MsgRef> {
-    let sql = engine.store;
-    let read = |p: &Path| {
-        crate::fsutil::read_capped(p, crate::fsutil::MAX_AUDIO_BYTES)
-            .map_err(|e| Error::io("read", p, e))
-    };
-    let txt = files
-        .iter()
-        .find(|(x, _)| x == "txt")
-        .ok_or_else(|| Error::Failed(format!("{label}: the archive entry has no .txt")))?;
-    let Some((_, audio)) = files.iter().find(|(x, _)| *x == sql.ext) else {
-        let have: Vec<&str> = files
-            .iter()
-            .map(|(x, _)| x.as_str())
-            .filter(|x| *x != "txt")
-            .collect();
-        return Err(Error::Failed(format!(
-            "{label}: the archive holds .{} but the table keeps .{} (the first format= of voicemail.conf); convert it first, or restore into a file spool; not restored",
-            have.join(", ."),
-            sql.ext
-        )));
-    };
-    let meta = crate::store::sql::migrate::row_metadata(&read(&txt.1)?, &sql.table)
-        .map_err(|e| Error::Failed(format!("{}: {e}", txt.1.display())))?;
-    engine
-        .import(mb, folder, &meta, &read(audio)?)
-        .map_err(Error::Failed)
-}
-
-/// The archived message is already in the folder: a file with these exact
-/// `.txt` bytes, or a row with the same msg_id and origtime (or whose
-/// rebuilt `.txt` has these bytes).
-fn already_there(setup: &Setup, mb: &MailboxId, folder: &Folder, e: &ManifestEntry) -> bool {
-    let Ok(scan) = setup.store.scan_folder(mb, folder) else {
-        return false;
-    };
-    let hex_sha = |b: &[u8]| crate::fsutil::hex(&Sha256::digest(b));
-    scan.messages
-        .iter()
-        .filter(|m| m.txt)
-        .any(|m| match setup.store.sql() {
-            Some(sql) => sql.msg_row(mb, folder, m.num).is_ok_and(|r| {
-                let same_id = r.msg_id.is_some()
-                    && r.msg_id == e.row.msg_id
-                    && r.origtime.as_deref().and_then(|o| o.trim().parse().ok()) == e.row.origtime;
-                same_id || hex_sha(&r.file_txt(&sql.table)) == e.txt_sha256
-            }),
-            None => crate::fsutil::sha256_file(&setup.store.spool().txt_path(mb, folder, m.num))
-                .is_ok_and(|s| crate::fsutil::hex(&s) == e.txt_sha256),
-        })
 }
 
 /// Sizes for people: 0.0 MB for a few small messages says nothing.

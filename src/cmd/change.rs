@@ -1,12 +1,11 @@
 //! The commands that change messages: `mv`, `cp`, `read`, `unread`, `rm`.
 //! Each resolves its targets, builds every plan first (nothing is changed
-//! while arguments are still being checked), applies them one by one,
-//! reports each failure and goes on, then tells Asterisk over AMI which
-//! mailboxes changed.
+//! while arguments are still being checked), applies them one by one through
+//! the store's `Changer`, reports each failure and goes on, then tells
+//! Asterisk over AMI which mailboxes changed.
 
 use super::prelude::*;
-use crate::ops::{self, Action, Applied, Engine, MsgRef, Plan};
-use crate::store::sql::change::{SqlAction, SqlApplied, SqlMsg};
+use crate::store::change::{Allocated, Applied, Change, Found};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
@@ -99,163 +98,64 @@ fn parse_dest(setup: &Setup, arg: &str, rep: &mut Reporter) -> Result<Dest> {
     }
 }
 
-struct Runner<'a> {
-    setup: &'a Setup,
-    engine: Engine<'a>,
-    dry_run: bool,
-    changed: BTreeSet<MailboxId>,
-    done: usize,
-    /// Dry run: the next number of each destination, as the run would allocate.
-    allocated: std::collections::HashMap<PathBuf, u32>,
-}
-
-impl Runner<'_> {
-    fn run_plans(
-        &mut self,
-        plans: Vec<Plan>,
-        out: &mut dyn Write,
-        rep: &mut Reporter,
-    ) -> Result<()> {
-        for plan in plans {
-            if INTERRUPTED.load(Ordering::SeqCst) {
-                rep.note("interrupted: stopped before the next message; what was done is complete");
-                break;
-            }
-            if self.dry_run {
-                writeln!(out, "{}:", plan.src.at).map_err(out_err)?;
-                // rm with backupdeleted moves into Deleted (Engine::apply): show that.
-                let shown = match (&plan.action, plan.src.at.mailbox_id()) {
-                    (Action::Delete, Ok(mb))
-                        if ops::backupdeleted_of(self.setup.vmconf.as_ref(), &mb) > 0
-                            && plan.src.at.folder != Folder::Deleted.dir_name() =>
-                    {
-                        writeln!(
-                            out,
-                            "  backupdeleted is set: kept in Deleted, as Asterisk does"
-                        )
-                        .map_err(out_err)?;
-                        Plan {
-                            src: plan.src.clone(),
-                            action: Action::Move {
-                                mailbox: mb,
-                                folder: Folder::Deleted,
-                            },
-                        }
-                    }
-                    _ => plan.clone(),
-                };
-                for step in ops::describe(self.setup.store.spool(), &shown, &mut self.allocated) {
-                    writeln!(out, "  {step}").map_err(out_err)?;
-                }
-                self.done += 1;
-                continue;
-            }
-            match self.engine.apply(&plan) {
-                Ok(applied) => {
-                    self.done += 1;
-                    if let Ok(mb) = plan.src.at.mailbox_id() {
-                        self.changed.insert(mb);
-                    }
-                    let line = match &applied {
-                        Applied::Moved(to) => format!("moved {} -> {to}", plan.src.at),
-                        Applied::Copied(to) => format!("copied {} -> {to}", plan.src.at),
-                        Applied::Deleted(Some(to)) => {
-                            format!("deleted {} (kept in {to})", plan.src.at)
-                        }
-                        Applied::Deleted(None) => format!("deleted {}", plan.src.at),
-                    };
-                    if let Applied::Moved(to) | Applied::Copied(to) | Applied::Deleted(Some(to)) =
-                        &applied
-                    {
-                        if let Ok(mb) = to.mailbox_id() {
-                            self.changed.insert(mb);
-                        }
-                    }
-                    if !self.setup.quiet {
-                        writeln!(out, "{line}").map_err(out_err)?;
-                    }
-                }
-                Err(e) => rep.error(&Error::from(e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self, g: &GlobalArgs, rep: &mut Reporter) -> Exit {
-        if !self.dry_run && !self.changed.is_empty() {
-            notify_asterisk(self.setup, g, &self.changed, rep);
-        }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return Exit::Interrupted;
-        }
-        rep.finish(self.done)
-    }
-}
-
-type SqlPlan = ((MailboxId, Folder, MsgNum), SqlAction);
-
-/// The SQL store's counterpart of `run_all`: one transaction per message.
-fn run_sql(
+/// Finds every message (each failure reported), keeps those `keep` accepts,
+/// then applies (or with `dry_run` prints) each change and tells Asterisk.
+#[allow(clippy::too_many_arguments)]
+fn run(
     setup: &Setup,
     g: &GlobalArgs,
-    sql: &crate::store::sql::SqlStore,
+    msgs: Vec<(MailboxId, Folder, MsgNum)>,
     dry_run: bool,
-    plans: Vec<SqlPlan>,
+    mut plan: impl FnMut(&Found, &mut Reporter) -> Result<Option<Change>>,
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    let engine = sql_engine(setup, sql, g)?;
+    let changer = changer_for(setup, g)?;
     // Identities as listed, before any change renumbers anything.
-    let mut msgs = Vec::new();
-    for ((mb, f, n), action) in plans {
-        match sql.msg_row(&mb, &f, n) {
-            Ok(row) => match SqlMsg::from_row(&row, &sql.table) {
-                Some(m) => msgs.push((m, action)),
-                None => rep.error(&Error::Failed(format!("{}: not a message row", row.dir))),
-            },
+    let mut found = Vec::new();
+    for (mb, f, n) in msgs {
+        match changer.locate(&mb, &f, n) {
+            Ok(m) => found.push(m),
             Err(e) => rep.error(&e),
+        }
+    }
+    let mut plans = Vec::new();
+    for m in found {
+        if let Some(c) = plan(&m, rep)? {
+            plans.push((m, c));
         }
     }
     let mut changed = BTreeSet::new();
     let mut done = 0;
-    for (m, action) in msgs {
+    // Dry run: the next number of each destination, as the run would allocate.
+    let mut allocated = Allocated::new();
+    for (m, change) in plans {
         if INTERRUPTED.load(Ordering::SeqCst) {
             rep.note("interrupted: stopped before the next message; what was done is complete");
             break;
         }
         if dry_run {
-            let what = match &action {
-                SqlAction::Move { mailbox, folder } => {
-                    format!("move to {mailbox}/{folder} (highest + 1)")
-                }
-                SqlAction::Copy { mailbox, folder } => {
-                    format!("copy to {mailbox}/{folder} (highest + 1)")
-                }
-                SqlAction::Delete | SqlAction::Purge => "delete".to_string(),
-            };
-            writeln!(
-                out,
-                "{}: {what}, one transaction in table {}",
-                m.at(),
-                sql.table.name
-            )
-            .map_err(out_err)?;
+            for line in changer.plan_lines(&m, &change, &mut allocated) {
+                writeln!(out, "{line}").map_err(out_err)?;
+            }
             done += 1;
             continue;
         }
-        match engine.apply(&m, &action) {
+        let at = m.at();
+        match changer.apply(&m, &change) {
             Ok(applied) => {
                 done += 1;
-                changed.insert(m.mailbox.clone());
+                if let Ok(mb) = at.mailbox_id() {
+                    changed.insert(mb);
+                }
                 let line = match &applied {
-                    SqlApplied::Moved(to) => format!("moved {} -> {to}", m.at()),
-                    SqlApplied::Copied(to) => format!("copied {} -> {to}", m.at()),
-                    SqlApplied::Deleted(Some(to)) => format!("deleted {} (kept in {to})", m.at()),
-                    SqlApplied::Deleted(None) => format!("deleted {}", m.at()),
+                    Applied::Moved(to) => format!("moved {at} -> {to}"),
+                    Applied::Copied(to) => format!("copied {at} -> {to}"),
+                    Applied::Deleted(Some(to)) => format!("deleted {at} (kept in {to})"),
+                    Applied::Deleted(None) => format!("deleted {at}"),
                 };
-                if let SqlApplied::Moved(to)
-                | SqlApplied::Copied(to)
-                | SqlApplied::Deleted(Some(to)) = &applied
+                if let Applied::Moved(to) | Applied::Copied(to) | Applied::Deleted(Some(to)) =
+                    &applied
                 {
                     if let Ok(mb) = to.mailbox_id() {
                         changed.insert(mb);
@@ -265,7 +165,7 @@ fn run_sql(
                     writeln!(out, "{line}").map_err(out_err)?;
                 }
             }
-            Err(e) => rep.error(&Error::Failed(e)),
+            Err(e) => rep.error(&e),
         }
     }
     if !dry_run && !changed.is_empty() {
@@ -275,43 +175,6 @@ fn run_sql(
         return Ok(Exit::Interrupted);
     }
     Ok(rep.finish(done))
-}
-
-/// Applies (or with `dry_run` prints) every plan, then tells Asterisk.
-fn run_all(
-    setup: &Setup,
-    engine: Engine,
-    dry_run: bool,
-    plans: Vec<Plan>,
-    g: &GlobalArgs,
-    out: &mut dyn Write,
-    rep: &mut Reporter,
-) -> Result<Exit> {
-    let mut runner = Runner {
-        setup,
-        engine,
-        dry_run,
-        changed: BTreeSet::new(),
-        done: 0,
-        allocated: Default::default(),
-    };
-    runner.run_plans(plans, out, rep)?;
-    Ok(runner.finish(g, rep))
-}
-
-fn locate_all(
-    engine: &Engine,
-    msgs: Vec<(MailboxId, Folder, MsgNum)>,
-    rep: &mut Reporter,
-) -> Vec<ops::Located> {
-    let mut out = Vec::new();
-    for (mb, f, n) in msgs {
-        match engine.locate(&mb, &f, n) {
-            Ok(l) => out.push(l),
-            Err(e) => rep.error(&Error::from(e)),
-        }
-    }
-    out
 }
 
 fn needs_yes(targets: &[Target], count: usize, yes: bool, what: &str) -> Result<()> {
@@ -352,61 +215,24 @@ pub fn exec_transfer(
         a.yes || a.dry_run,
         if copy { "copy" } else { "move" },
     )?;
-    if let Some(sql) = setup.store.sql() {
-        let mut plans = Vec::new();
-        for (src_mb, f, n) in msgs {
-            let (mb, folder) = match &dest {
-                Dest::SameBox(f) => (src_mb.clone(), f.clone()),
-                Dest::At(mb, f) => (mb.clone(), f.clone()),
-            };
-            if !copy && mb == src_mb && folder == f {
-                rep.warn(&format!(
-                    "{} is already in {folder}; left as is",
-                    MsgRef::new(&src_mb, &f, n)
-                ));
-                continue;
-            }
-            let action = if copy {
-                SqlAction::Copy {
-                    mailbox: mb,
-                    folder,
-                }
-            } else {
-                SqlAction::Move {
-                    mailbox: mb,
-                    folder,
-                }
-            };
-            plans.push(((src_mb, f, n), action));
-        }
-        return run_sql(setup, g, sql, a.dry_run, plans, out, rep);
-    }
-    let engine = engine_for(setup, g)?;
-    let mut plans = Vec::new();
-    for loc in locate_all(&engine, msgs, rep) {
-        let src_mb = loc.at.mailbox_id()?;
-        let (mb, folder) = match &dest {
+    let plan = |m: &Found, rep: &mut Reporter| -> Result<Option<Change>> {
+        let at = m.at();
+        let src_mb = at.mailbox_id()?;
+        let (mailbox, folder) = match &dest {
             Dest::SameBox(f) => (src_mb.clone(), f.clone()),
             Dest::At(mb, f) => (mb.clone(), f.clone()),
         };
-        if !copy && mb == src_mb && folder.dir_name() == loc.at.folder {
-            rep.warn(&format!("{} is already in {folder}; left as is", loc.at));
-            continue;
+        if !copy && mailbox == src_mb && folder.dir_name() == at.folder {
+            rep.warn(&format!("{at} is already in {folder}; left as is"));
+            return Ok(None);
         }
-        let action = if copy {
-            Action::Copy {
-                mailbox: mb,
-                folder,
-            }
+        Ok(Some(if copy {
+            Change::Copy { mailbox, folder }
         } else {
-            Action::Move {
-                mailbox: mb,
-                folder,
-            }
-        };
-        plans.push(Plan { src: loc, action });
-    }
-    run_all(setup, engine, a.dry_run, plans, g, out, rep)
+            Change::Move { mailbox, folder }
+        }))
+    };
+    run(setup, g, msgs, a.dry_run, plan, out, rep)
 }
 
 /// `read` (INBOX/Urgent → Old), `unread` (Old → INBOX) and `rm`.
@@ -438,66 +264,34 @@ pub fn exec(
     if kind == ChangeKind::Rm {
         needs_yes(&targets, msgs.len(), a.yes || a.dry_run, "delete")?;
     }
-    if let Some(sql) = setup.store.sql() {
-        let mut plans = Vec::new();
-        for (mb, folder, n) in msgs {
-            if !from.is_empty() && !from.contains(&folder) {
-                rep.warn(&format!(
-                    "{} is in {folder}, not in {}; left as is",
-                    MsgRef::new(&mb, &folder, n),
-                    from.iter()
-                        .map(|f| f.dir_name())
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ));
-                continue;
-            }
-            let action = match kind {
-                ChangeKind::Read => SqlAction::Move {
-                    mailbox: mb.clone(),
-                    folder: Folder::Old,
-                },
-                ChangeKind::Unread => SqlAction::Move {
-                    mailbox: mb.clone(),
-                    folder: Folder::Inbox,
-                },
-                ChangeKind::Rm => SqlAction::Delete,
-            };
-            plans.push(((mb, folder, n), action));
-        }
-        return run_sql(setup, g, sql, a.dry_run, plans, out, rep);
-    }
-    let engine = engine_for(setup, g)?;
-    let mut plans = Vec::new();
-    for loc in locate_all(&engine, msgs, rep) {
-        let folder = loc.at.folder()?;
+    let plan = |m: &Found, rep: &mut Reporter| -> Result<Option<Change>> {
+        let folder = m.folder()?;
         if !from.is_empty() && !from.contains(&folder) {
             rep.warn(&format!(
                 "{} is in {folder}, not in {}; left as is",
-                loc.at,
+                m.at(),
                 from.iter()
                     .map(|f| f.dir_name())
                     .collect::<Vec<_>>()
                     .join(" or ")
             ));
-            continue;
+            return Ok(None);
         }
-        let mb = loc.at.mailbox_id()?;
-        let action = match kind {
-            ChangeKind::Read => Action::Move {
-                mailbox: mb,
+        let mailbox = m.at().mailbox_id()?;
+        Ok(Some(match kind {
+            ChangeKind::Read => Change::Move {
+                mailbox,
                 folder: Folder::Old,
             },
             // Asterisk saves into INBOX, never Urgent, whatever the flag (spec §5.1).
-            ChangeKind::Unread => Action::Move {
-                mailbox: mb,
+            ChangeKind::Unread => Change::Move {
+                mailbox,
                 folder: Folder::Inbox,
             },
-            ChangeKind::Rm => Action::Delete,
-        };
-        plans.push(Plan { src: loc, action });
-    }
-    run_all(setup, engine, a.dry_run, plans, g, out, rep)
+            ChangeKind::Rm => Change::Delete,
+        }))
+    };
+    run(setup, g, msgs, a.dry_run, plan, out, rep)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -586,7 +586,13 @@ pub fn exec(
             Exit::Problems
         });
     }
-    let engine = super::engine_for(setup, g)?;
+    let engine = Engine {
+        spool: setup.store.spool(),
+        lock: super::lock_options(setup, g)?,
+        conf: setup.vmconf.as_ref(),
+        interrupted: &INTERRUPTED,
+        recovered: Default::default(),
+    };
     let runuser_uid = setup
         .astconf
         .as_ref()

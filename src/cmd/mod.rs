@@ -25,10 +25,9 @@ use crate::config::{AsteriskConf, LockMode, MailboxConf, VoicemailConf};
 use crate::error::{Error, Exit, Result};
 use crate::listing::Zone;
 use crate::lock::LockOptions;
-use crate::ops::Engine;
 use crate::render::{sanitize, Format, Style};
 use crate::spool::{Context, Folder, MailboxId, Spool};
-use crate::store::sql::change::SqlEngine;
+use crate::store::change::Changer;
 use crate::store::{FileStore, MailboxStore, Store};
 use crate::target::{Resolver, Target};
 use change::ChangeKind;
@@ -44,8 +43,8 @@ use std::time::Duration;
 pub(crate) mod prelude {
     pub use super::cli::GlobalArgs;
     pub use super::{
-        ami_targets, check_file_storage, engine_for, notify_asterisk, out_err, parse_when,
-        sql_engine, Reporter, Setup, INTERRUPTED,
+        ami_targets, changer_for, check_file_storage, notify_asterisk, out_err, parse_when,
+        Reporter, Setup, INTERRUPTED,
     };
     pub use crate::error::{Error, Exit, Result};
     pub use crate::metadata::{self, Metadata};
@@ -777,26 +776,12 @@ pub fn ami_targets(
     Ok(out)
 }
 
-/// The engine for changes to rows of the SQL store.
-pub fn sql_engine<'a>(
-    setup: &'a Setup,
-    sql: &'a crate::store::sql::SqlStore,
-    g: &GlobalArgs,
-) -> Result<SqlEngine<'a>> {
-    Ok(SqlEngine {
-        store: sql,
-        conf: setup.vmconf.as_ref(),
-        lock: lock_options(setup, g)?,
-    })
-}
-
-/// The file store's change engine with this run's lock options.
-pub fn engine_for<'a>(setup: &'a Setup, g: &GlobalArgs) -> Result<Engine<'a>> {
-    Ok(Engine {
-        spool: setup.store.spool(),
-        lock: lock_options(setup, g)?,
-        conf: setup.vmconf.as_ref(),
-        interrupted: &INTERRUPTED,
-        recovered: Default::default(),
-    })
+/// The store's changer with this run's lock options.
+pub fn changer_for<'a>(setup: &'a Setup, g: &GlobalArgs) -> Result<Changer<'a>> {
+    Ok(Changer::new(
+        &setup.store,
+        setup.vmconf.as_ref(),
+        lock_options(setup, g)?,
+        &INTERRUPTED,
+    ))
 }

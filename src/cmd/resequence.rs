@@ -79,11 +79,7 @@ pub fn exec(
             }
         }
     }
-    let sql = match setup.store.sql() {
-        Some(sql) => Some(sql_engine(setup, sql, g)?),
-        None => None,
-    };
-    let engine = engine_for(setup, g)?;
+    let changer = changer_for(setup, g)?;
     let mut renames = 0;
     for f in folders {
         if a.dry_run {
@@ -95,11 +91,7 @@ pub fn exec(
             }
             continue;
         }
-        let result = match &sql {
-            Some(e) => e.resequence(&mb, &f).map_err(Error::Failed),
-            None => engine.resequence(&mb, &f).map_err(Error::from),
-        };
-        match result {
+        match changer.resequence(&mb, &f) {
             Ok(moved) => {
                 for (from, to) in &moved {
                     if !setup.quiet {

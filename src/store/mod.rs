@@ -4,6 +4,7 @@
 //! storage, messages as rows of one SQL table (`sql::SqlStore`);
 //! nothing above this trait may assume files.
 
+pub mod change;
 pub mod file;
 pub mod sql;
 
