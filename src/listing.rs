@@ -6,7 +6,6 @@ use crate::metadata::Metadata;
 use crate::render::MessageRow;
 use crate::scan::MsgFiles;
 use crate::spool::{Folder, MailboxId};
-use crate::store::MailboxStore;
 use chrono::{DateTime, Local, Utc};
 
 /// Display zone for dates.
@@ -161,27 +160,8 @@ impl MetaFields for crate::store::sql::packed::RowView<'_> {
     }
 }
 
-/// Builds the listing row of one message.
-pub fn message_row(
-    store: &dyn MailboxStore,
-    mb: &MailboxId,
-    folder: &Folder,
-    files: &MsgFiles,
-    meta: Option<&Metadata>,
-    zone: Zone,
-) -> MessageRow {
-    let path = store.location(mb, folder, files.num).display().to_string();
-    message_row_from(
-        mb,
-        folder,
-        files,
-        meta.map(|m| m as &dyn MetaFields),
-        zone,
-        path,
-    )
-}
-
-/// `message_row` with the metadata from anywhere and the path given.
+/// The listing row of one message, with the metadata from anywhere and the
+/// path given (`MailboxStore::message_row` gives the store's own).
 pub fn message_row_from(
     mb: &MailboxId,
     folder: &Folder,

@@ -4,7 +4,6 @@
 
 use super::prelude::*;
 use crate::archive::{self, Archive, Candidate, Outcome};
-use crate::listing::message_row;
 use crate::render::MessageRow;
 use crate::scan::MsgFiles;
 use crate::store::change::{Changer, Found, MsgRef};
@@ -178,7 +177,9 @@ fn select(
                         if origtime >= cutoff {
                             continue;
                         }
-                        let row = message_row(&setup.store, &mb, folder, files, Some(&meta), zone);
+                        let row = setup
+                            .store
+                            .message_row(&mb, folder, files, Some(&meta), zone);
                         taken += 1;
                         let picked = Picked {
                             mb: mb.clone(),

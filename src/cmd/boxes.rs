@@ -277,11 +277,7 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                         state.push(setup.style.yellow("not in voicemail.conf").into_owned());
                     }
                     if !row.directory {
-                        state.push(if setup.store.sql().is_some() {
-                            "no rows yet".into()
-                        } else {
-                            "no directory yet".into()
-                        });
+                        state.push(setup.store.no_box_yet().into());
                     }
                     let mut line = format!(
                         "{} {} {:>4} {:>4} {:>6} {:>7} ",

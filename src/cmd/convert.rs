@@ -216,10 +216,7 @@ pub fn pick_messages(
         };
         let explicit_folder = matches!(t, Target::Folder(..));
         for (mb, folder) in units {
-            let exists = match setup.store.sql() {
-                Some(_) => setup.store.folders(&mb).is_ok_and(|f| f.contains(&folder)),
-                None => setup.store.spool().folder_dir(&mb, &folder).is_dir(),
-            };
+            let exists = setup.store.folder_exists(&mb, &folder);
             if !exists {
                 // Boxes often lack Urgent/ or INBOX/; a named folder must exist.
                 if explicit_folder {
@@ -305,13 +302,7 @@ pub struct Decoded {
 
 /// Decodes the chosen audio file of a message.
 pub fn decode_message(setup: &Setup, p: &Picked, ext: &str) -> Result<Decoded> {
-    let path = match setup.store.sql() {
-        Some(sql) => sql.location(&p.mb, &p.folder, p.files.num),
-        None => setup
-            .store
-            .spool()
-            .msg_file(&p.mb, &p.folder, p.files.num, ext),
-    };
+    let (path, decoded) = setup.store.decode(&p.mb, &p.folder, p.files.num, ext)?;
     let wrap = |source: AudioError| match source {
         AudioError::Unsupported { format, .. } => Error::Failed(format!(
             "{}: cannot decode {format} audio: vmtool decodes {DECODED_FORMATS}",
@@ -322,29 +313,7 @@ pub fn decode_message(setup: &Setup, p: &Picked, ext: &str) -> Result<Decoded> {
             source,
         },
     };
-    let (rate, warnings, samples) = match setup.store.sql() {
-        Some(sql) => {
-            // The recording column holds the whole file of the first format.
-            let data = sql.recording(&p.mb, &p.folder, p.files.num)?;
-            if data == crate::store::sql::AUDMAGIC {
-                return Err(Error::Failed(format!(
-                    "{}: the audio is on the servers' disks (odbc_audio_on_disk=yes), not in the table",
-                    path.display()
-                )));
-            }
-            let format = audio::AudioFormat::from_extension(ext);
-            let mut dec = audio::Decoder::new(std::io::Cursor::new(data), format).map_err(wrap)?;
-            let mut samples = Vec::new();
-            while dec.next_block(&mut samples).map_err(wrap)? > 0 {}
-            (dec.sample_rate(), dec.warnings().to_vec(), samples)
-        }
-        None => {
-            let mut dec = audio::open(&path, ext).map_err(wrap)?;
-            let mut samples = Vec::new();
-            while dec.next_block(&mut samples).map_err(wrap)? > 0 {}
-            (dec.sample_rate(), dec.warnings().to_vec(), samples)
-        }
-    };
+    let (rate, warnings, samples) = decoded.map_err(wrap)?;
     Ok(Decoded {
         rate,
         warnings,

@@ -3,11 +3,8 @@
 
 use super::prelude::*;
 use crate::archive;
-use crate::listing::{message_row, message_row_from, LsFilter, MetaFields, Zone};
-use crate::render::MessageRowRef;
+use crate::listing::LsFilter;
 use crate::render::MessageWriter;
-use crate::scan::MsgFiles;
-use crate::scan::MsgState;
 use std::io;
 
 #[derive(Debug, Args)]
@@ -69,155 +66,25 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
             Target::Message(_, _, n) => Some(*n),
             _ => None,
         };
-        if let Some(sql) = setup.store.sql() {
-            let (rows, errors) = (&mut listing.rows, &mut listing.errors);
-            list_sql_folder(sql, mb, folder, only, filter, zone, &mut w, rows, errors);
-            continue;
-        }
-        let want = |m: &MsgFiles| only.is_none_or(|n| m.num == n);
         let (rows, errors) = (&mut listing.rows, &mut listing.errors);
-        let result = setup
+        match setup
             .store
-            .folder_messages(mb, folder, &want, &mut |files, meta| {
-                let meta = match meta {
-                    Ok(m) => m,
-                    // Moved or deleted between readdir and open (Asterisk, another
-                    // vmtool): no longer here, not an error.
-                    Err(Error::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        return
-                    }
-                    Err(e) => {
-                        errors.push(e);
-                        return;
-                    }
-                };
-                let row = message_row(&setup.store, mb, folder, files, Some(&meta), zone);
-                if filter.row_ok(&row) {
-                    // Writing into a Vec cannot fail.
-                    let _ = w.write(&row);
-                    *rows += 1;
-                }
-            });
-        match result {
-            Ok(scan) => {
-                if let Some(n) = only {
+            .list_folder(mb, folder, only, filter, zone, &mut w, rows, errors)
+        {
+            Ok(found) => {
+                if let Some(n) = only.filter(|_| !found) {
                     // Orphans are for show/check; a missing number is an error.
-                    if !scan.messages.iter().any(|m| m.num == n) {
-                        listing.errors.push(Error::NotFound(format!(
-                            "no message {} in {}",
-                            n.stem(),
-                            target::describe(&Target::Folder(mb.clone(), folder.clone()))
-                        )));
-                    }
+                    listing.errors.push(Error::NotFound(format!(
+                        "no message {} in {}",
+                        n.stem(),
+                        target::describe(&Target::Folder(mb.clone(), folder.clone()))
+                    )));
                 }
             }
             Err(e) => listing.errors.push(e),
         }
     }
     listing
-}
-
-/// `list_box` for one folder of a SQL store: rows straight from the table,
-/// without the `Metadata` a `.txt` needs (the same fields, as `MetaFields`).
-#[allow(clippy::too_many_arguments)]
-fn list_sql_folder<W: Write>(
-    sql: &crate::store::sql::SqlStore,
-    mb: &MailboxId,
-    folder: &Folder,
-    only: Option<crate::spool::MsgNum>,
-    filter: &LsFilter,
-    zone: Zone,
-    w: &mut MessageWriter<W>,
-    rows: &mut usize,
-    errors: &mut Vec<Error>,
-) {
-    // One `dir` per folder; each path is it plus the message's stem.
-    let dir = sql.table.dir(mb, folder);
-    let mut found = false;
-    let audio = vec![sql.ext.clone()];
-    let (context, mailbox) = (mb.context.as_str(), mb.mailbox());
-    let mut path = String::with_capacity(dir.len() + 8);
-    let result = sql.folder_rows(mb, folder, &mut |num, r| {
-        if only.is_some_and(|n| n != num) {
-            return;
-        }
-        found = true;
-        if w.is_json() {
-            // No owned `MessageRow`: the fields are borrowed where they are.
-            let cid = r.callerid.as_deref().map(crate::callerid::CallerId::parse);
-            let (name, cnum) = match &cid {
-                Some(c) => (c.name.as_deref(), c.number.as_deref()),
-                None => (None, None),
-            };
-            let origtime = MetaFields::origtime(r);
-            if !filter.fields_ok(origtime, name, cnum) {
-                return;
-            }
-            let date = origtime.and_then(|t| zone.stamps(t));
-            let number = num.to_string();
-            path.clear();
-            path.push_str(&dir);
-            path.push('/');
-            path.push_str("msg");
-            path.push_str(&number);
-            let formats: &[String] = if r.has_recording { &audio } else { &[] };
-            let row = MessageRowRef {
-                context,
-                mailbox,
-                folder: folder.dir_name(),
-                number: &number,
-                msg_id: MetaFields::msg_id(r),
-                callerid: r.callerid.as_deref(),
-                callerid_name: name,
-                callerid_num: cnum,
-                origtime,
-                date: date.as_ref().map(|d| d.0.as_str()),
-                duration: MetaFields::duration(r),
-                urgent: MetaFields::flag_urgent(r),
-                formats,
-                path: &path,
-                state: if r.has_recording {
-                    MsgState::Complete
-                } else {
-                    MsgState::Phantom
-                },
-            };
-            // Writing into a Vec cannot fail.
-            let _ = w.write_json_ref(&row);
-            *rows += 1;
-            return;
-        }
-        let files = MsgFiles {
-            num,
-            txt: true,
-            audio: if r.has_recording {
-                audio.clone()
-            } else {
-                Vec::new()
-            },
-        };
-        let path = format!("{dir}/{}", num.stem());
-        let row = message_row_from(mb, folder, &files, Some(r), zone, path);
-        if filter.row_ok(&row) {
-            // Writing into a Vec cannot fail.
-            let _ = w.write(&row);
-            *rows += 1;
-        }
-    });
-    match result {
-        Ok(()) => {
-            if let Some(n) = only.filter(|_| !found) {
-                errors.push(Error::NotFound(format!(
-                    "no message {} in {}",
-                    n.stem(),
-                    target::describe(&Target::Folder(mb.clone(), folder.clone()))
-                )));
-            }
-        }
-        Err(e) => errors.push(e),
-    }
 }
 
 /// Mailboxes rendered in parallel per chunk; output keeps the spool's order
@@ -262,8 +129,8 @@ pub fn exec(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) 
     for t in &targets {
         // The whole table in one ordered read (on failure, box by box as
         // before, where the error shows again).
-        let whole = match (t, setup.store.sql()) {
-            (Target::Spool, Some(sql)) => sql.read_all().ok(),
+        let whole = match t {
+            Target::Spool => setup.store.read_whole(),
             _ => None,
         };
         // Contexts one at a time, so only one context's box names are held.

@@ -33,11 +33,7 @@ pub fn exec(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    let Some(sql) = setup.store.sql() else {
-        return Err(Error::Usage(
-            "migrate needs the database: give --db URL (or $VMTOOL_DB), or set odbcstorage in voicemail.conf".into(),
-        ));
-    };
+    let sql = setup.store.migration_table()?;
     if !a.dry_run && !a.yes {
         return Err(Error::Usage(
             "migrate moves every message of the targets: add --yes to confirm (or --dry-run to see the plan); stop Asterisk or switch its storage first".into(),

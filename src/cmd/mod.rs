@@ -659,32 +659,7 @@ pub fn install_interrupt_handler() {
 
 /// Refuses changes where the files are not the truth (spec §3.8, §10).
 pub fn check_file_storage(setup: &Setup) -> Result<()> {
-    if setup.store.sql().is_some() {
-        return Ok(());
-    }
-    let Some(vc) = &setup.vmconf else {
-        return Ok(());
-    };
-    let storage = vc.general.vars.iter().find(|(k, _)| {
-        let k = k.to_ascii_lowercase();
-        k == "odbcstorage" || k.starts_with("imap")
-    });
-    if let Some((k, v)) = storage {
-        return Err(Error::Usage(format!(
-            "{} sets {k}={v}: with ODBC or IMAP storage the spool only holds caches, and vmtool does not change it",
-            vc.path.display()
-        )));
-    }
-    let ext = vc.path.with_file_name("extconfig.conf");
-    if let Ok(conf) = crate::conf::load(&ext) {
-        if conf.get("settings", "voicemail_data").is_some() {
-            return Err(Error::Usage(format!(
-                "{} maps voicemail_data: Asterisk mirrors message files into a realtime table that vmtool cannot keep in sync",
-                ext.display()
-            )));
-        }
-    }
-    Ok(())
+    setup.store.refuse_caches(setup.vmconf.as_ref())
 }
 
 pub fn lock_options(setup: &Setup, g: &GlobalArgs) -> Result<LockOptions> {

@@ -3,7 +3,6 @@
 
 use super::prelude::*;
 use crate::archive;
-use crate::listing::message_row;
 use crate::scan::Noise;
 use crate::scan::{MsgFiles, MsgState};
 
@@ -111,7 +110,6 @@ fn show_one(
         }
     }
     let here = target::describe(&Target::Message(mb.clone(), folder.clone(), files.num));
-    let path = setup.store.location(mb, folder, files.num);
     if json {
         let fields: serde_json::Map<String, serde_json::Value> = meta
             .as_ref()
@@ -122,7 +120,9 @@ fn show_one(
                     .collect()
             })
             .unwrap_or_default();
-        let row = message_row(&setup.store, mb, folder, files, meta.as_ref(), zone);
+        let row = setup
+            .store
+            .message_row(mb, folder, files, meta.as_ref(), zone);
         let audio_json: Vec<_> = audio
             .iter()
             .map(|(ext, fmt, size, dur, err)| {
@@ -146,22 +146,8 @@ fn show_one(
         MsgState::Orphan => "orphan",
     };
     writeln!(out, "{} ({state})", st.bold(&sanitize(&here))).map_err(out_err)?;
-    match setup.store.sql() {
-        Some(sql) => writeln!(
-            out,
-            "  row: table {}, dir={}, msgnum={}",
-            sql.table.name,
-            sanitize(&sql.table.dir(mb, folder)),
-            files.num.get()
-        ),
-        None => writeln!(out, "  file: {}", sanitize(&path.display().to_string())),
-    }
-    .map_err(out_err)?;
-    let source = if setup.store.sql().is_some() {
-        "the row"
-    } else {
-        "the .txt"
-    };
+    writeln!(out, "  {}", setup.store.where_kept(mb, folder, files.num)).map_err(out_err)?;
+    let source = setup.store.fields_source();
     if let Some(m) = &meta {
         if m.rewritten {
             writeln!(

@@ -3,14 +3,14 @@
 
 use super::prelude::*;
 use crate::error::{Error, Exit, Result};
-use crate::listing::message_row;
 use crate::metadata::Metadata;
 use crate::render::{sanitize, MessageRow};
 use crate::scan::MsgFiles;
 use crate::spool::{Context, Folder, MailboxId, MsgNum};
+use crate::store::watch::Scope;
 use crate::store::MailboxStore;
 use crate::target::Target;
-use crate::watch::{EventKind, SeenMessage, WatchEvent, WatchOptions, Watcher};
+use crate::watch::{EventKind, SeenMessage, WatchEvent};
 use std::io::Write;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -142,8 +142,7 @@ fn row_of(setup: &Setup, m: &SeenMessage) -> Option<MessageRow> {
         audio,
     };
     let meta = Metadata::parse(&m.txt).ok();
-    let mut row = message_row(
-        &setup.store,
+    let mut row = setup.store.message_row(
         &mb,
         &folder,
         &files,
@@ -193,12 +192,6 @@ fn env_of(ev: &WatchEvent, row: Option<&MessageRow>) -> Vec<(String, String)> {
     env
 }
 
-/// Where events come from: inotify on a file spool, polling a SQL table.
-enum Source<'a> {
-    Files(Box<Watcher>),
-    Sql(crate::store::sql::watch::SqlPoller<'a>),
-}
-
 pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporter) -> Result<Exit> {
     let mut targets = Vec::new();
     for t in setup.resolve_all(&a.targets, rep) {
@@ -215,78 +208,29 @@ pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporte
     if rep.failed() {
         return Ok(rep.finish(0));
     }
-    let mut source = match setup.store.sql() {
-        Some(sql) => {
-            let secs = a.poll.unwrap_or(2.0);
-            if !(secs.is_finite() && (0.05..=3600.0).contains(&secs)) {
-                return Err(Error::Usage("--poll takes 0.05 to 3600 seconds".into()));
-            }
-            let scope = targets
-                .iter()
-                .filter_map(|t| match t {
-                    Target::Mailbox(mb) => Some(sql.table.box_prefix(mb)),
-                    Target::Context(c) => Some(sql.table.context_prefix(c)),
-                    _ => None,
-                })
-                .collect();
-            let interval = Duration::from_secs_f64(secs);
-            let mut poller = crate::store::sql::watch::SqlPoller::new(sql, interval, scope, a.all);
-            // The first poll is the baseline: what is there now is not news.
-            poller.next_event(Duration::ZERO)?;
-            if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {
-                rep.note(&format!(
-                    "watching {} every {secs} s; Ctrl-C stops",
-                    sql.describe()
-                ));
-            }
-            Source::Sql(poller)
-        }
-        None => {
-            if a.poll.is_some() {
-                return Err(Error::Usage(
-                    "--poll is for voicemail kept in SQL; a file spool is watched with inotify"
-                        .into(),
-                ));
-            }
-            let root = std::fs::canonicalize(setup.store.spool().root())
-                .map_err(|e| Error::io("resolve", setup.store.spool().root(), e))?;
-            let scope = targets
-                .iter()
-                .filter_map(|t| match t {
-                    Target::Mailbox(mb) => Some(root.join(mb.context.as_str()).join(mb.mailbox())),
-                    Target::Context(c) => Some(root.join(c.as_str())),
-                    _ => None,
-                })
-                .collect();
-            let mut opts = WatchOptions::new(&root);
-            opts.scope = scope;
-            opts.all_events = a.all;
-            let watcher = Watcher::start(opts).map_err(|e| Error::Failed(e.to_string()))?;
-            // Said once the watches are in place: scripts (and tests) can wait for it.
-            if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {
-                rep.note(&format!("watching {}; Ctrl-C stops", root.display()));
-            }
-            Source::Files(Box::new(watcher))
-        }
-    };
+    let scope: Vec<Scope> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Mailbox(mb) => Some(Scope::Mailbox(mb.clone())),
+            Target::Context(c) => Some(Scope::Context(c.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut source = setup.store.watch(&scope, a.poll, a.all)?;
+    // Said once the source runs: scripts (and tests) can wait for it.
+    if (setup.env.stdout_tty && !setup.quiet) || setup.verbose {
+        rep.note(&source.started);
+    }
     let exec = (!a.exec.is_empty()).then(|| Executor::new(a.exec.clone(), a.jobs, a.queue));
     let mut seen = 0u64;
     while !INTERRUPTED.load(Ordering::SeqCst) && a.max_events.is_none_or(|m| seen < m) {
-        if let Source::Files(w) = &mut source {
-            for w in w.warnings() {
-                rep.warn(&w);
-            }
+        for w in source.warnings() {
+            rep.warn(&w);
         }
         if let Some(x) = &exec {
             x.report(rep);
         }
-        let next = match &mut source {
-            Source::Files(w) => w
-                .next_event(Duration::from_millis(250))
-                .map_err(|e| Error::Failed(e.to_string())),
-            Source::Sql(p) => p.next_event(Duration::from_millis(250)),
-        };
-        let ev = match next? {
+        let ev = match source.next_event(Duration::from_millis(250))? {
             Some(ev) => ev,
             None => continue,
         };

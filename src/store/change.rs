@@ -25,8 +25,14 @@ pub use crate::ops::{Applied, MsgRef};
 /// What a change does to one message.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Move { mailbox: MailboxId, folder: Folder },
-    Copy { mailbox: MailboxId, folder: Folder },
+    Move {
+        mailbox: MailboxId,
+        folder: Folder,
+    },
+    Copy {
+        mailbox: MailboxId,
+        folder: Folder,
+    },
     /// Into `Deleted` when `backupdeleted` is set, as Asterisk does.
     Delete,
 }
@@ -228,7 +234,8 @@ impl<'a> Changer<'a> {
     /// Bytes of a message's files, when `sizes_known`; else 0.
     pub fn size(&self, m: &Found) -> u64 {
         let Found::File(loc) = m else { return 0 };
-        let (Ok(mb), Ok(folder), Ok(num)) = (loc.at.mailbox_id(), loc.at.folder(), loc.at.msg_num())
+        let (Ok(mb), Ok(folder), Ok(num)) =
+            (loc.at.mailbox_id(), loc.at.folder(), loc.at.msg_num())
         else {
             return 0;
         };

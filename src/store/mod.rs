@@ -6,14 +6,19 @@
 
 pub mod change;
 pub mod file;
+mod list;
 pub mod sql;
+pub mod watch;
 
 pub use file::FileStore;
 
-use crate::audio::AudioInfo;
+use crate::audio::{self, AudioError, AudioInfo};
+use crate::config::VoicemailConf;
 use crate::error::{Error, Result};
+use crate::listing::{message_row_from, LsFilter, MetaFields, Zone};
 use crate::metadata::Metadata;
 use crate::ops::OpError;
+use crate::render::{sanitize, MessageRow, MessageWriter};
 use crate::scan::{self, FolderCounts, FolderScan};
 use crate::spool::{Context, Folder, MailboxId, MsgNum, Spool};
 use std::path::PathBuf;
@@ -87,6 +92,26 @@ pub trait MailboxStore {
     fn release(&self, _boxes: &[MailboxId]) {}
 
     /// `MailboxCount`: Urgent, INBOX and Old by Asterisk's name rule.
+    /// The listing row of one message, with this store's `path`.
+    fn message_row(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        files: &scan::MsgFiles,
+        meta: Option<&Metadata>,
+        zone: Zone,
+    ) -> MessageRow {
+        let path = self.location(mb, folder, files.num).display().to_string();
+        message_row_from(
+            mb,
+            folder,
+            files,
+            meta.map(|m| m as &dyn MetaFields),
+            zone,
+            path,
+        )
+    }
+
     fn count(&self, mb: &MailboxId) -> Result<Counts> {
         Ok(Counts {
             urgent: self.folder_counts(mb, &Folder::Urgent)?.mwi,
@@ -95,6 +120,9 @@ pub trait MailboxStore {
         })
     }
 }
+
+/// A decoded recording: rate, the decoder's warnings, samples.
+pub type Decoded = std::result::Result<(u32, Vec<String>, Vec<i16>), AudioError>;
 
 /// Whichever store this run uses.
 pub enum Store {
@@ -116,6 +144,160 @@ impl Store {
         match self {
             Store::Sql(s) => Some(s),
             Store::File(_) => None,
+        }
+    }
+
+    /// Lists one folder into `w`, filtered; `Ok(true)` when `only` (if
+    /// given) was there. Per-message errors go to `errors`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn list_folder(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        only: Option<MsgNum>,
+        filter: &LsFilter,
+        zone: Zone,
+        w: &mut MessageWriter<&mut Vec<u8>>,
+        rows: &mut usize,
+        errors: &mut Vec<Error>,
+    ) -> Result<bool> {
+        match self {
+            Store::File(f) => list::file_folder(f, mb, folder, only, filter, zone, w, rows, errors),
+            Store::Sql(s) => list::sql_folder(s, mb, folder, only, filter, zone, w, rows),
+        }
+    }
+
+    /// Reads the whole store at once where that is cheaper than box by box
+    /// (one ordered read of the table); the listing holds it while it runs.
+    /// `None`: read box by box.
+    pub fn read_whole(&self) -> Option<sql::SpillGuard<'_>> {
+        match self {
+            Store::Sql(s) => s.read_all().ok(),
+            Store::File(_) => None,
+        }
+    }
+
+    /// Refuses changes where the files are not the truth (spec §3.8, §10):
+    /// a file spool that is only ODBC's or IMAP's cache, or mirrored into a
+    /// realtime table.
+    pub fn refuse_caches(&self, vmconf: Option<&VoicemailConf>) -> Result<()> {
+        if let Store::Sql(_) = self {
+            return Ok(());
+        }
+        let Some(vc) = vmconf else {
+            return Ok(());
+        };
+        let storage = vc.general.vars.iter().find(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            k == "odbcstorage" || k.starts_with("imap")
+        });
+        if let Some((k, v)) = storage {
+            return Err(Error::Usage(format!(
+                "{} sets {k}={v}: with ODBC or IMAP storage the spool only holds caches, and vmtool does not change it",
+                vc.path.display()
+            )));
+        }
+        let ext = vc.path.with_file_name("extconfig.conf");
+        if let Ok(conf) = crate::conf::load(&ext) {
+            if conf.get("settings", "voicemail_data").is_some() {
+                return Err(Error::Usage(format!(
+                    "{} maps voicemail_data: Asterisk mirrors message files into a realtime table that vmtool cannot keep in sync",
+                    ext.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The table `migrate` moves messages into and out of: this run's store,
+    /// which must be the SQL one.
+    pub fn migration_table(&self) -> Result<&sql::SqlStore> {
+        match self {
+            Store::Sql(s) => Ok(s),
+            Store::File(_) => Err(Error::Usage(
+                "migrate needs the database: give --db URL (or $VMTOOL_DB), or set odbcstorage in voicemail.conf".into(),
+            )),
+        }
+    }
+
+    /// How `boxes` says that a configured box holds nothing yet.
+    pub fn no_box_yet(&self) -> &'static str {
+        match self {
+            Store::File(_) => "no directory yet",
+            Store::Sql(_) => "no rows yet",
+        }
+    }
+
+    /// Where a message is kept, for `show` (untrusted parts escaped).
+    pub fn where_kept(&self, mb: &MailboxId, folder: &Folder, num: MsgNum) -> String {
+        match self {
+            Store::File(f) => format!(
+                "file: {}",
+                sanitize(&f.location(mb, folder, num).display().to_string())
+            ),
+            Store::Sql(s) => format!(
+                "row: table {}, dir={}, msgnum={}",
+                s.table.name,
+                sanitize(&s.table.dir(mb, folder)),
+                num.get()
+            ),
+        }
+    }
+
+    /// What a message's fields are read from, for `show`.
+    pub fn fields_source(&self) -> &'static str {
+        match self {
+            Store::File(_) => "the .txt",
+            Store::Sql(_) => "the row",
+        }
+    }
+
+    /// The folder exists (a SQL folder exists while it has rows).
+    pub fn folder_exists(&self, mb: &MailboxId, folder: &Folder) -> bool {
+        match self {
+            Store::File(f) => f.spool().folder_dir(mb, folder).is_dir(),
+            Store::Sql(_) => self.folders(mb).is_ok_and(|f| f.contains(folder)),
+        }
+    }
+
+    /// Decodes one audio file of a message: where it is, and the decoder's
+    /// result (rate, warnings, samples) for the caller to word its errors.
+    pub fn decode(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        num: MsgNum,
+        ext: &str,
+    ) -> Result<(PathBuf, Decoded)> {
+        match self {
+            Store::File(f) => {
+                let path = f.spool().msg_file(mb, folder, num, ext);
+                let decoded = audio::open(&path, ext).and_then(|mut dec| {
+                    let mut samples = Vec::new();
+                    while dec.next_block(&mut samples)? > 0 {}
+                    Ok((dec.sample_rate(), dec.warnings().to_vec(), samples))
+                });
+                Ok((path, decoded))
+            }
+            Store::Sql(s) => {
+                let path = s.location(mb, folder, num);
+                // The recording column holds the whole file of the first format.
+                let data = s.recording(mb, folder, num)?;
+                if data == sql::AUDMAGIC {
+                    return Err(Error::Failed(format!(
+                        "{}: the audio is on the servers' disks (odbc_audio_on_disk=yes), not in the table",
+                        path.display()
+                    )));
+                }
+                let format = audio::AudioFormat::from_extension(ext);
+                let decoded =
+                    audio::Decoder::new(std::io::Cursor::new(data), format).and_then(|mut dec| {
+                        let mut samples = Vec::new();
+                        while dec.next_block(&mut samples)? > 0 {}
+                        Ok((dec.sample_rate(), dec.warnings().to_vec(), samples))
+                    });
+                Ok((path, decoded))
+            }
         }
     }
 
