@@ -1,23 +1,10 @@
-//! `vmtool check [--fix]`: everything spec §11 and §12.8 say can be wrong in a
-//! spool, one finding per line with the file and the fix. `--fix` repairs only
-//! what is safe (half-done moves, quarantine of phantoms, orphans and
-//! leftovers); nothing that exists only once is ever deleted.
+//! `vmtool check [--fix]`: the store's check (`store::check`), one finding
+//! per line (or JSON object), then the exit status: 5 when problems remain.
 
 use super::prelude::*;
-use crate::fsutil::{self, Perms};
-use crate::lock::{self, FolderLock};
-use crate::metadata::Metadata;
-use crate::ops::Engine;
-use crate::scan::{MsgState, Noise};
-use crate::spool::{Context, Folder, MailboxId};
-use crate::store::FileStore;
-use crate::store::MailboxStore;
-use crate::target::Target;
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use crate::lock::LockOptions;
+use crate::store::check::{CheckHost, CheckOptions, Part};
+use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -32,524 +19,37 @@ pub struct CheckArgs {
     pub stale_after: u64,
 }
 
-/// One problem found.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Finding {
-    pub path: String,
-    pub kind: &'static str,
-    pub problem: String,
-    pub fix: String,
-    pub fixed: bool,
-}
-
-struct Checker<'a> {
+/// Targets are resolved only if the store asks (a table is checked whole).
+struct Host<'a, 'r> {
     setup: &'a Setup,
-    engine: Engine<'a>,
-    fix: bool,
-    stale: Duration,
-    findings: Vec<Finding>,
-    runuser_uid: Option<u32>,
+    g: &'a GlobalArgs,
+    targets: &'a [String],
+    rep: &'a mut Reporter<'r>,
 }
 
-fn age(path: &Path) -> Duration {
-    std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .unwrap_or_default()
-}
-
-/// uid of a user name, from /etc/passwd.
-fn uid_of(user: &str) -> Option<u32> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == user).then(|| f.nth(1)?.parse().ok())?
-    })
-}
-
-impl Checker<'_> {
-    /// Reports subdirectories of `dir` whose names are not UTF-8.
-    fn unnamed(&mut self, dir: &Path, what: &str) {
-        for name in FileStore::non_utf8_subdirs(dir).unwrap_or_default() {
-            self.add(
-                &dir.join(&name),
-                "name-not-utf8",
-                format!("{what} directory whose name is not UTF-8 (shown with U+FFFD): vmtool cannot name it, so ls, boxes and changes skip it"),
-                "rename it to a plain ASCII name (as configured in voicemail.conf), or remove it if Asterisk never used it".to_string(),
-                false,
-            );
+impl CheckHost for Host<'_, '_> {
+    fn parts(&mut self) -> Vec<Part> {
+        if self.targets.is_empty() {
+            return vec![Part::Spool];
         }
+        self.setup
+            .resolve_all(self.targets, self.rep)
+            .into_iter()
+            .map(|t| match t {
+                Target::Spool => Part::Spool,
+                Target::Context(c) => Part::Context(c),
+                Target::Mailbox(mb) => Part::Mailbox(mb),
+                Target::Folder(mb, f) | Target::Message(mb, f, _) => Part::Folder(mb, f),
+            })
+            .collect()
     }
 
-    fn add(&mut self, path: &Path, kind: &'static str, problem: String, fix: String, fixed: bool) {
-        let rel = self
-            .setup
-            .store
-            .spool()
-            .relative(path)
-            .display()
-            .to_string();
-        self.findings.push(Finding {
-            path: rel,
-            kind,
-            problem,
-            fix,
-            fixed,
-        });
+    fn lock(&mut self) -> Result<LockOptions> {
+        super::lock_options(self.setup, self.g)
     }
 
-    fn quarantine(
-        &self,
-        mb: &MailboxId,
-        folder: &Folder,
-        files: &[PathBuf],
-    ) -> std::io::Result<PathBuf> {
-        let qdir = self
-            .setup
-            .store
-            .spool()
-            .tmp_dir(mb)
-            .join("vmtool-quarantine")
-            .join(folder.dir_name());
-        let perms = Perms::observe(&self.setup.store.spool().mailbox_dir(mb))?;
-        fsutil::create_dir_like(&qdir, &perms)?;
-        for f in files {
-            if let Some(name) = f.file_name() {
-                let mut to = qdir.join(name);
-                let mut i = 1;
-                while to.exists() {
-                    to = qdir.join(format!("{}.{i}", name.to_string_lossy()));
-                    i += 1;
-                }
-                std::fs::rename(f, &to)?;
-            }
-        }
-        fsutil::sync_dir(&qdir)?;
-        Ok(qdir)
-    }
-
-    fn check_owner(&mut self, path: &Path) {
-        let Some(uid) = self.runuser_uid else { return };
-        if let Ok(md) = std::fs::symlink_metadata(path) {
-            let writable = md.mode() & 0o200 != 0;
-            if md.uid() != uid || (md.is_dir() && !writable) {
-                self.add(
-                    path,
-                    "owner",
-                    format!(
-                        "owned by uid {} mode {:o}; Asterisk runs as uid {uid} and cannot {} it (it then works unlocked, spec §6.5)",
-                        md.uid(),
-                        md.mode() & 0o7777,
-                        if md.is_dir() { "create files in" } else { "replace" }
-                    ),
-                    format!("chown {uid} {}", path.display()),
-                    false,
-                );
-            }
-        }
-    }
-
-    fn check_mailbox(&mut self, mb: &MailboxId, only: Option<&Folder>) -> Result<()> {
-        let spool = self.setup.store.spool().clone();
-        let mdir = spool.mailbox_dir(mb);
-        self.check_owner(&mdir);
-        // Half-done changes (their intent records).
-        let pending = self.engine.pending(mb);
-        if !pending.is_empty() {
-            if self.fix {
-                match self.engine.recover(mb) {
-                    Ok(done) => {
-                        for d in done {
-                            self.add(&spool.tmp_dir(mb), "half-done", d, String::new(), true);
-                        }
-                    }
-                    Err(e) => self.add(
-                        &spool.tmp_dir(mb),
-                        "half-done",
-                        format!("interrupted change could not be finished: {e}"),
-                        "retry `vmtool check --fix` when the folder is not busy".into(),
-                        false,
-                    ),
-                }
-            } else {
-                for p in pending {
-                    self.add(
-                        &p,
-                        "half-done",
-                        "an interrupted vmtool change (move/copy/delete) is not finished".into(),
-                        format!("vmtool check --fix {}", mb),
-                        false,
-                    );
-                }
-            }
-        }
-        // Staged copies and torn records of vmtool runs that are gone: at once.
-        let leftovers = if self.fix {
-            self.engine.remove_leftovers(mb)
-        } else {
-            self.engine.leftovers(mb)
-        };
-        for p in leftovers {
-            self.add(
-                &p,
-                "vmtool-leftover",
-                "left by a vmtool run that was killed".into(),
-                format!("vmtool check --fix {mb}"),
-                self.fix,
-            );
-        }
-        // Leftovers in tmp/ (crashed recordings).
-        if let Ok(rd) = std::fs::read_dir(spool.tmp_dir(mb)) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let p = e.path();
-                if name == ".vmtool-lock"
-                    || name == "vmtool-quarantine"
-                    || name.starts_with(".vmtool-")
-                    || name.starts_with("..vmtool-intent-")
-                {
-                    continue;
-                }
-                if age(&p) > self.stale.max(Duration::from_secs(3600)) {
-                    self.add(
-                        &p,
-                        "tmp-leftover",
-                        format!(
-                            "left in tmp/ for {} h (a crashed recording or copy)",
-                            age(&p).as_secs() / 3600
-                        ),
-                        format!("inspect, then remove {}", p.display()),
-                        false,
-                    );
-                }
-            }
-        }
-        let folders = match only {
-            Some(f) => vec![f.clone()],
-            None => self.setup.store.folders(mb)?,
-        };
-        let maxmsg = self.engine.maxmsg(mb);
-        for folder in folders {
-            self.check_folder(mb, &folder, maxmsg)?;
-        }
-        Ok(())
-    }
-
-    fn check_folder(&mut self, mb: &MailboxId, folder: &Folder, maxmsg: u32) -> Result<()> {
-        let spool = self.setup.store.spool().clone();
-        let dir = spool.folder_dir(mb, folder);
-        self.check_owner(&dir);
-        if let Folder::Other(name) = folder {
-            let hint = match Folder::known(name) {
-                Some(k) => format!("a case variant of {k}: Asterisk never looks in it"),
-                None => "not an Asterisk folder: Asterisk ignores it".into(),
-            };
-            self.add(
-                &dir,
-                "foreign-folder",
-                hint,
-                "move its messages with vmtool mv, then remove it".into(),
-                false,
-            );
-        }
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            self.add(
-                &dir,
-                "symlink",
-                "the folder is a symbolic link: vmtool refuses to change messages through it"
-                    .into(),
-                "replace the link by a real directory owned by the Asterisk user".into(),
-                false,
-            );
-        }
-        let scan = self.setup.store.scan_folder(mb, folder)?;
-        // Message files that are not regular files: reported one by one, and
-        // left out of every read and of --fix below.
-        let mut not_regular: std::collections::HashSet<PathBuf> = Default::default();
-        for m in &scan.messages {
-            let exts = m
-                .audio
-                .iter()
-                .map(String::as_str)
-                .chain(m.txt.then_some("txt"));
-            for ext in exts {
-                let p = spool.msg_file(mb, folder, m.num, ext);
-                if self.not_regular(&p) {
-                    not_regular.insert(p);
-                }
-            }
-        }
-        for n in &scan.noise {
-            // A `.lock` or `lock` that is not a regular file blocks every locker.
-            if let Noise::Lock(name) = n {
-                let p = dir.join(name);
-                if let Ok(md) = std::fs::symlink_metadata(&p) {
-                    if !md.file_type().is_file() {
-                        self.add(
-                            &p,
-                            "special-file",
-                            format!("a {} where Asterisk's folder lock belongs: no one (Asterisk included) can lock this folder, so new messages are lost after a 5-s wait", fsutil::kind_name(&md)),
-                            format!("remove it now (rm {}); check --fix leaves it alone", p.display()),
-                            false,
-                        );
-                    }
-                }
-            }
-        }
-        for info in lock::inspect(&dir, self.stale).unwrap_or_default() {
-            if let Some(owner) = &info.dead_owner {
-                // A killed vmtool's: broken at once (race-free), whatever its age.
-                let fixed = self.fix
-                    && match info.kind {
-                        lock::LockFileKind::Lockfile => lock::break_dead_lock(&dir)
-                            .is_ok_and(|o| o == lock::BreakOutcome::Broken),
-                        _ => lock::break_stale(&dir, Duration::MAX).is_ok() && !info.path.exists(),
-                    };
-                self.add(
-                    &info.path,
-                    "stale-lock",
-                    format!("left by {owner}, which is gone: deposits into this folder are lost after a 5-s wait"),
-                    format!("vmtool check --fix {}/{}/{folder}", mb.context, mb.mailbox()),
-                    fixed,
-                );
-            } else if info.stale {
-                self.add(
-                    &info.path,
-                    "stale-lock",
-                    format!("lock left for {} s (a crash): deposits into this folder are lost after a 5-s wait", info.age.as_secs()),
-                    format!("vmtool unlock --stale {}/{}/{folder}", mb.context, mb.mailbox()),
-                    false,
-                );
-            }
-        }
-        let mut expected = 0u16;
-        let mut phantoms_orphans = Vec::new();
-        for m in &scan.messages {
-            let base = spool.msg_file(mb, folder, m.num, "txt");
-            match m.state() {
-                MsgState::Phantom | MsgState::Orphan => phantoms_orphans.push(m.clone()),
-                MsgState::Complete => {}
-            }
-            if m.txt {
-                if m.num.get() != expected {
-                    self.add(
-                        &base,
-                        "gap",
-                        format!("numbering gap before {} (expected msg{expected:04}); Asterisk closes it the next time the folder is opened", m.num.stem()),
-                        format!("none needed (or vmtool resequence {}/{}/{folder})", mb.context, mb.mailbox()),
-                        false,
-                    );
-                    expected = m.num.get();
-                }
-                expected += 1;
-                if not_regular.contains(&base) {
-                    continue;
-                }
-                match fsutil::read_txt_file(&base) {
-                    Ok(bytes) => match Metadata::parse(&bytes) {
-                        Ok(meta) => {
-                            for p in meta.problems() {
-                                self.add(
-                                    &base,
-                                    "metadata",
-                                    p,
-                                    "restore the line from a backup or the archive".into(),
-                                    false,
-                                );
-                            }
-                        }
-                        Err(e) => self.add(
-                            &base,
-                            "metadata",
-                            e.to_string(),
-                            "restore the file from a backup".into(),
-                            false,
-                        ),
-                    },
-                    Err(e) => self.add(
-                        &base,
-                        "metadata",
-                        format!("cannot read: {e}"),
-                        "check permissions".into(),
-                        false,
-                    ),
-                }
-            }
-        }
-        for m in phantoms_orphans {
-            let mut files: Vec<PathBuf> = m
-                .audio
-                .iter()
-                .map(|e| spool.msg_file(mb, folder, m.num, e))
-                .collect();
-            if m.txt {
-                files.push(spool.txt_path(mb, folder, m.num));
-            }
-            let (kind, what) = match m.state() {
-                MsgState::Phantom => ("phantom", "a .txt without audio: counted as a message but cannot be played; it stops Asterisk's compaction"),
-                _ => ("orphan", "audio without .txt: invisible, and adopted by the next message given this number"),
-            };
-            let old = files.iter().all(|f| age(f) > Duration::from_secs(5));
-            // vmtool moves only files Asterisk could have made: a special
-            // file or a link is left where it is, for the admin.
-            let foreign = files.iter().any(|f| not_regular.contains(f));
-            let mut fixed = false;
-            if self.fix && old && !foreign {
-                // Seen again under the folder lock before anything moves.
-                let lock = FolderLock::acquire(&dir, &self.engine.lock)
-                    .map_err(crate::ops::OpError::from)?;
-                let again = crate::scan::scan_folder(&dir)
-                    .map(|s| s.messages.iter().any(|x| x == &m))
-                    .unwrap_or(false);
-                if again {
-                    fixed = self.quarantine(mb, folder, &files).is_ok();
-                }
-                drop(lock);
-            }
-            self.add(
-                &spool.msg_file(mb, folder, m.num, "*"),
-                kind,
-                what.into(),
-                if fixed {
-                    format!(
-                        "quarantined in {}/{}/tmp/vmtool-quarantine/{folder}",
-                        mb.context,
-                        mb.mailbox()
-                    )
-                } else if foreign {
-                    "not a regular file among its files: check --fix leaves it for you (see the finding above)".into()
-                } else {
-                    format!(
-                        "vmtool check --fix {}/{}/{folder}",
-                        mb.context,
-                        mb.mailbox()
-                    )
-                },
-                fixed,
-            );
-        }
-        for n in &scan.noise {
-            let p = dir.join(n.name());
-            let (kind, problem, fix): (&'static str, String, String) = match n {
-                Noise::Lock(_) => continue,
-                Noise::Backup(name) => (
-                    "backup",
-                    format!("{name}: left by a prepend-forward that did not finish"),
-                    "vmtool check --fix".into(),
-                ),
-                Noise::Prepend(name) => (
-                    "prepend",
-                    format!("{name}: an abandoned prepend recording"),
-                    "inspect, then remove it".into(),
-                ),
-                Noise::Stray(name, why) => (
-                    "stray",
-                    format!("{name}: {why}"),
-                    "move it out of the folder".into(),
-                ),
-                Noise::Foreign(name) => (
-                    "foreign",
-                    format!("{name}: not an Asterisk file"),
-                    "move it out of the folder".into(),
-                ),
-            };
-            let mut fixed = false;
-            let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file());
-            if self.fix && regular && matches!(n, Noise::Backup(_)) && age(&p) > self.stale {
-                fixed = self.fix_backup(mb, folder, &p).unwrap_or(false);
-            }
-            self.add(&p, kind, problem, fix, fixed);
-        }
-        if folder == &Folder::Inbox && scan.counts.capacity >= maxmsg {
-            self.add(
-                &dir,
-                "full",
-                format!("{} messages for maxmsg={maxmsg}: Asterisk refuses new messages (callers hear \"mailbox full\")", scan.counts.capacity),
-                format!("vmtool read or vmtool archive {}/{}", mb.context, mb.mailbox()),
-                false,
-            );
-        }
-        Ok(())
-    }
-
-    /// Reports a message file that is not a regular file: a special file
-    /// (FIFO, socket, device), a link leaving the spool, or a link inside it.
-    fn not_regular(&mut self, p: &Path) -> bool {
-        let Ok(md) = std::fs::symlink_metadata(p) else {
-            return false;
-        };
-        let shown = p.display();
-        if md.file_type().is_file() {
-            if md.len() <= fsutil::MAX_AUDIO_BYTES {
-                return false;
-            }
-            self.add(
-                p,
-                "too-large",
-                format!("{} bytes, over vmtool's limit of {} for a message file: not read, converted or archived", md.len(), fsutil::MAX_AUDIO_BYTES),
-                format!("no voicemail is this large (a sparse or planted file?): inspect it, then remove it (rm {shown}); check --fix leaves it alone"),
-                false,
-            );
-            return true;
-        }
-        if !md.file_type().is_symlink() {
-            self.add(
-                p,
-                "special-file",
-                format!("a {} where a message file belongs: no reader opens it, the message is skipped by ls, show, convert and archive", fsutil::kind_name(&md)),
-                format!("Asterisk never makes one: find who created it, then remove it (rm {shown}); check --fix leaves it alone"),
-                false,
-            );
-            return true;
-        }
-        let root = std::fs::canonicalize(self.setup.store.spool().root()).ok();
-        match (std::fs::canonicalize(p), root) {
-            (Ok(to), Some(root)) if to.starts_with(&root) => self.add(
-                p,
-                "symlink",
-                format!("a message file that is a symbolic link (to {} inside the spool): vmtool neither follows it nor changes this message", to.display()),
-                format!("replace the link by the file itself (cp --remove-destination {} {shown}); check --fix leaves it alone", to.display()),
-                false,
-            ),
-            (Ok(to), _) => self.add(
-                p,
-                "symlink-outside",
-                format!("a symbolic link leaving the spool (to {}): vmtool never follows it; a root job reading through it would read or copy that file", to.display()),
-                format!("remove the link (rm {shown}); if the target is really this message's file, copy it in instead; check --fix leaves it alone"),
-                false,
-            ),
-            (Err(e), _) => self.add(
-                p,
-                "symlink",
-                format!("a symbolic link that leads nowhere ({e}: a loop or a missing target): vmtool never follows it"),
-                format!("remove the link (rm {shown}); check --fix leaves it alone"),
-                false,
-            ),
-        }
-        true
-    }
-
-    /// `msgNNNN-bak.*`: quarantined when `msgNNNN.*` exists, else renamed back
-    /// (what the interrupted forward would have done).
-    fn fix_backup(&self, mb: &MailboxId, folder: &Folder, p: &Path) -> std::io::Result<bool> {
-        let dir = self.setup.store.spool().folder_dir(mb, folder);
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let Some((stem, ext)) = name.split_once("-bak.") else {
-            return Ok(false);
-        };
-        let _lock = FolderLock::acquire(&dir, &self.engine.lock).map_err(std::io::Error::other)?;
-        let main = dir.join(format!("{stem}.{ext}"));
-        if main.exists() {
-            self.quarantine(mb, folder, &[p.to_path_buf()])?;
-        } else {
-            std::fs::rename(p, &main)?;
-            fsutil::sync_dir(&dir)?;
-        }
-        Ok(true)
+    fn error(&mut self, e: &Error) {
+        self.rep.error(e);
     }
 }
 
@@ -560,135 +60,39 @@ pub fn exec(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    if let Some(sql) = setup.store.sql() {
-        // Rows are only reported; --fix breaks this server's stale spool locks.
-        let mut found = crate::store::sql::check::check(sql, setup.vmconf.as_ref())?;
-        let stale = Duration::from_secs(a.stale_after);
-        found.extend(crate::store::sql::check::spool_locks(sql, stale, a.fix));
-        for f in &found {
-            match setup.format {
-                Format::Json => {
-                    serde_json::to_writer(&mut *out, f).map_err(|e| out_err(e.into()))?;
-                    writeln!(out).map_err(out_err)?;
-                }
-                _ => {
-                    let tail = if f.fixed { " — fixed" } else { "" };
-                    writeln!(out, "{}: {}{tail}", f.at, f.problem).map_err(out_err)?
-                }
-            }
-        }
-        if found.is_empty() && !setup.quiet {
-            writeln!(out, "no problem found in {}", sql.describe()).map_err(out_err)?;
-        }
-        return Ok(if found.iter().all(|f| f.fixed) {
-            Exit::Ok
-        } else {
-            Exit::Problems
-        });
-    }
-    let engine = Engine {
-        spool: setup.store.spool(),
-        lock: super::lock_options(setup, g)?,
+    let opts = CheckOptions {
         conf: setup.vmconf.as_ref(),
-        interrupted: &INTERRUPTED,
-        recovered: Default::default(),
-    };
-    let runuser_uid = setup
-        .astconf
-        .as_ref()
-        .and_then(|c| c.runuser.as_deref())
-        .and_then(uid_of);
-    let mut ck = Checker {
-        setup,
-        engine,
+        runuser: setup.astconf.as_ref().and_then(|c| c.runuser.as_deref()),
         fix: a.fix,
         stale: Duration::from_secs(a.stale_after),
-        findings: Vec::new(),
-        runuser_uid,
+        interrupted: &INTERRUPTED,
     };
-    let targets = if a.targets.is_empty() {
-        vec![Target::Spool]
-    } else {
-        setup.resolve_all(&a.targets, rep)
+    let mut host = Host {
+        setup,
+        g,
+        targets: &a.targets,
+        rep,
     };
-    for t in &targets {
-        let (contexts, boxes): (Vec<Context>, Vec<(MailboxId, Option<Folder>)>) = match t {
-            Target::Spool => (setup.store.contexts()?, Vec::new()),
-            Target::Context(c) => (vec![c.clone()], Vec::new()),
-            Target::Mailbox(mb) => (Vec::new(), vec![(mb.clone(), None)]),
-            Target::Folder(mb, f) | Target::Message(mb, f, _) => {
-                (Vec::new(), vec![(mb.clone(), Some(f.clone()))])
-            }
-        };
-        let mut all = boxes;
-        // Directories whose names are not UTF-8: listings cannot show them.
-        if matches!(t, Target::Spool) {
-            ck.unnamed(setup.store.spool().root(), "a context");
-        }
-        for ctx in &contexts {
-            ck.unnamed(&setup.store.spool().context_dir(ctx), "a mailbox");
-        }
-        for ctx in contexts {
-            let mbs = setup.store.mailboxes(&ctx)?;
-            // Case variants: find_user() matches case-insensitively, so `Bob`
-            // dialled as `bob` gets a second directory (spec §1.7).
-            let mut seen: BTreeMap<String, String> = BTreeMap::new();
-            for mb in &mbs {
-                if let Some(prev) =
-                    seen.insert(mb.mailbox().to_lowercase(), mb.mailbox().to_string())
-                {
-                    let d = setup.store.spool().mailbox_dir(mb);
-                    ck.add(
-                        &d,
-                        "case-variant",
-                        format!("{} and {prev} differ only in case: Asterisk uses one or the other depending on how the box was dialled", mb.mailbox()),
-                        "merge them with vmtool mv, then remove the empty one".to_string(),
-                        false,
-                    );
-                }
-            }
-            all.extend(mbs.into_iter().map(|m| (m, None)));
-        }
-        for (mb, f) in all {
-            if f.is_none() {
-                ck.unnamed(&setup.store.spool().mailbox_dir(&mb), "a folder");
-            }
-            if let Err(e) = ck.check_mailbox(&mb, f.as_ref()) {
-                rep.error(&e);
-            }
-        }
-    }
-    let open = ck.findings.iter().filter(|f| !f.fixed).count();
-    for f in &ck.findings {
+    let report = setup.store.check(&opts, &mut host)?;
+    for item in &report.items {
         match setup.format {
             Format::Json => {
-                serde_json::to_writer(&mut *out, f).map_err(|e| out_err(e.into()))?;
-                writeln!(out).map_err(out_err)?;
+                let json = item.to_json().map_err(|e| out_err(e.into()))?;
+                writeln!(out, "{json}").map_err(out_err)?;
             }
-            _ => {
-                let tail = if f.fixed {
-                    "fixed".to_string()
-                } else {
-                    format!("fix: {}", f.fix)
-                };
-                writeln!(
-                    out,
-                    "{}: {} [{}] — {}",
-                    crate::render::sanitize(&f.path),
-                    crate::render::sanitize(&f.problem),
-                    f.kind,
-                    crate::render::sanitize(&tail)
-                )
-                .map_err(out_err)?;
-            }
+            _ => writeln!(out, "{}", item.line()).map_err(out_err)?,
         }
     }
-    if !setup.quiet && setup.format == Format::Table {
+    if let Some(clean) = report.clean.as_ref().filter(|_| !setup.quiet) {
+        writeln!(out, "{clean}").map_err(out_err)?;
+    }
+    let open = report.items.iter().filter(|f| !f.fixed()).count();
+    if report.tally && !setup.quiet && setup.format == Format::Table {
         let _ = writeln!(
             rep.err_writer(),
             "vmtool: {} problem(s) found, {} fixed",
-            ck.findings.len(),
-            ck.findings.len() - open
+            report.items.len(),
+            report.items.len() - open
         );
     }
     if rep.failed() {

@@ -28,7 +28,7 @@ use crate::lock::LockOptions;
 use crate::render::{sanitize, Format, Style};
 use crate::spool::{Context, Folder, MailboxId, Spool};
 use crate::store::change::Changer;
-use crate::store::{FileStore, MailboxStore, Store};
+use crate::store::{MailboxStore, Store, StoreWanted};
 use crate::target::{Resolver, Target};
 use change::ChangeKind;
 use chrono::{Local, Utc};
@@ -277,45 +277,21 @@ impl Setup {
             ColorChoice::Never => false,
             ColorChoice::Auto => env.stdout_tty && !env.no_color,
         };
-        let found = crate::store::sql::discover::find(
-            g.db.as_deref(),
-            std::env::var("VMTOOL_DB").ok().as_deref(),
-            g.db_table.as_deref(),
+        let (store, note) = Store::open(
+            spool,
+            &StoreWanted {
+                db: g.db.as_deref(),
+                env_db: std::env::var("VMTOOL_DB").ok().as_deref(),
+                table: g.db_table.as_deref(),
+                odbc_ini: g.odbc_ini.as_deref(),
+                spool_prefix: g.spool_prefix.as_deref(),
+            },
             vmconf.as_ref(),
             &etc_dir,
-            g.odbc_ini.as_deref(),
         )?;
-        let store = match found {
-            None => Store::File(FileStore::new(spool)),
-            Some(f) => {
-                let prefix = g
-                    .spool_prefix
-                    .clone()
-                    .unwrap_or_else(|| spool.root().to_string_lossy().into_owned());
-                let ext = vmconf
-                    .as_ref()
-                    .and_then(|c| c.general.format.first())
-                    .map_or("wav", |f| f.as_str());
-                // Asterisk names the cache of wav49 `.WAV` (odbc_retrieve_message()).
-                let ext = if ext.eq_ignore_ascii_case("wav49") {
-                    "WAV"
-                } else {
-                    ext
-                };
-                let s =
-                    crate::store::sql::SqlStore::open(&f.target, &f.table, &prefix, ext, spool)?;
-                if g.verbose {
-                    rep.note(&format!(
-                        "database: {} (from {}), table {}, dir prefix {}",
-                        f.target.describe(),
-                        f.target.source,
-                        f.table,
-                        s.table.prefix
-                    ));
-                }
-                Store::Sql(Box::new(s))
-            }
-        };
+        if let Some(note) = note.filter(|_| g.verbose) {
+            rep.note(&note);
+        }
         Ok(Setup {
             store,
             vmconf,

@@ -5,6 +5,7 @@
 //! nothing above this trait may assume files.
 
 pub mod change;
+pub mod check;
 pub mod file;
 mod list;
 pub mod sql;
@@ -21,7 +22,7 @@ use crate::ops::OpError;
 use crate::render::{sanitize, MessageRow, MessageWriter};
 use crate::scan::{self, FolderCounts, FolderScan};
 use crate::spool::{Context, Folder, MailboxId, MsgNum, Spool};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use crate::fsutil::MAX_TXT_BYTES;
 
@@ -121,6 +122,21 @@ pub trait MailboxStore {
     }
 }
 
+/// What the command line and the environment say about the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreWanted<'a> {
+    /// `--db`.
+    pub db: Option<&'a str>,
+    /// `$VMTOOL_DB`.
+    pub env_db: Option<&'a str>,
+    /// `--db-table`.
+    pub table: Option<&'a str>,
+    /// `--odbc-ini`.
+    pub odbc_ini: Option<&'a std::path::Path>,
+    /// `--spool-prefix`.
+    pub spool_prefix: Option<&'a str>,
+}
+
 /// A decoded recording: rate, the decoder's warnings, samples.
 pub type Decoded = std::result::Result<(u32, Vec<String>, Vec<i16>), AudioError>;
 
@@ -145,6 +161,50 @@ impl Store {
             Store::Sql(s) => Some(s),
             Store::File(_) => None,
         }
+    }
+
+    /// The store this site uses: the SQL table when one is named (`--db`,
+    /// `$VMTOOL_DB`) or configured (`odbcstorage` through res_odbc.conf and
+    /// odbc.ini), else the file spool. Also says which table, for `-v`.
+    pub fn open(
+        spool: Spool,
+        wanted: &StoreWanted,
+        vmconf: Option<&VoicemailConf>,
+        etc_dir: &Path,
+    ) -> Result<(Store, Option<String>)> {
+        let found = sql::discover::find(
+            wanted.db,
+            wanted.env_db,
+            wanted.table,
+            vmconf,
+            etc_dir,
+            wanted.odbc_ini,
+        )?;
+        let Some(f) = found else {
+            return Ok((Store::File(FileStore::new(spool)), None));
+        };
+        let prefix = wanted
+            .spool_prefix
+            .map(str::to_string)
+            .unwrap_or_else(|| spool.root().to_string_lossy().into_owned());
+        let ext = vmconf
+            .and_then(|c| c.general.format.first())
+            .map_or("wav", |f| f.as_str());
+        // Asterisk names the cache of wav49 `.WAV` (odbc_retrieve_message()).
+        let ext = if ext.eq_ignore_ascii_case("wav49") {
+            "WAV"
+        } else {
+            ext
+        };
+        let s = sql::SqlStore::open(&f.target, &f.table, &prefix, ext, spool)?;
+        let note = format!(
+            "database: {} (from {}), table {}, dir prefix {}",
+            f.target.describe(),
+            f.target.source,
+            f.table,
+            s.table.prefix
+        );
+        Ok((Store::Sql(Box::new(s)), Some(note)))
     }
 
     /// Lists one folder into `w`, filtered; `Ok(true)` when `only` (if
