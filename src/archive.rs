@@ -207,27 +207,12 @@ fn repair_torn_tail(file: &mut File) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Where an archived file's bytes come from: a spool file, or a recording
-/// and a rebuilt `.txt` read from the database.
-pub enum Source {
-    File(PathBuf),
-    Data(Vec<u8>),
-}
+pub use crate::store::change::Source;
 
-impl Source {
-    fn sha256(&self) -> io::Result<[u8; 32]> {
-        match self {
-            Source::File(p) => fsutil::sha256_file(p),
-            Source::Data(d) => Ok(Sha256::digest(d).into()),
-        }
-    }
-
-    /// Size in bytes (0 when the file cannot be read).
-    pub fn size(&self) -> u64 {
-        match self {
-            Source::File(p) => fs::metadata(p).map_or(0, |m| m.len()),
-            Source::Data(d) => d.len() as u64,
-        }
+fn source_sha256(s: &Source) -> io::Result<[u8; 32]> {
+    match s {
+        Source::File(p) => fsutil::sha256_file(p),
+        Source::Data(d) => Ok(Sha256::digest(d).into()),
     }
 }
 
@@ -548,7 +533,7 @@ impl Archive {
     fn entry_matches(&self, fin: &Path, stem: &str, files: &[(String, Source)]) -> Result<bool> {
         for (ext, src) in files {
             let a = fin.join(format!("{stem}.{ext}"));
-            let (Ok(x), Ok(y)) = (fsutil::sha256_file(&a), src.sha256()) else {
+            let (Ok(x), Ok(y)) = (fsutil::sha256_file(&a), source_sha256(src)) else {
                 return Ok(false);
             };
             if x != y {

@@ -395,9 +395,19 @@ pub fn exec(
         let entry = a.to.join(Archive::entry_dir(&p.row));
         let mb = p.mb.clone();
         // A dry run builds the same candidate, so its sizes are the real run's.
+        let row = p.row;
         let item = run
             .changer
-            .archive_candidate(&p.mb, &p.folder, p.files.num, p.meta, p.row);
+            .archive_candidate(&p.mb, &p.folder, p.files.num, p.meta)
+            .map(|(ex, found)| {
+                let cand = Candidate {
+                    loc: ex.loc,
+                    files: ex.files,
+                    meta: ex.meta,
+                    row,
+                };
+                (cand, found)
+            });
         let Some(arc) = ar.as_mut() else {
             match item {
                 Ok((c, _)) => {
@@ -611,7 +621,13 @@ pub fn exec_restore(
             "{}/{}/{}/msg{}",
             e.row.context, e.row.mailbox, e.row.folder, e.row.number
         );
-        if changer.holds(&mb, &folder, &e) {
+        if changer.holds(
+            &mb,
+            &folder,
+            e.row.msg_id.as_deref(),
+            e.row.origtime,
+            &e.txt_sha256,
+        ) {
             rep.warn(&format!(
                 "{label}: already in {mb}/{folder} (same .txt); not restored twice"
             ));

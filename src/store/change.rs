@@ -7,13 +7,11 @@
 use super::sql::change::{SqlAction, SqlApplied, SqlEngine, SqlMsg};
 use super::sql::SqlStore;
 use super::{MailboxStore, Store};
-use crate::archive::{Candidate, ManifestEntry, Source};
 use crate::config::VoicemailConf;
 use crate::error::{Error, Result};
 use crate::lock::LockOptions;
 use crate::metadata::Metadata;
 use crate::ops::{self, Action, Engine, Located, Plan};
-use crate::render::MessageRow;
 use crate::spool::{Folder, MailboxId, MsgNum};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -60,6 +58,32 @@ impl Found {
             Found::Sql(m) => Ok(m.folder.clone()),
         }
     }
+}
+
+/// Where an archived file's bytes come from: a spool file, or a recording
+/// and a rebuilt `.txt` read from the database.
+#[derive(Debug)]
+pub enum Source {
+    File(PathBuf),
+    Data(Vec<u8>),
+}
+
+impl Source {
+    /// Size in bytes (0 when the file cannot be read).
+    pub fn size(&self) -> u64 {
+        match self {
+            Source::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+            Source::Data(d) => d.len() as u64,
+        }
+    }
+}
+
+/// A message as an archive takes it: where it is, its files `(extension,
+/// source)` and its metadata.
+pub struct Extract {
+    pub loc: Located,
+    pub files: Vec<(String, Source)>,
+    pub meta: Metadata,
 }
 
 /// Each destination's next number across the plans of one dry run.
@@ -255,8 +279,7 @@ impl<'a> Changer<'a> {
         folder: &Folder,
         num: MsgNum,
         meta: Metadata,
-        row: MessageRow,
-    ) -> Result<(Candidate, Found)> {
+    ) -> Result<(Extract, Found)> {
         match &self.inner {
             Inner::Files(e) => {
                 let loc = e.locate(mb, folder, num)?;
@@ -266,13 +289,12 @@ impl<'a> Changer<'a> {
                     .iter()
                     .map(|x| (x.clone(), Source::File(spool.msg_file(mb, folder, num, x))))
                     .collect();
-                let cand = Candidate {
+                let ex = Extract {
                     loc: loc.clone(),
                     files,
                     meta,
-                    row,
                 };
-                Ok((cand, Found::File(loc)))
+                Ok((ex, Found::File(loc)))
             }
             Inner::Sql(e) => {
                 let sql = e.store;
@@ -294,16 +316,15 @@ impl<'a> Changer<'a> {
                     txt_sha: Sha256::digest(&txt).into(),
                     msg_id: dbrow.msg_id.clone(),
                 };
-                let cand = Candidate {
+                let ex = Extract {
                     loc,
                     files: vec![
                         (sql.ext.clone(), Source::Data(audio)),
                         ("txt".into(), Source::Data(txt)),
                     ],
                     meta: dbrow.file_metadata(&sql.table),
-                    row,
                 };
-                Ok((cand, Found::Sql(msg)))
+                Ok((ex, Found::Sql(msg)))
             }
         }
     }
@@ -326,7 +347,14 @@ impl<'a> Changer<'a> {
     /// The archived message is already in the folder: a file with these exact
     /// `.txt` bytes, or a row with the same msg_id and origtime (or whose
     /// rebuilt `.txt` has these bytes).
-    pub fn holds(&self, mb: &MailboxId, folder: &Folder, e: &ManifestEntry) -> bool {
+    pub fn holds(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        msg_id: Option<&str>,
+        origtime: Option<i64>,
+        txt_sha256: &str,
+    ) -> bool {
         let Ok(scan) = self.store.scan_folder(mb, folder) else {
             return false;
         };
@@ -337,13 +365,12 @@ impl<'a> Changer<'a> {
             .any(|m| match self.sql() {
                 Some(sql) => sql.msg_row(mb, folder, m.num).is_ok_and(|r| {
                     let same_id = r.msg_id.is_some()
-                        && r.msg_id == e.row.msg_id
-                        && r.origtime.as_deref().and_then(|o| o.trim().parse().ok())
-                            == e.row.origtime;
-                    same_id || hex_sha(&r.file_txt(&sql.table)) == e.txt_sha256
+                        && r.msg_id.as_deref() == msg_id
+                        && r.origtime.as_deref().and_then(|o| o.trim().parse().ok()) == origtime;
+                    same_id || hex_sha(&r.file_txt(&sql.table)) == txt_sha256
                 }),
                 None => crate::fsutil::sha256_file(&self.store.spool().txt_path(mb, folder, m.num))
-                    .is_ok_and(|s| crate::fsutil::hex(&s) == e.txt_sha256),
+                    .is_ok_and(|s| crate::fsutil::hex(&s) == txt_sha256),
             })
     }
 }

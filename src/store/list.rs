@@ -136,3 +136,23 @@ pub(super) fn sql_folder(
     });
     result.map(|()| found)
 }
+
+/// As `MsgRow::metadata()` would answer (its keys are all distinct).
+impl MetaFields for super::sql::packed::RowView<'_> {
+    fn callerid_raw(&self) -> Option<&str> {
+        self.callerid.as_deref()
+    }
+    fn origtime(&self) -> Option<i64> {
+        crate::metadata::leading_integer(self.origtime.as_deref()?)
+    }
+    fn duration(&self) -> Option<u64> {
+        crate::metadata::leading_integer(self.duration.as_deref()?)
+            .and_then(|d| u64::try_from(d).ok())
+    }
+    fn flag_urgent(&self) -> bool {
+        self.flag.as_deref() == Some("Urgent")
+    }
+    fn msg_id(&self) -> Option<&str> {
+        self.msg_id.as_deref().filter(|s| !s.is_empty())
+    }
+}
