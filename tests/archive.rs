@@ -325,22 +325,3 @@ fn killed_archive_runs_lose_nothing() {
         }
     }
 }
-
-#[test]
-fn purge_deletes_by_age_with_yes_only() {
-    let sb = Sandbox::team2();
-    let env = [("VMTOOL_NOW", NOW)];
-    let r = sb.run_env(&env, &["--no-ami", "purge", "--older-than", "1h"]);
-    assert_eq!(r.code, 2);
-    let r = sb
-        .run_env(&env, &["--no-ami", "purge", "--older-than", "1h", "-n"])
-        .ok();
-    assert_eq!(r.stdout.lines().count(), 2);
-    sb.run_env(&env, &["--no-ami", "purge", "--older-than", "1h", "--yes"])
-        .ok();
-    assert_eq!(txt_count(&sb.voicemail()), 11);
-    assert!(!sb
-        .voicemail()
-        .join("finance/2101/Work/msg0000.WAV")
-        .exists());
-}

@@ -16,6 +16,7 @@ mod hostile;
 mod model;
 mod play;
 mod readonly;
+mod scenarios;
 mod soak;
 mod sql;
 mod sql_race;
