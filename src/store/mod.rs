@@ -1,8 +1,11 @@
-//! The mailbox store: the one narrow interface through which messages are read.
+//! The mailbox store: the one interface through which messages are read
+//! (`MailboxStore`) and changed (`change::Changer`), checked (`check`) and
+//! watched (`watch`).
 //!
-//! Two implementations: the file spool (`FileStore`) and Asterisk's ODBC
-//! storage, messages as rows of one SQL table (`sql::SqlStore`);
-//! nothing above this trait may assume files.
+//! Two implementations: the file spool (`FileStore`, changed through `ops`)
+//! and Asterisk's ODBC storage, messages as rows of one SQL table
+//! (`sql::SqlStore`). `Store` is whichever one a run uses; nothing above this
+//! module may assume files or rows.
 
 pub mod change;
 pub mod check;
