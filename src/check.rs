@@ -29,7 +29,13 @@ pub struct Finding {
     pub problem: String,
     pub fix: String,
     pub fixed: bool,
+    /// `problem`, or `information`: something Asterisk itself sets right
+    /// (numbering gaps, closed the next time the folder is opened, spec
+    /// §2.5–2.6); counted as a problem only with `--strict`.
+    pub severity: &'static str,
 }
+
+const INFORMATION: [&str; 1] = ["gap"];
 
 struct Checker<'a> {
     setup: &'a Setup,
@@ -38,6 +44,9 @@ struct Checker<'a> {
     stale: Duration,
     findings: Vec<Finding>,
     runuser_uid: Option<u32>,
+    strict: bool,
+    /// Where `--fix` put files aside (spool-relative).
+    quarantined: std::collections::BTreeSet<String>,
 }
 
 fn age(path: &Path) -> Duration {
@@ -79,17 +88,23 @@ impl Checker<'_> {
             .relative(path)
             .display()
             .to_string();
+        let severity = if !self.strict && INFORMATION.contains(&kind) {
+            "information"
+        } else {
+            "problem"
+        };
         self.findings.push(Finding {
             path: rel,
             kind,
             problem,
             fix,
             fixed,
+            severity,
         });
     }
 
     fn quarantine(
-        &self,
+        &mut self,
         mb: &MailboxId,
         folder: &Folder,
         files: &[PathBuf],
@@ -115,6 +130,14 @@ impl Checker<'_> {
             }
         }
         fsutil::sync_dir(&qdir)?;
+        let rel = self
+            .setup
+            .store
+            .spool()
+            .relative(&qdir)
+            .display()
+            .to_string();
+        self.quarantined.insert(rel);
         Ok(qdir)
     }
 
@@ -310,6 +333,29 @@ impl Checker<'_> {
                     format!("vmtool unlock --stale {}/{}/{folder}", mb.context, mb.mailbox()),
                     false,
                 );
+            }
+        }
+        // A 0-byte audio file: counted and listed, but nothing to play (a
+        // recording that failed, or a full disk).
+        for m in scan.messages.iter().filter(|m| m.txt) {
+            for ext in &m.audio {
+                let p = spool.msg_file(mb, folder, m.num, ext);
+                if !not_regular.contains(&p)
+                    && std::fs::symlink_metadata(&p).is_ok_and(|md| md.is_file() && md.len() == 0)
+                {
+                    self.add(
+                        &p,
+                        "empty-audio",
+                        "0-byte audio file: the message is counted and listed, but this format plays nothing".into(),
+                        format!(
+                            "restore the file from a backup or an archive, or remove the message (vmtool rm {}/{}/{folder}/{})",
+                            mb.context,
+                            mb.mailbox(),
+                            m.num.get()
+                        ),
+                        false,
+                    );
+                }
             }
         }
         let mut expected = 0u16;
@@ -521,7 +567,7 @@ impl Checker<'_> {
 
     /// `msgNNNN-bak.*`: quarantined when `msgNNNN.*` exists, else renamed back
     /// (what the interrupted forward would have done).
-    fn fix_backup(&self, mb: &MailboxId, folder: &Folder, p: &Path) -> std::io::Result<bool> {
+    fn fix_backup(&mut self, mb: &MailboxId, folder: &Folder, p: &Path) -> std::io::Result<bool> {
         let dir = self.setup.store.spool().folder_dir(mb, folder);
         let name = p
             .file_name()
@@ -589,6 +635,8 @@ pub fn cmd_check(
         stale: Duration::from_secs(a.stale_after),
         findings: Vec::new(),
         runuser_uid,
+        strict: a.strict,
+        quarantined: Default::default(),
     };
     let targets = if a.targets.is_empty() {
         vec![Target::Spool]
@@ -642,7 +690,11 @@ pub fn cmd_check(
             }
         }
     }
-    let open = ck.findings.iter().filter(|f| !f.fixed).count();
+    let open = ck
+        .findings
+        .iter()
+        .filter(|f| !f.fixed && f.severity == "problem")
+        .count();
     for f in &ck.findings {
         match setup.format {
             Format::Json => {
@@ -655,9 +707,14 @@ pub fn cmd_check(
                 } else {
                     format!("fix: {}", f.fix)
                 };
+                let info = if f.severity == "problem" {
+                    ""
+                } else {
+                    " (information)"
+                };
                 writeln!(
                     out,
-                    "{}: {} [{}] — {}",
+                    "{}: {} [{}]{info} — {}",
                     crate::render::sanitize(&f.path),
                     crate::render::sanitize(&f.problem),
                     f.kind,
@@ -670,15 +727,51 @@ pub fn cmd_check(
     if !setup.quiet && setup.format == Format::Table {
         let _ = writeln!(
             rep.err_writer(),
-            "vmtool: {} problem(s) found, {} fixed",
-            ck.findings.len(),
-            ck.findings.len() - open
+            "{}",
+            summary(&ck.findings, &ck.quarantined)
         );
     }
     if rep.failed() {
         return Ok(rep.finish(0));
     }
     Ok(if open > 0 { Exit::Problems } else { Exit::Ok })
+}
+
+/// The closing line: problems and information by kind, what was fixed, and
+/// where `--fix` put files aside.
+fn summary(findings: &[Finding], quarantined: &std::collections::BTreeSet<String>) -> String {
+    let by_kind = |severity: &str| {
+        let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in findings.iter().filter(|f| f.severity == severity) {
+            *n.entry(f.kind).or_default() += 1;
+        }
+        let total: usize = n.values().sum();
+        let list = n
+            .iter()
+            .map(|(k, c)| format!("{c} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (total, list)
+    };
+    let (problems, kinds) = by_kind("problem");
+    let fixed = findings.iter().filter(|f| f.fixed).count();
+    let mut s = format!("vmtool: {problems} problem(s) found, {fixed} fixed");
+    if problems > 0 {
+        s.push_str(&format!(" ({kinds})"));
+    }
+    let (infos, kinds) = by_kind("information");
+    if infos > 0 {
+        s.push_str(&format!(
+            "; {infos} for information ({kinds}; Asterisk closes gaps itself; --strict counts them)"
+        ));
+    }
+    if !quarantined.is_empty() {
+        s.push_str(&format!(
+            "; files put aside in {}",
+            quarantined.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    s
 }
 
 /// For errors raised while checking.

@@ -484,6 +484,9 @@ pub struct CheckArgs {
     /// Age after which a lock or a tmp/ leftover is stale: seconds, or e.g. 90s, 5min, 2h, 1d
     #[arg(long, value_name = "AGE", default_value = "60", value_parser = crate::age::parse_secs)]
     pub stale_after: u64,
+    /// Count numbering gaps as problems (exit 5); by default they are information: Asterisk closes them itself the next time the folder is opened
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
