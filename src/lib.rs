@@ -36,6 +36,7 @@ pub mod metadata;
 pub mod ops;
 pub mod play;
 pub mod render;
+pub mod report;
 pub mod retention;
 pub mod scan;
 pub mod spool;
