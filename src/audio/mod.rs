@@ -32,6 +32,8 @@ pub use encode::{encodable, encode_to, EncodeError};
 #[cfg(test)]
 mod decode_tests;
 #[cfg(test)]
+mod encode_tests;
+#[cfg(test)]
 mod tests;
 
 /// An audio format as Asterisk's format modules know it, chosen by file extension.

@@ -205,8 +205,8 @@ impl FrameEncoder {
                 e[k] = sub(d[k], dpp);
             }
             let (xmaxc, mc, xmc, ep) = rpe_encoding(&e);
-            for k in 0..40 {
-                self.dp[base + k] = add(ep[k], self.dp[base + k]);
+            for (dp, &x) in self.dp[base..base + 40].iter_mut().zip(&ep) {
+                *dp = add(x, *dp);
             }
             frame.nc[j] = nc as u8;
             frame.bc[j] = bc as u8;
@@ -656,8 +656,9 @@ mod tests {
         assert_eq!(norm(i64::from(i32::MAX)), 0);
         assert_eq!(norm(-1), 31);
         assert_eq!(norm(-(1 << 30)), 0);
-        assert_eq!(norm(-(1 << 29) - 1), 0);
-        assert_eq!(norm(-(1 << 29)), 1);
+        // Negative values normalise into [-2^31, -2^30].
+        assert_eq!(norm(-(1 << 29) - 1), 1);
+        assert_eq!(norm(-(1 << 29)), 2);
         for (n, d) in [(1i16, 2i16), (1, 3), (100, 32767), (32767, 32767), (5, 7)] {
             let want = ((i32::from(n) << 15) / i32::from(d)).min(32767) as i16;
             assert_eq!(div(n, d), want, "{n}/{d}");
