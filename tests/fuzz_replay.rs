@@ -47,6 +47,11 @@ fn fuzz_audio() {
 }
 
 #[test]
+fn fuzz_encode() {
+    replay("encode", harness::encode);
+}
+
+#[test]
 fn fuzz_callerid() {
     replay("callerid", harness::callerid);
 }

@@ -1,0 +1,44 @@
+//! Encode throughput benchmark and an encode-to-file tool for comparing with sox.
+//!
+//! ```text
+//! encode_bench FORMAT IN.raw OUT   encode raw s16le mono samples as FORMAT (a format=
+//!                                  token: gsm, wav49, wav, ulaw, alaw, sln, ...)
+//! ```
+//!
+//! For `gsm` the output has the bytes of
+//! `sox -t raw -r 8000 -e signed -b 16 -c 1 IN.raw -t gsm OUT`.
+
+use std::process::ExitCode;
+
+use vmtool::audio::{encode_to, AudioFormat};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [format, input, output] = args.as_slice() else {
+        eprintln!("usage: encode_bench FORMAT IN.raw OUT");
+        return ExitCode::from(2);
+    };
+    let bytes = match std::fs::read(input) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{input}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let samples: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let format = AudioFormat::from_extension(format);
+    let rate = format.sample_rate().unwrap_or(8000);
+    let result = std::fs::File::create(output)
+        .map_err(vmtool::audio::EncodeError::from)
+        .and_then(|f| encode_to(&format, &samples, rate, f));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{output}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
