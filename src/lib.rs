@@ -31,6 +31,7 @@ pub mod convert;
 pub mod dialect;
 pub mod error;
 pub mod fsutil;
+pub mod greeting;
 pub mod lock;
 pub mod metadata;
 pub mod ops;
