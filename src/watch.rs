@@ -45,10 +45,11 @@
 //! * There is no engine thread: all work happens inside [`Watcher::next_event`]; between calls,
 //!   raw events wait in the channel.
 //!
-//! Limits: a copy into a folder other than INBOX/Urgent (no source deletion) is not reported,
-//! and a message saved into INBOX from another folder is New while its source waits for the
-//! owner to leave VoiceMailMain (Asterisk's MWI counts it then too); a watched mailbox directory (a box given as scope) that is deleted and re-created
-//! is not watched again. Non-UTF-8 context, mailbox and folder names are ignored.
+//! Limits: a copy into a folder other than INBOX/Urgent (no source deletion) is not
+//! reported, and a message saved into INBOX from another folder is New while its source
+//! waits for the owner to leave VoiceMailMain (Asterisk's MWI counts it then too); a watched
+//! mailbox directory (a box given as scope) that is deleted and re-created is not watched
+//! again. Non-UTF-8 context, mailbox and folder names are ignored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs;
