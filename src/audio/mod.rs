@@ -22,6 +22,7 @@ mod decode;
 pub mod encode;
 pub mod g711;
 pub mod gsm;
+pub mod input;
 mod raw;
 pub mod riff;
 mod wav;
