@@ -250,22 +250,28 @@ fn write_wav49_blocks(samples: &[i16], w: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-fn write_pcm(samples: &[i16], w: &mut impl Write, bytes: fn(i16) -> [u8; 2]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(8192);
-    for chunk in samples.chunks(4096) {
-        buf.clear();
-        buf.extend(chunk.iter().flat_map(|&s| bytes(s)));
-        w.write_all(&buf)?;
+fn write_pcm(
+    samples: &[i16],
+    w: &mut impl Write,
+    bytes: impl Fn(i16) -> [u8; 2],
+) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    for chunk in samples.chunks(buf.len() / 2) {
+        for (out, &x) in buf.chunks_exact_mut(2).zip(chunk) {
+            out.copy_from_slice(&bytes(x));
+        }
+        w.write_all(&buf[..2 * chunk.len()])?;
     }
     Ok(())
 }
 
-fn write_bytes(samples: &[i16], w: &mut impl Write, code: fn(i16) -> u8) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(4096);
-    for chunk in samples.chunks(4096) {
-        buf.clear();
-        buf.extend(chunk.iter().map(|&s| code(s)));
-        w.write_all(&buf)?;
+fn write_bytes(samples: &[i16], w: &mut impl Write, code: impl Fn(i16) -> u8) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    for chunk in samples.chunks(buf.len()) {
+        for (out, &x) in buf.iter_mut().zip(chunk) {
+            *out = code(x);
+        }
+        w.write_all(&buf[..chunk.len()])?;
     }
     Ok(())
 }
