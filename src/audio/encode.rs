@@ -17,6 +17,9 @@
 //! does (Asterisk itself drops a partial frame and an odd last frame when it records;
 //! padding keeps all of the audio). The wav49 header still follows Asterisk, not sox:
 //! the `fact` count is blocks × 320 and no pad byte follows an odd-sized data chunk.
+//! A caller that wants exactly Asterisk's files passes whole frames (`n / 160 * 160`
+//! samples) for gsm and whole pairs (`n / 320 * 320`) for wav49: the fixture's `.gsm`
+//! and `.WAV` files are then reproduced byte for byte from its `.wav`.
 //!
 //! The samples must already be at the format's rate: encoders do not resample.
 
