@@ -22,6 +22,18 @@
 //! and `.WAV` files are then reproduced byte for byte from its `.wav`.
 //!
 //! The samples must already be at the format's rate: encoders do not resample.
+//!
+//! ```
+//! use vmtool::audio::{encode_to, AudioFormat};
+//!
+//! // One second at 8 kHz into a `format=wav49` file: 50 frames, 25 blocks.
+//! let samples = vec![0i16; 8000];
+//! let format = AudioFormat::from_extension("wav49");
+//! let mut file = Vec::new();
+//! encode_to(&format, &samples, 8000, &mut file)?;
+//! assert_eq!(file.len(), 60 + 25 * 65);
+//! # Ok::<(), vmtool::audio::EncodeError>(())
+//! ```
 
 use std::io::{self, BufWriter, Write};
 
