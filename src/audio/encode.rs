@@ -125,12 +125,15 @@ pub fn encoded_len(format: &AudioFormat, samples: usize) -> Result<u64, EncodeEr
         Codec::Ulaw | Codec::Alaw => n,
         Codec::Sln(_) => 2 * n,
     };
-    let limit = match c {
+    let max = u64::from(u32::MAX);
+    let fits = match c {
         // The RIFF size field holds the file length minus 8.
-        Codec::Wav(_) | Codec::Wav49 => u64::from(u32::MAX) + 8,
-        _ => u64::MAX,
+        Codec::Wav(_) => len - 8 <= max,
+        // wav49's fact sample count (blocks × 320) overflows first, after 149 hours.
+        Codec::Wav49 => len - 8 <= max && n.div_ceil(320) * 320 <= max,
+        _ => true,
     };
-    if len > limit {
+    if !fits {
         return Err(EncodeError::TooLong {
             format: format.name(),
             samples,
