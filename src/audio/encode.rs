@@ -17,8 +17,23 @@
 //! does (Asterisk itself drops a partial frame and an odd last frame when it records;
 //! padding keeps all of the audio). The wav49 header still follows Asterisk, not sox:
 //! the `fact` count is blocks × 320 and no pad byte follows an odd-sized data chunk.
+//! A caller that wants exactly Asterisk's files passes whole frames (`n / 160 * 160`
+//! samples) for gsm and whole pairs (`n / 320 * 320`) for wav49: the fixture's `.gsm`
+//! and `.WAV` files are then reproduced byte for byte from its `.wav`.
 //!
 //! The samples must already be at the format's rate: encoders do not resample.
+//!
+//! ```
+//! use vmtool::audio::{encode_to, AudioFormat};
+//!
+//! // One second at 8 kHz into a `format=wav49` file: 50 frames, 25 blocks.
+//! let samples = vec![0i16; 8000];
+//! let format = AudioFormat::from_extension("wav49");
+//! let mut file = Vec::new();
+//! encode_to(&format, &samples, 8000, &mut file)?;
+//! assert_eq!(file.len(), 60 + 25 * 65);
+//! # Ok::<(), vmtool::audio::EncodeError>(())
+//! ```
 
 use std::io::{self, BufWriter, Write};
 
@@ -110,12 +125,15 @@ pub fn encoded_len(format: &AudioFormat, samples: usize) -> Result<u64, EncodeEr
         Codec::Ulaw | Codec::Alaw => n,
         Codec::Sln(_) => 2 * n,
     };
-    let limit = match c {
+    let max = u64::from(u32::MAX);
+    let fits = match c {
         // The RIFF size field holds the file length minus 8.
-        Codec::Wav(_) | Codec::Wav49 => u64::from(u32::MAX) + 8,
-        _ => u64::MAX,
+        Codec::Wav(_) => len - 8 <= max,
+        // wav49's fact sample count (blocks × 320) overflows first, after 149 hours.
+        Codec::Wav49 => len - 8 <= max && n.div_ceil(320) * 320 <= max,
+        _ => true,
     };
-    if len > limit {
+    if !fits {
         return Err(EncodeError::TooLong {
             format: format.name(),
             samples,
@@ -250,22 +268,28 @@ fn write_wav49_blocks(samples: &[i16], w: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-fn write_pcm(samples: &[i16], w: &mut impl Write, bytes: fn(i16) -> [u8; 2]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(8192);
-    for chunk in samples.chunks(4096) {
-        buf.clear();
-        buf.extend(chunk.iter().flat_map(|&s| bytes(s)));
-        w.write_all(&buf)?;
+fn write_pcm(
+    samples: &[i16],
+    w: &mut impl Write,
+    bytes: impl Fn(i16) -> [u8; 2],
+) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    for chunk in samples.chunks(buf.len() / 2) {
+        for (out, &x) in buf.chunks_exact_mut(2).zip(chunk) {
+            out.copy_from_slice(&bytes(x));
+        }
+        w.write_all(&buf[..2 * chunk.len()])?;
     }
     Ok(())
 }
 
-fn write_bytes(samples: &[i16], w: &mut impl Write, code: fn(i16) -> u8) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(4096);
-    for chunk in samples.chunks(4096) {
-        buf.clear();
-        buf.extend(chunk.iter().map(|&s| code(s)));
-        w.write_all(&buf)?;
+fn write_bytes(samples: &[i16], w: &mut impl Write, code: impl Fn(i16) -> u8) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    for chunk in samples.chunks(buf.len()) {
+        for (out, &x) in buf.iter_mut().zip(chunk) {
+            *out = code(x);
+        }
+        w.write_all(&buf[..chunk.len()])?;
     }
     Ok(())
 }

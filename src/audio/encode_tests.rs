@@ -1,6 +1,7 @@
 //! Tests for the encoders: Asterisk's own files reproduced byte for byte, libgsm (sox)
-//! reproduced byte for byte on a corpus of speech and hostile signals, G.711 for every
-//! sample value, and every written file decoding with sox as with vmtool.
+//! reproduced byte for byte on a corpus of real and synthetic speech
+//! (`tests/data/speech/`) and hostile signals, G.711 for every sample value, and every
+//! written file decoding with sox as with vmtool.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -246,6 +247,17 @@ fn gsm_and_wav49_are_bit_exact_with_sox() {
         corpus.push((format!("{name} (.wav)"), pcm));
         corpus.push((format!("{name} (.gsm decoded)"), decoded));
     }
+    for name in ["espeak-en.wav", "espeak-fr.wav"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/speech")
+            .join(name);
+        let (rate, speech) = decode_all(&path, "wav").expect("tests/data/speech");
+        assert_eq!(rate, 8000);
+        // As synthesised, and 12 dB louder (clipping on the peaks).
+        let loud = speech.iter().map(|&x| x.saturating_mul(4)).collect();
+        corpus.push((name.to_string(), speech));
+        corpus.push((format!("{name}, +12 dB"), loud));
+    }
     let (raw, gsm, wav) = (dir.join("in.raw"), dir.join("sox.gsm"), dir.join("sox.wav"));
     let input = [
         "-D", "-t", "raw", "-r", "8000", "-e", "signed", "-b", "16", "-c", "1",
@@ -279,7 +291,7 @@ fn gsm_and_wav49_are_bit_exact_with_sox() {
         );
         samples += signal.len();
     }
-    assert_eq!(corpus.len(), 23 + 2 * 13);
+    assert_eq!(corpus.len(), 23 + 2 * 13 + 4);
     eprintln!(
         "gsm/wav49: {} signals, {samples} samples encoded identically to sox",
         corpus.len()
@@ -459,8 +471,11 @@ fn sizes_beyond_riff_limits_are_refused() {
         encoded_len(&AudioFormat::Wav, max + 1),
         Err(EncodeError::TooLong { .. })
     ));
+    // wav49: the fact count of samples is the limit (149 hours).
+    let blocks = u32::MAX as usize / 320;
+    assert!(encoded_len(&AudioFormat::Wav49, blocks * 320).is_ok());
     assert!(matches!(
-        encoded_len(&AudioFormat::Wav49, 1 << 40),
+        encoded_len(&AudioFormat::Wav49, blocks * 320 + 1),
         Err(EncodeError::TooLong { .. })
     ));
     assert_eq!(

@@ -403,22 +403,28 @@ fn ltp_parameters(d: &[i16; 40], dp: &[i16; 280], base: usize) -> (i16, i16) {
     };
     let scal = if temp > 6 { 0 } else { 6 - temp };
 
-    let mut wt = [0i32; 40];
+    let mut wt = [0i16; 40];
     for (w, &x) in wt.iter_mut().zip(d) {
-        *w = i32::from(x >> scal);
+        *w = x >> scal;
     }
     // |wt| <= 2^9 and |dp| <= 2^15: 40 products fit an i32 (libgsm sums in a long).
+    // All 81 lags first, as 16 x 16 -> 32-bit multiply-adds the compiler vectorises.
+    let mut corr = [0i32; 81];
+    for (c, lambda) in corr.iter_mut().zip(40..=120usize) {
+        let past = &dp[base - lambda..base - lambda + 40];
+        *c = wt
+            .iter()
+            .zip(past)
+            .map(|(&w, &p)| i32::from(w) * i32::from(p))
+            .sum();
+    }
+    // The first lag with the largest positive correlation.
     let mut l_max: i64 = 0;
     let mut nc: i16 = 40;
-    for lambda in 40..=120usize {
-        let past = &dp[base - lambda..base - lambda + 40];
-        let mut l_result: i32 = 0;
-        for (&w, &p) in wt.iter().zip(past) {
-            l_result += w * i32::from(p);
-        }
-        if i64::from(l_result) > l_max {
-            nc = lambda as i16;
-            l_max = i64::from(l_result);
+    for (&c, lambda) in corr.iter().zip(40i16..) {
+        if i64::from(c) > l_max {
+            nc = lambda;
+            l_max = i64::from(c);
         }
     }
     l_max <<= 1;
