@@ -6,7 +6,8 @@
 
 use std::io::Cursor;
 use std::path::Path;
-use vmtool::audio::{AudioFormat, Decoder};
+use vmtool::audio::encode::encoded_len;
+use vmtool::audio::{encode_to, AudioFormat, Decoder, EncodeError};
 use vmtool::callerid::CallerId;
 use vmtool::metadata::Metadata;
 
@@ -126,6 +127,105 @@ pub fn audio(data: &[u8]) {
     audio_as(
         rest,
         AUDIO_FORMATS[usize::from(sel) % AUDIO_FORMATS.len()].clone(),
+    );
+}
+
+/// The formats the first byte selects (`encode` target): every format vmtool
+/// writes, then two it must refuse.
+pub const ENCODE_FORMATS: [AudioFormat; 10] = [
+    AudioFormat::Wav49,
+    AudioFormat::Gsm,
+    AudioFormat::Wav,
+    AudioFormat::Wav16,
+    AudioFormat::Ulaw,
+    AudioFormat::Alaw,
+    AudioFormat::Sln { rate: 8000 },
+    AudioFormat::Sln { rate: 16000 },
+    AudioFormat::G722,
+    AudioFormat::Au,
+];
+
+/// Decodes a whole in-memory file with vmtool's decoder; any error is a failure.
+fn decode_written(bytes: &[u8], format: &AudioFormat) -> Vec<i16> {
+    let mut dec = Decoder::new(Cursor::new(bytes), format.clone())
+        .unwrap_or_else(|e| panic!("{}: written file refused: {e}", format.name()));
+    let mut out = Vec::new();
+    while dec
+        .next_block(&mut out)
+        .unwrap_or_else(|e| panic!("{}: written file fails to decode: {e}", format.name()))
+        > 0
+    {}
+    out
+}
+
+/// First byte: the format (index into [`ENCODE_FORMATS`], modulo); the rest: s16le
+/// samples. Properties: refused formats are refused by name with nothing written;
+/// otherwise the length written is `encoded_len`; the file decodes without error to
+/// the input's length rounded up to a frame (gsm) or pair (wav49); PCM comes back
+/// exactly and G.711 within one quantisation step; a wav49 file decodes to the same
+/// samples as the gsm file of the same (pair-padded) input; encoding is
+/// deterministic.
+pub fn encode(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let format = &ENCODE_FORMATS[usize::from(sel) % ENCODE_FORMATS.len()];
+    let samples: Vec<i16> = rest
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let n = samples.len();
+    let rate = format.sample_rate().unwrap_or(8000);
+    let mut out = Vec::new();
+    let written = match encode_to(format, &samples, rate, &mut out) {
+        Err(EncodeError::Unsupported { format: name }) => {
+            assert!(matches!(format, AudioFormat::G722 | AudioFormat::Au));
+            assert_eq!(name, format.name());
+            assert!(out.is_empty(), "bytes written for a refused format");
+            return;
+        }
+        Err(e) => panic!("{}: {n} samples: {e}", format.name()),
+        Ok(w) => w,
+    };
+    assert_eq!(written, out.len() as u64);
+    assert_eq!(encoded_len(format, n).expect("length"), written);
+
+    let decoded = decode_written(&out, format);
+    let want = match format {
+        AudioFormat::Gsm => n.div_ceil(160) * 160,
+        AudioFormat::Wav49 => n.div_ceil(320) * 320,
+        _ => n,
+    };
+    assert_eq!(decoded.len(), want, "{}: decoded length", format.name());
+    match format {
+        AudioFormat::Wav | AudioFormat::Wav16 | AudioFormat::Sln { .. } => {
+            assert_eq!(decoded, samples, "PCM round trip")
+        }
+        AudioFormat::Ulaw | AudioFormat::Alaw => {
+            for (i, (&d, &x)) in decoded.iter().zip(&samples).enumerate() {
+                let err = (i32::from(d) - i32::from(x)).abs();
+                assert!(err <= 1024, "sample {i}: {x} came back as {d}");
+            }
+        }
+        AudioFormat::Wav49 => {
+            let mut padded = samples.clone();
+            padded.resize(want, 0);
+            let mut gsm = Vec::new();
+            encode_to(&AudioFormat::Gsm, &padded, 8000, &mut gsm).expect("gsm");
+            assert_eq!(
+                decode_written(&gsm, &AudioFormat::Gsm),
+                decoded,
+                "wav49 and gsm carry different frames"
+            );
+        }
+        _ => {}
+    }
+    let mut again = Vec::new();
+    encode_to(format, &samples, rate, &mut again).expect("second encode");
+    assert!(
+        again == out,
+        "{}: encoding is not deterministic",
+        format.name()
     );
 }
 

@@ -29,12 +29,14 @@
 //! 5. Directories are fsynced and the record removed.
 //!
 //! Recovery (the next change in the box, or `check --fix`) reads the records
-//! whose process is gone, drops their staged copies, and finds both sides by
-//! identity wherever they are now: a complete copy anywhere in the destination
-//! box (Asterisk may have read it into `Old`) means the move is finished by
-//! removing the source, found in its folder whatever its number; no copy means
-//! the partial one (audio whose bytes are the recorded ones) is removed and the
-//! source stays. Folder locks a killed vmtool left are broken at once (their
+//! whose process is gone. The staged `.txt` is renamed last, so it says how
+//! far a commit got: still in `tmp/`, the copy is partial and its audio is
+//! removed (only files with the recorded bytes), the source stays; gone, the
+//! copy was complete (wherever it is now: Asterisk may have read it into
+//! `Old`) and the move is finished by removing the source, found by the inode
+//! of its `.txt` wherever Asterisk renumbered it. Bytes alone never identify a
+//! side: copies share `msg_id` and often every byte. Staged copies are dropped
+//! last. Folder locks a killed vmtool left are broken at once (their
 //! `.lock` names the owner, see `lock`). Folders are never renumbered, except
 //! by `resequence` and by Asterisk's own `Deleted` rotation.
 
@@ -185,6 +187,11 @@ struct Intent {
     dest_num: Option<u16>,
     /// `staged` → `committing` → `committed`.
     state: String,
+    /// Inode of the source's `.txt` (found under the lock): the source itself,
+    /// wherever Asterisk renamed it, and not a copy with the same bytes
+    /// (copies share `msg_id` and often every byte, spec §3.6).
+    #[serde(default)]
+    src_ino: Option<u64>,
 }
 
 const INTENT_PREFIX: &str = ".vmtool-intent-";
@@ -509,6 +516,7 @@ impl Engine<'_> {
             dest_folder: Some(dfolder.dir_name().to_string()),
             dest_num: None,
             state: "staged".into(),
+            src_ino: None,
         };
         let intent_path = self.write_intent(&src_tmp, &intent, &src_perms)?;
         failpoint("staged-intent");
@@ -597,6 +605,9 @@ impl Engine<'_> {
             }
         };
         intent.src = from.clone();
+        if !keep_source {
+            intent.src_ino = self.txt_ino(&from);
+        }
         intent.dest_num = Some(num.get());
         intent.state = "committing".into();
         self.write_intent(&src_tmp, &intent, &src_perms)?;
@@ -815,7 +826,7 @@ impl Engine<'_> {
     fn remove_source(&self, src: &Located, intent: &Intent) -> Result<()> {
         let dir = self.dir_of(&src.at)?;
         let lock = FolderLock::acquire(&dir, &self.lock)?;
-        let Some((at, _)) = self.find_in_folder(&src.at, &hex(&src.txt_sha))? else {
+        let Some(at) = self.find_source(&src.at, Some(&hex(&src.txt_sha)), intent.src_ino)? else {
             drop(lock);
             return Err(OpError::Gone(format!(
                 "{} was moved, deleted or changed by someone else meanwhile; nothing was done",
@@ -946,6 +957,7 @@ impl Engine<'_> {
             dest_folder: None,
             dest_num: None,
             state: "committing".into(),
+            src_ino: self.txt_ino(&src.at),
         };
         for ext in &src.exts {
             let p = self.file_of(&src.at, ext)?;
@@ -1058,8 +1070,35 @@ impl Engine<'_> {
             .iter()
             .find(|(e, _)| e == "txt")
             .map(|(_, s)| s.clone());
-        // Staged files are only copies: always safe to drop, listed or not
-        // (a kill while staging leaves one the record does not list yet).
+        let dest = intent_dest(intent)?;
+        let done = match (intent.op.as_str(), intent.state.as_str(), dest) {
+            ("delete", _, _) => {
+                let dir = self.dir_of(src)?;
+                let _lock = FolderLock::acquire(&dir, &self.lock)?;
+                // The .txt goes first: if it is still there (wherever it is now),
+                // the delete had not started.
+                if self
+                    .find_source(src, txt_sum.as_deref(), intent.src_ino)?
+                    .is_some()
+                {
+                    return Ok(format!(
+                        "{src}: interrupted delete had not started; message kept"
+                    ));
+                }
+                self.remove_leftover_audio(src, intent)?;
+                self.remove_orphans_of(src, intent)?;
+                fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))?;
+                format!("{src}: finished an interrupted delete (left-over audio removed)")
+            }
+            (_, "staged", _) | (_, _, None) => format!(
+                "{src}: an interrupted {} had not reached the destination; staged copies removed",
+                intent.op
+            ),
+            (op, _, Some(d)) => self.recover_transfer(intent, op, &d, txt_sum.as_deref())?,
+        };
+        // Staged files are only copies: dropped once the decision above is
+        // carried out (the staged .txt is part of its evidence), listed in the
+        // record or not (a kill while staging leaves one it does not list yet).
         if let (Some(c), Some(m)) = (&intent.dest_context, &intent.dest_mailbox) {
             let dmb = MailboxId::new(
                 Context::new(c).map_err(|e| OpError::Refused(e.to_string()))?,
@@ -1075,42 +1114,16 @@ impl Engine<'_> {
                 }
             }
         }
-        let dest = intent_dest(intent)?;
-        match (intent.op.as_str(), intent.state.as_str(), dest) {
-            ("delete", _, _) => {
-                let dir = self.dir_of(src)?;
-                let _lock = FolderLock::acquire(&dir, &self.lock)?;
-                // The .txt goes first: if it is still there (wherever it is now),
-                // the delete had not started.
-                let kept = match &txt_sum {
-                    Some(s) => self.find_in_folder(src, s)?.is_some(),
-                    None => false,
-                };
-                if kept {
-                    return Ok(format!(
-                        "{src}: interrupted delete had not started; message kept"
-                    ));
-                }
-                self.remove_verified(src, intent)?;
-                fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))?;
-                Ok(format!(
-                    "{src}: finished an interrupted delete (left-over audio removed)"
-                ))
-            }
-            (_, "staged", _) | (_, _, None) => Ok(format!(
-                "{src}: an interrupted {} had not reached the destination; staged copies removed",
-                intent.op
-            )),
-            (op, _, Some(d)) => self.recover_transfer(intent, op, &d, txt_sum.as_deref()),
-        }
+        Ok(done)
     }
 
-    /// An interrupted move or copy that had begun to rename into `d`: both
-    /// sides are found by identity (the `.txt` bytes, then every file's
-    /// checksum), wherever they are now — Asterisk or another vmtool may have
-    /// renumbered the source or moved the copy (e.g. read it into `Old`) since.
-    /// A complete copy anywhere in the destination box: the move is finished
-    /// (the source removed). None: the partial copy goes and the source stays.
+    /// An interrupted move or copy that had begun to rename into `d`. The
+    /// staged `.txt` is renamed last, so it tells how far the commit got:
+    /// still in `tmp/`, the copy is partial (its audio goes, the source
+    /// stays); gone, the copy was complete — wherever Asterisk or another
+    /// vmtool has taken it since — and the move is finished by removing the
+    /// source, found by its inode wherever Asterisk renumbered it. Neither side
+    /// is looked for by its bytes alone: copies of a message share them.
     fn recover_transfer(
         &self,
         intent: &Intent,
@@ -1123,9 +1136,9 @@ impl Engine<'_> {
         let src_dir = self.dir_of(src)?;
         let dst_dir = self.dir_of(d)?;
         let dmb = d.mailbox_id()?;
-        // The copy is searched for in the whole destination box: no other vmtool
-        // may move messages there meanwhile (taken before any folder lock, and
-        // given up after the timeout rather than waited for indefinitely).
+        // No other vmtool may move messages in the destination box meanwhile
+        // (taken before any folder lock, and given up after the timeout
+        // rather than waited for indefinitely).
         let _dest_guard = if dmb != src.mailbox_id()? {
             match MailboxGuard::acquire(&self.spool.mailbox_dir(&dmb), self.lock.timeout) {
                 Ok(g) => Some(g),
@@ -1137,66 +1150,26 @@ impl Engine<'_> {
             None
         };
         let locks = self.lock_pair(&dst_dir, moving.then_some(src_dir.as_path()))?;
-        let complete = |at: &MsgRef| intent.files.iter().all(|(e, s)| self.file_is(at, e, s));
-        // Where the copy is now: its committed place, else by identity in any
-        // folder of the destination box (never the source's own folder).
-        let mut copy_at = txt_sum
-            .filter(|s| self.file_is(d, "txt", s))
-            .map(|_| d.clone());
-        if copy_at.is_none() {
-            if let Some(sum) = txt_sum {
-                use crate::store::MailboxStore as _;
-                let folders = crate::store::FileStore::new(self.spool.clone())
-                    .folders(&dmb)
-                    .unwrap_or_default();
-                for f in folders {
-                    let probe = MsgRef {
-                        folder: f.dir_name().to_string(),
-                        num: 0,
-                        ..d.clone()
-                    };
-                    if moving && self.dir_of(&probe)? == src_dir {
-                        continue;
-                    }
-                    if let Some((at, _)) = self.find_in_folder(&probe, sum)? {
-                        if complete(&at) {
-                            copy_at = Some(at);
-                            break;
-                        }
-                    }
-                }
+        let staged_txt = self
+            .spool
+            .tmp_dir(&dmb)
+            .join(format!("{STAGE_PREFIX}{}.txt", intent.id));
+        let complete = fs::symlink_metadata(&staged_txt).is_err();
+        let msg = if !complete {
+            // The source was never touched.
+            self.remove_verified(d, intent)?;
+            self.remove_orphans_of(d, intent)?;
+            format!("{src}: undid an interrupted {op} (partial copy at {d} removed)")
+        } else if !moving {
+            format!("{src}: interrupted {op} to {d} was complete")
+        } else {
+            if let Some(at) = self.find_source(src, txt_sum, intent.src_ino)? {
+                self.remove_verified(&at, intent)?;
             }
-        }
-        // Moved on to another box since (by a vmtool working there): anywhere
-        // in the spool.
-        if copy_at.is_none() && moving {
-            if let Some(sum) = txt_sum {
-                copy_at = self.find_in_spool(sum, &src_dir, &complete)?;
-            }
-        }
-        let msg = match copy_at {
-            None => {
-                // The .txt never arrived: the partial copy's audio goes (only
-                // files with the recorded bytes, wherever Asterisk's resequencing
-                // took them); the source was never touched.
-                self.remove_verified(d, intent)?;
-                self.remove_orphans_of(d, intent)?;
-                format!("{src}: undid an interrupted {op} (partial copy at {d} removed)")
-            }
-            Some(c) if !moving => format!("{src}: interrupted {op} to {c} was complete"),
-            Some(c) => {
-                // The source, wherever Asterisk renumbered it in its folder; then
-                // any audio left at its recorded number after its .txt went.
-                if let Some((at, _)) = match txt_sum {
-                    Some(s) => self.find_in_folder(src, s)?,
-                    None => None,
-                } {
-                    self.remove_verified(&at, intent)?;
-                }
-                self.remove_verified(src, intent)?;
-                self.remove_orphans_of(src, intent)?;
-                format!("{src}: finished an interrupted move to {c}")
-            }
+            // Audio left after its .txt went, at its number or renumbered.
+            self.remove_leftover_audio(src, intent)?;
+            self.remove_orphans_of(src, intent)?;
+            format!("{src}: finished an interrupted move to {d}")
         };
         for l in locks {
             l.release()?;
@@ -1208,36 +1181,51 @@ impl Engine<'_> {
         Ok(msg)
     }
 
-    /// A complete copy (by `.txt` bytes, then `complete`) in any folder of the
-    /// spool but `skip`.
-    fn find_in_spool(
+    /// Inode of `at`'s `.txt`, if it is there.
+    fn txt_ino(&self, at: &MsgRef) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt as _;
+        let p = self.file_of(at, "txt").ok()?;
+        fs::symlink_metadata(p).ok().map(|m| m.ino())
+    }
+
+    /// The source message of a record in its folder, at its number or
+    /// wherever Asterisk renumbered it: the `.txt` with the recorded inode and
+    /// bytes. Records without an inode (older versions) go by bytes alone.
+    fn find_source(
         &self,
-        txt_sum: &str,
-        skip: &Path,
-        complete: &dyn Fn(&MsgRef) -> bool,
+        src: &MsgRef,
+        txt_sum: Option<&str>,
+        ino: Option<u64>,
     ) -> Result<Option<MsgRef>> {
-        use crate::store::MailboxStore as _;
-        let store = crate::store::FileStore::new(self.spool.clone());
-        for ctx in store.contexts().unwrap_or_default() {
-            for mb in store.mailboxes(&ctx).unwrap_or_default() {
-                for f in store.folders(&mb).unwrap_or_default() {
-                    let probe = MsgRef::new(
-                        &mb,
-                        &f,
-                        MsgNum::new(0).ok_or_else(|| OpError::Refused("msg0000".into()))?,
-                    );
-                    if self.dir_of(&probe)? == skip {
-                        continue;
-                    }
-                    if let Some((at, _)) = self.find_in_folder(&probe, txt_sum)? {
-                        if complete(&at) {
-                            return Ok(Some(at));
-                        }
-                    }
-                }
+        let Some(sum) = txt_sum else {
+            return Ok(None);
+        };
+        let Some(ino) = ino else {
+            return Ok(self.find_in_folder(src, sum)?.map(|(at, _)| at));
+        };
+        let dir = self.dir_of(src)?;
+        let scan = scan::scan_folder(&dir).map_err(OpError::io("read folder", &dir))?;
+        let mut order: Vec<&scan::MsgFiles> = scan.messages.iter().filter(|m| m.txt).collect();
+        order.sort_by_key(|m| m.num.get() != src.num);
+        for m in order {
+            let here = MsgRef {
+                num: m.num.get(),
+                ..src.clone()
+            };
+            if self.txt_ino(&here) == Some(ino) && self.file_is(&here, "txt", sum) {
+                return Ok(Some(here));
             }
         }
         Ok(None)
+    }
+
+    /// The recorded audio at `at` when no `.txt` is there any more (a removal
+    /// cut between the `.txt` and its audio); nothing if a `.txt` is there.
+    fn remove_leftover_audio(&self, at: &MsgRef, intent: &Intent) -> Result<bool> {
+        if fs::symlink_metadata(self.file_of(at, "txt")?).is_ok() {
+            return Ok(false);
+        }
+        self.remove_verified(at, intent)
     }
 
     /// Audio without a `.txt` anywhere in `at`'s folder whose bytes are the
@@ -1287,10 +1275,14 @@ impl Engine<'_> {
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let id = name
-                    .strip_prefix(STAGE_PREFIX)
-                    .or_else(|| name.strip_prefix(&torn));
-                id.is_some_and(|id| owner_gone(id, &e.path()))
+                if let Some(staged) = name.strip_prefix(STAGE_PREFIX) {
+                    // A staged .txt still in tmp/ is the evidence that its
+                    // commit never happened: it stays while its record does.
+                    let id = staged.split('.').next().unwrap_or(staged);
+                    return owner_gone(staged, &e.path()) && !self.intent_exists(id);
+                }
+                name.strip_prefix(&torn)
+                    .is_some_and(|id| owner_gone(id, &e.path()))
             })
             .map(|e| e.path())
             .collect();
@@ -1299,6 +1291,22 @@ impl Engine<'_> {
     }
 
     /// Removes [`Self::leftovers`]; returns what was removed.
+    /// Whether any box holds the intent record `id` (a staged file's record
+    /// is in its source box, which may be any). Only asked for staged files
+    /// of a vmtool that is gone: rare, so a stat per box is fine.
+    fn intent_exists(&self, id: &str) -> bool {
+        use crate::store::MailboxStore as _;
+        let store = crate::store::FileStore::new(self.spool.clone());
+        let name = format!("{INTENT_PREFIX}{id}.json");
+        store.contexts().unwrap_or_default().iter().any(|ctx| {
+            store
+                .mailboxes(ctx)
+                .unwrap_or_default()
+                .iter()
+                .any(|mb| fs::symlink_metadata(self.spool.tmp_dir(mb).join(&name)).is_ok())
+        })
+    }
+
     pub fn remove_leftovers(&self, mb: &MailboxId) -> Vec<PathBuf> {
         let mut removed = Vec::new();
         for p in self.leftovers(mb) {

@@ -19,7 +19,9 @@
 //! * [`EventKind::New`]: a message whose identity (`msg_id` + `origtime`, or a hash of its
 //!   `.txt` when it has no `msg_id`) was in no folder of its mailbox at that mailbox's last
 //!   snapshot, once its `.txt` is complete in `INBOX`/`Urgent` and the folder lock is gone.
-//!   Reported at once, without a quiet window.
+//!   Reported at once, without a quiet window. A copy of a message the box already has
+//!   (identities are shared by copies, §3.6) is New too, from the snapshot diff: its
+//!   identity is then in more places than before.
 //! * With `all_events`: [`EventKind::Read`], [`EventKind::Moved`], [`EventKind::Deleted`],
 //!   [`EventKind::MailboxCreated`], computed by diffing per-mailbox snapshots after a
 //!   debounce window, so a copy+delete+renumber is one event.
@@ -43,10 +45,11 @@
 //! * There is no engine thread: all work happens inside [`Watcher::next_event`]; between calls,
 //!   raw events wait in the channel.
 //!
-//! Limits: identities are shared by copies (§3.6), so a forward of a message to its own mailbox
-//! is not New; an extra copy of a message into a second folder (no source deletion) is not
-//! reported; a watched mailbox directory (a box given as scope) that is deleted and re-created
-//! is not watched again. Non-UTF-8 context, mailbox and folder names are ignored.
+//! Limits: a copy into a folder other than INBOX/Urgent (no source deletion) is not
+//! reported, and a message saved into INBOX from another folder is New while its source
+//! waits for the owner to leave VoiceMailMain (Asterisk's MWI counts it then too); a watched
+//! mailbox directory (a box given as scope) that is deleted and re-created is not watched
+//! again. Non-UTF-8 context, mailbox and folder names are ignored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs;
@@ -1584,6 +1587,34 @@ fn diff(id: &BoxId, old: &MailboxState, new: &Snapshot, all_events: bool) -> Vec
             }
         }
     }
+    // A copy of a message the box already has (a forward to itself, a copied
+    // `.txt`): msg_ids are not unique (spec §3.6), so a new `msgNNNN.txt` in
+    // INBOX/Urgent whose identity is now in more places than before is new.
+    // (A message saved into INBOX from another folder is reported too while
+    // its source waits for the owner to leave VoiceMailMain: MWI counts it.)
+    let mut grown: Vec<(&str, &BTreeSet<&Slot>)> = after
+        .iter()
+        .filter(|(i, a)| before.get(*i).is_some_and(|b| a.len() > b.len()))
+        .map(|(i, a)| (*i, a))
+        .collect();
+    grown.sort_unstable_by_key(|(i, _)| *i);
+    for (i, a) in grown {
+        let b = &before[i];
+        let extra = a.len() - b.len();
+        for slot in a
+            .iter()
+            .filter(|s| !b.contains(*s) && NEW_FOLDERS.contains(&s.0.as_str()))
+            .take(extra)
+        {
+            if let Some(e) = new.by_slot.get(*slot) {
+                changes.push(Change {
+                    kind: EventKind::New,
+                    message: Some(seen(id, &old.dir, slot, e)),
+                    from: None,
+                });
+            }
+        }
+    }
     if !all_events {
         return changes;
     }
@@ -2003,6 +2034,25 @@ mod tests {
             (msg.key.folder.as_str(), msg.identity),
             ("INBOX", ident(&id, t))
         );
+    }
+
+    #[test]
+    fn a_copy_with_the_same_msg_id_is_new() {
+        for all in [false, true] {
+            let root = tempfile::tempdir().expect("tempdir");
+            let bx = mkbox(root.path(), "compta", "1202");
+            let inbox = bx.join("INBOX");
+            let (id, t) = fresh_id();
+            put(&inbox, 0, &id, t);
+            let mut w = Watcher::start(opts(root.path(), all)).expect("start");
+            lock(&inbox);
+            copy_msg(&inbox, 0, &inbox, 1);
+            unlock(&inbox);
+            let evs = collect(&mut w, Duration::from_millis(1000));
+            assert_eq!(kinds(&evs), [EventKind::New], "all={all}");
+            let msg = evs[0].message.clone().expect("message");
+            assert_eq!((msg.key.folder.as_str(), msg.key.number), ("INBOX", 1));
+        }
     }
 
     #[test]

@@ -388,6 +388,116 @@ fn killed_at_every_step_nothing_is_lost() {
     }
 }
 
+/// A copy shares every byte with its original (same `msg_id`, spec §3.6):
+/// recovery must tell the message being moved from its twin in the same
+/// folder. Killed at every step of `read` (and of `rm`), then repaired: both
+/// twins are there, the moved one in `Old` or (undone) in `INBOX`, and
+/// nothing else is left.
+#[test]
+fn a_twin_in_the_same_folder_survives_a_kill_at_every_step() {
+    let steps = [
+        "staged-all",
+        "committing",
+        "renamed-audio",
+        "renamed-txt",
+        "committed",
+        "removed-src-txt",
+        "removed-src",
+    ];
+    for (verb, step) in steps
+        .iter()
+        .map(|s| ("read", *s))
+        .chain([("rm", "removed-src-txt"), ("rm", "removed-src")])
+    {
+        let sb = Sandbox::team2();
+        let r = sb.run(&["--no-ami", "cp", "2101@finance/INBOX/0", "2101@finance"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let inbox = sb.voicemail().join("finance/2101/INBOX");
+        assert_eq!(
+            fs::read(inbox.join("msg0000.txt")).unwrap(),
+            fs::read(inbox.join("msg0002.txt")).unwrap()
+        );
+        let before = messages(&sb.voicemail());
+        let twin = hex(&fs::read(inbox.join("msg0000.txt")).unwrap());
+        // The copy (the higher number) is the one changed: recovery must not
+        // take its twin at msg0000 for it.
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.env("VMTOOL_TEST_KILL_AT", step)
+            .arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--voicemail-conf")
+            .arg(sb.path().join("etc/voicemail.conf"))
+            .args(["--no-ami", "--lockmode", "flock", verb])
+            .args((verb == "rm").then_some("--yes"))
+            .arg("2101@finance/INBOX/2");
+        let out = cmd.output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{verb}/{step}: the failpoint did not fire"
+        );
+        let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
+        assert!(
+            r.code == 0 || r.code == 5,
+            "{verb}/{step}: {}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        let after = messages(&sb.voicemail());
+        let places: Vec<&str> = after[&twin].iter().map(|(p, _)| p.as_str()).collect();
+        let want = if verb == "rm" { 1 } else { 2 };
+        assert_eq!(places.len(), want, "{verb}/{step}: {places:?}");
+        assert!(
+            places.contains(&"finance/2101/INBOX/msg0000.txt"),
+            "{verb}/{step}: {places:?}"
+        );
+        for (txt, copies) in &before {
+            if *txt != twin {
+                assert_eq!(after.get(txt), Some(copies), "{verb}/{step}");
+            }
+        }
+        let r = sb.run(&["--no-ami", "check", "finance/2101"]);
+        assert_eq!(
+            r.code, 0,
+            "{verb}/{step}: left something behind:\n{}",
+            r.stdout
+        );
+    }
+}
+
+/// `check --fix` walks boxes in spool order, so it meets the destination of
+/// a move from a later box before the record in the source box: the staged
+/// copies there are the record's evidence and stay until it is recovered.
+#[test]
+fn a_repair_that_meets_the_destination_first_keeps_the_message() {
+    for step in ["committing", "renamed-audio", "renamed-txt"] {
+        let sb = Sandbox::team2();
+        let before = messages(&sb.voicemail());
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.env("VMTOOL_TEST_KILL_AT", step)
+            .arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--voicemail-conf")
+            .arg(sb.path().join("etc/voicemail.conf"))
+            .args(["--no-ami", "--lockmode", "flock", "mv"])
+            .args(["2101@finance/INBOX/1", "2202@compta/Old"]);
+        assert!(!cmd.output().unwrap().status.success(), "{step}");
+        let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
+        assert!(
+            r.code == 0 || r.code == 5,
+            "{step}: {}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        let after = messages(&sb.voicemail());
+        assert_eq!(after.len(), before.len(), "{step}: {}", r.stdout);
+        for (txt, places) in &after {
+            assert_eq!(places.len(), 1, "{step}: {txt} is in {places:?}");
+        }
+        let r = sb.run(&["--no-ami", "check", "finance/2101", "compta/2202"]);
+        assert_eq!(r.code, 0, "{step}: left something behind:\n{}", r.stdout);
+    }
+}
+
 /// Many vmtool processes moving and deleting in the same boxes while
 /// "Asterisk" deposits new messages its way; every message ends up exactly once.
 #[test]

@@ -189,3 +189,70 @@ fn arguments_that_are_not_utf8_are_refused_before_anything_is_read() {
     }
     assert_eq!(before, crate::util::tree_state(sb.path()));
 }
+
+/// Gaps that `rm` leaves are information (Asterisk closes them when the
+/// folder is next opened), unless `--strict`; the summary counts each kind
+/// and says where `--fix` put files aside; 0-byte audio is reported.
+#[test]
+fn gaps_inform_kinds_are_counted_and_empty_audio_is_found() {
+    let sb = Sandbox::team2();
+    let vm = sb.voicemail();
+    let r = sb.run(&["--no-ami", "rm", "--yes", "2101@finance/INBOX/0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = sb.run(&["check", "finance/2101"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("[gap] (information)"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("0 problem(s) found, 0 fixed; 1 for information (1 gap;"),
+        "{}",
+        r.stderr
+    );
+    let j = sb
+        .run(&["--format", "json", "check", "finance/2101"])
+        .json_lines();
+    assert_eq!(j.len(), 1);
+    assert_eq!(j[0]["severity"], "information");
+    let r = sb.run(&["check", "--strict", "finance/2101"]);
+    assert_eq!(r.code, 5, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("1 problem(s) found, 0 fixed (1 gap)"),
+        "{}",
+        r.stderr
+    );
+
+    // Two orphans and an empty audio file: counted by kind; --fix says where
+    // the orphans went.
+    let inbox = vm.join("finance/2101/INBOX");
+    let work = vm.join("finance/2101/Work");
+    fs::copy(inbox.join("msg0001.wav"), inbox.join("msg0007.wav")).unwrap();
+    fs::copy(inbox.join("msg0001.wav"), inbox.join("msg0008.wav")).unwrap();
+    make_old(&inbox.join("msg0007.wav"));
+    make_old(&inbox.join("msg0008.wav"));
+    let wav = fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension()
+                .is_some_and(|e| e == "wav" || e == "WAV" || e == "gsm")
+        })
+        .unwrap();
+    fs::write(&wav, b"").unwrap();
+    let r = sb.run(&["check", "finance/2101"]);
+    assert_eq!(r.code, 5, "{}", r.stdout);
+    assert!(r.stdout.contains("[empty-audio]"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("3 problem(s) found, 0 fixed (1 empty-audio, 2 orphan)"),
+        "{}",
+        r.stderr
+    );
+    let r = sb.run(&["--no-ami", "check", "--fix", "finance/2101"]);
+    assert!(
+        r.stderr
+            .contains("files put aside in finance/2101/tmp/vmtool-quarantine/INBOX"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("2 fixed"), "{}", r.stderr);
+}

@@ -47,6 +47,11 @@ fn fuzz_audio() {
 }
 
 #[test]
+fn fuzz_encode() {
+    replay("encode", harness::encode);
+}
+
+#[test]
 fn fuzz_callerid() {
     replay("callerid", harness::callerid);
 }
@@ -87,5 +92,37 @@ fn fuzz_regressions_reach_their_code() {
     assert!(e.is_vmtool_limit(), "{e}");
     for t in ["..@x", "a@.."] {
         assert!(vmtool::target::parse_target_syntax(t).is_err(), "{t}");
+    }
+}
+
+/// The `encode` target's properties on seeded random inputs, without libFuzzer:
+/// every format, lengths around frame and pair boundaries, noise of every loudness
+/// and runs of extreme values.
+#[test]
+fn fuzz_encode_random_inputs() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(18);
+    for i in 0..400u32 {
+        let n: usize = match i % 4 {
+            0 => rng.random_range(0..4),
+            // One below, at or one above a whole number of frames.
+            1 => (160 * rng.random_range(0..6usize) + rng.random_range(0..3)).saturating_sub(1),
+            _ => rng.random_range(0..3000),
+        };
+        let shift = rng.random_range(0..16u32);
+        let mut data = vec![(i % 10) as u8];
+        for _ in 0..n {
+            let x: i16 = if rng.random_ratio(1, 8) {
+                if rng.random() {
+                    i16::MAX
+                } else {
+                    i16::MIN
+                }
+            } else {
+                rng.random::<i16>() >> shift
+            };
+            data.extend(x.to_le_bytes());
+        }
+        harness::encode(&data);
     }
 }

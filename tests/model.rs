@@ -275,8 +275,16 @@ fn counts_agree(w: &World, model: &State) {
     }
 }
 
+fn model_cases() -> u32 {
+    std::env::var("VMTOOL_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 50, ..ProptestConfig::default() })]
+    // VMTOOL_MODEL_CASES runs more cases (a longer hunt than CI's).
+    #![proptest_config(ProptestConfig { cases: model_cases(), max_shrink_iters: 50, ..ProptestConfig::default() })]
 
     #[test]
     fn vmtool_matches_the_model(ops in proptest::collection::vec(op(), 1..18)) {

@@ -12,6 +12,7 @@ mod docs;
 mod example;
 mod fixture;
 mod fuzz_replay;
+mod greeting;
 mod hostile;
 mod model;
 mod play;

@@ -44,7 +44,7 @@ fn assert_warns(warnings: &[String], needle: &str) {
     );
 }
 
-fn le_samples(bytes: &[u8]) -> Vec<i16> {
+pub(super) fn le_samples(bytes: &[u8]) -> Vec<i16> {
     bytes
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
@@ -53,7 +53,7 @@ fn le_samples(bytes: &[u8]) -> Vec<i16> {
 
 /// Exact equality, reporting the first differing sample.
 #[track_caller]
-fn assert_same(what: &str, ours: &[i16], reference: &[i16]) {
+pub(super) fn assert_same(what: &str, ours: &[i16], reference: &[i16]) {
     if let Some(i) = ours.iter().zip(reference).position(|(a, b)| a != b) {
         panic!(
             "{what}: sample {i} differs: vmtool {} reference {}",
@@ -67,7 +67,7 @@ fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gsm")
 }
 
-fn ext_of(p: &Path) -> &str {
+pub(super) fn ext_of(p: &Path) -> &str {
     p.extension().and_then(|e| e.to_str()).expect("extension")
 }
 
@@ -233,7 +233,7 @@ fn fixture_formats_agree() {
 // ---------------------------------------------------------------- differential vs sox
 
 /// Whether sox can be run. Under `CI=true` its absence fails the test instead.
-fn sox_available() -> bool {
+pub(super) fn sox_available() -> bool {
     let ok = Command::new("sox")
         .arg("--version")
         .output()
@@ -249,7 +249,7 @@ fn sox_available() -> bool {
 }
 
 #[track_caller]
-fn sox(args: &[&str]) {
+pub(super) fn sox(args: &[&str]) {
     let out = Command::new("sox").args(args).output().expect("run sox");
     assert!(
         out.status.success(),
@@ -259,7 +259,7 @@ fn sox(args: &[&str]) {
 }
 
 /// What `sox -D [input_opts] input -t raw -e signed -b 16` decodes.
-fn sox_decode(input: &Path, input_opts: &[&str], scratch: &Path) -> Vec<i16> {
+pub(super) fn sox_decode(input: &Path, input_opts: &[&str], scratch: &Path) -> Vec<i16> {
     let out = scratch.join("sox-out.raw");
     let input = input.to_str().expect("utf-8 path");
     let out_s = out.to_str().expect("utf-8 path");

@@ -15,6 +15,9 @@
 //!   520-bit little-endian stream (LSB first, no signature); the second frame starts
 //!   at bit 260, i.e. in the high nibble of byte 32.
 
+mod encode;
+pub use encode::FrameEncoder;
+
 /// Bytes in a standard GSM 06.10 frame.
 pub const FRAME_LEN: usize = 33;
 /// Bytes in an MS-GSM (wav49) block: two frames, 520 bits.

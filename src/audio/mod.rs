@@ -19,16 +19,21 @@ use std::io::{self, BufReader, Read, Seek};
 use std::path::Path;
 
 mod decode;
+pub mod encode;
 pub mod g711;
 pub mod gsm;
+pub mod input;
 mod raw;
 pub mod riff;
 mod wav;
 
 pub use decode::{decode_all, open, preferred_format, Decoder};
+pub use encode::{encodable, encode_to, EncodeError};
 
 #[cfg(test)]
 mod decode_tests;
+#[cfg(test)]
+mod encode_tests;
 #[cfg(test)]
 mod tests;
 

@@ -17,6 +17,9 @@ pub struct CheckArgs {
     /// Age after which a lock or a tmp/ leftover is stale: seconds, or e.g. 90s, 5min, 2h, 1d
     #[arg(long, value_name = "AGE", default_value = "60", value_parser = crate::age::parse_secs)]
     pub stale_after: u64,
+    /// Count numbering gaps as problems (exit 5); by default they are information: Asterisk closes them itself the next time the folder is opened
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Targets are resolved only if the store asks (a table is checked whole).
@@ -64,6 +67,7 @@ pub fn exec(
         conf: setup.vmconf.as_ref(),
         runuser: setup.astconf.as_ref().and_then(|c| c.runuser.as_deref()),
         fix: a.fix,
+        strict: a.strict,
         stale: Duration::from_secs(a.stale_after),
         interrupted: &INTERRUPTED,
     };
@@ -86,14 +90,11 @@ pub fn exec(
     if let Some(clean) = report.clean.as_ref().filter(|_| !setup.quiet) {
         writeln!(out, "{clean}").map_err(out_err)?;
     }
-    let open = report.items.iter().filter(|f| !f.fixed()).count();
-    if report.tally && !setup.quiet && setup.format == Format::Table {
-        let _ = writeln!(
-            rep.err_writer(),
-            "vmtool: {} problem(s) found, {} fixed",
-            report.items.len(),
-            report.items.len() - open
-        );
+    let open = report.items.iter().filter(|f| f.open()).count();
+    if let Some(summary) = report.summary.as_ref() {
+        if !setup.quiet && setup.format == Format::Table {
+            let _ = writeln!(rep.err_writer(), "{summary}");
+        }
     }
     if rep.failed() {
         return Ok(rep.finish(0));

@@ -16,7 +16,7 @@ use crate::metadata::Metadata;
 use crate::ops::Engine;
 use crate::scan::{MsgState, Noise};
 use crate::spool::{Context, Folder, MailboxId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -30,7 +30,13 @@ pub struct Finding {
     pub problem: String,
     pub fix: String,
     pub fixed: bool,
+    /// `problem`, or `information`: something Asterisk itself sets right
+    /// (numbering gaps, closed the next time the folder is opened, spec
+    /// §2.5–2.6); counted as a problem only with `--strict`.
+    pub severity: &'static str,
 }
+
+const INFORMATION: [&str; 1] = ["gap"];
 
 /// The file store's checker: every folder, lock, leftover and owner.
 struct Checker<'a> {
@@ -40,6 +46,9 @@ struct Checker<'a> {
     stale: Duration,
     findings: Vec<Finding>,
     runuser_uid: Option<u32>,
+    strict: bool,
+    /// Where `--fix` put files aside (spool-relative).
+    quarantined: BTreeSet<String>,
 }
 
 fn age(path: &Path) -> Duration {
@@ -75,17 +84,23 @@ impl Checker<'_> {
 
     fn add(&mut self, path: &Path, kind: &'static str, problem: String, fix: String, fixed: bool) {
         let rel = self.store.spool().relative(path).display().to_string();
+        let severity = if !self.strict && INFORMATION.contains(&kind) {
+            "information"
+        } else {
+            "problem"
+        };
         self.findings.push(Finding {
             path: rel,
             kind,
             problem,
             fix,
             fixed,
+            severity,
         });
     }
 
     fn quarantine(
-        &self,
+        &mut self,
         mb: &MailboxId,
         folder: &Folder,
         files: &[PathBuf],
@@ -110,6 +125,8 @@ impl Checker<'_> {
             }
         }
         fsutil::sync_dir(&qdir)?;
+        let rel = self.store.spool().relative(&qdir).display().to_string();
+        self.quarantined.insert(rel);
         Ok(qdir)
     }
 
@@ -305,6 +322,29 @@ impl Checker<'_> {
                     format!("vmtool unlock --stale {}/{}/{folder}", mb.context, mb.mailbox()),
                     false,
                 );
+            }
+        }
+        // A 0-byte audio file: counted and listed, but nothing to play (a
+        // recording that failed, or a full disk).
+        for m in scan.messages.iter().filter(|m| m.txt) {
+            for ext in &m.audio {
+                let p = spool.msg_file(mb, folder, m.num, ext);
+                if !not_regular.contains(&p)
+                    && std::fs::symlink_metadata(&p).is_ok_and(|md| md.is_file() && md.len() == 0)
+                {
+                    self.add(
+                        &p,
+                        "empty-audio",
+                        "0-byte audio file: the message is counted and listed, but this format plays nothing".into(),
+                        format!(
+                            "restore the file from a backup or an archive, or remove the message (vmtool rm {}/{}/{folder}/{})",
+                            mb.context,
+                            mb.mailbox(),
+                            m.num.get()
+                        ),
+                        false,
+                    );
+                }
             }
         }
         let mut expected = 0u16;
@@ -516,7 +556,7 @@ impl Checker<'_> {
 
     /// `msgNNNN-bak.*`: quarantined when `msgNNNN.*` exists, else renamed back
     /// (what the interrupted forward would have done).
-    fn fix_backup(&self, mb: &MailboxId, folder: &Folder, p: &Path) -> std::io::Result<bool> {
+    fn fix_backup(&mut self, mb: &MailboxId, folder: &Folder, p: &Path) -> std::io::Result<bool> {
         let dir = self.store.spool().folder_dir(mb, folder);
         let name = p
             .file_name()
@@ -560,6 +600,8 @@ pub struct CheckOptions<'a> {
     /// `runuser` of asterisk.conf: files it cannot write are reported.
     pub runuser: Option<&'a str>,
     pub fix: bool,
+    /// Numbering gaps count as problems (else information: Asterisk closes them).
+    pub strict: bool,
     pub stale: Duration,
     pub interrupted: &'a AtomicBool,
 }
@@ -578,6 +620,14 @@ impl Item {
         }
     }
 
+    /// A problem left as it was (information does not count; see `--strict`).
+    pub fn open(&self) -> bool {
+        match self {
+            Item::File(f) => !f.fixed && f.severity == "problem",
+            Item::Row(f) => !f.fixed,
+        }
+    }
+
     /// The line of the table format (untrusted parts escaped).
     pub fn line(&self) -> String {
         use crate::render::sanitize;
@@ -588,8 +638,13 @@ impl Item {
                 } else {
                     format!("fix: {}", f.fix)
                 };
+                let info = if f.severity == "problem" {
+                    ""
+                } else {
+                    " (information)"
+                };
                 format!(
-                    "{}: {} [{}] — {}",
+                    "{}: {} [{}]{info} — {}",
                     sanitize(&f.path),
                     sanitize(&f.problem),
                     f.kind,
@@ -616,8 +671,9 @@ pub struct Report {
     pub items: Vec<Item>,
     /// Said when nothing was found (unless quiet).
     pub clean: Option<String>,
-    /// A "N problem(s) found, M fixed" line belongs on standard error.
-    pub tally: bool,
+    /// The closing line for standard error: problems and information by
+    /// kind, what was fixed, where `--fix` put files aside.
+    pub summary: Option<String>,
 }
 
 impl Store {
@@ -632,21 +688,25 @@ impl Store {
                         .is_empty()
                         .then(|| format!("no problem found in {}", s.describe())),
                     items: found.into_iter().map(Item::Row).collect(),
-                    tally: false,
+                    summary: None,
                 })
             }
             Store::File(_) => {
-                let findings = self.check_files(opts, host)?;
+                let (findings, quarantined) = self.check_files(opts, host)?;
                 Ok(Report {
+                    summary: Some(summary(&findings, &quarantined)),
                     items: findings.into_iter().map(Item::File).collect(),
                     clean: None,
-                    tally: true,
                 })
             }
         }
     }
 
-    fn check_files(&self, opts: &CheckOptions, host: &mut dyn CheckHost) -> Result<Vec<Finding>> {
+    fn check_files(
+        &self,
+        opts: &CheckOptions,
+        host: &mut dyn CheckHost,
+    ) -> Result<(Vec<Finding>, BTreeSet<String>)> {
         let engine = Engine {
             spool: self.spool(),
             lock: host.lock()?,
@@ -661,6 +721,8 @@ impl Store {
             stale: opts.stale,
             findings: Vec::new(),
             runuser_uid: opts.runuser.and_then(uid_of),
+            strict: opts.strict,
+            quarantined: Default::default(),
         };
         for t in host.parts() {
             let (contexts, boxes): (Vec<Context>, Vec<(MailboxId, Option<Folder>)>) = match &t {
@@ -707,6 +769,43 @@ impl Store {
                 }
             }
         }
-        Ok(ck.findings)
+        Ok((ck.findings, ck.quarantined))
     }
+}
+
+/// The closing line: problems and information by kind, what was fixed, and
+/// where `--fix` put files aside.
+fn summary(findings: &[Finding], quarantined: &BTreeSet<String>) -> String {
+    let by_kind = |severity: &str| {
+        let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in findings.iter().filter(|f| f.severity == severity) {
+            *n.entry(f.kind).or_default() += 1;
+        }
+        let total: usize = n.values().sum();
+        let list = n
+            .iter()
+            .map(|(k, c)| format!("{c} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (total, list)
+    };
+    let (problems, kinds) = by_kind("problem");
+    let fixed = findings.iter().filter(|f| f.fixed).count();
+    let mut s = format!("vmtool: {problems} problem(s) found, {fixed} fixed");
+    if problems > 0 {
+        s.push_str(&format!(" ({kinds})"));
+    }
+    let (infos, kinds) = by_kind("information");
+    if infos > 0 {
+        s.push_str(&format!(
+            "; {infos} for information ({kinds}; Asterisk closes gaps itself; --strict counts them)"
+        ));
+    }
+    if !quarantined.is_empty() {
+        s.push_str(&format!(
+            "; files put aside in {}",
+            quarantined.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    s
 }
