@@ -159,13 +159,6 @@ impl Store {
         }
     }
 
-    pub fn sql(&self) -> Option<&sql::SqlStore> {
-        match self {
-            Store::Sql(s) => Some(s),
-            Store::File(_) => None,
-        }
-    }
-
     /// The store this site uses: the SQL table when one is named (`--db`,
     /// `$VMTOOL_DB`) or configured (`odbcstorage` through res_odbc.conf and
     /// odbc.ini), else the file spool. Also says which table, for `-v`.
