@@ -1284,6 +1284,34 @@ fn seen(id: &BoxId, mailbox_dir: &Path, slot: &Slot, entry: &Entry) -> SeenMessa
     }
 }
 
+/// Whether a slot has audio, all of it regular files of a size vmtool reads
+/// (links and special files are not followed or opened).
+fn audio_is_regular(mailbox_dir: &Path, slot: &Slot) -> bool {
+    let prefix = format!("msg{:04}.", slot.1);
+    let Ok(rd) = fs::read_dir(mailbox_dir.join(&slot.0)) else {
+        return false;
+    };
+    let mut any = false;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(ext) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if ext.eq_ignore_ascii_case("txt") {
+            continue;
+        }
+        // Regular, and within what vmtool reads of a message file.
+        let ok = e
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.len() <= crate::fsutil::MAX_AUDIO_BYTES);
+        if !ok {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// `now + d` without the overflow panic of `Instant + Duration`.
 fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
@@ -1604,6 +1632,8 @@ fn diff(id: &BoxId, old: &MailboxState, new: &Snapshot, all_events: bool) -> Vec
         for slot in a
             .iter()
             .filter(|s| !b.contains(*s) && NEW_FOLDERS.contains(&s.0.as_str()))
+            // A planted `.txt` next to a special file is no recording.
+            .filter(|s| audio_is_regular(&old.dir, s))
             .take(extra)
         {
             if let Some(e) = new.by_slot.get(*slot) {
