@@ -52,7 +52,7 @@ cp "$out"/man/*.gz "$stage/man/"
 cp "$out"/completions/* "$stage/completions/"
 cp examples/systemd/* "$stage/systemd/"
 cp examples/default/vmtool "$stage/systemd/vmtool.default"
-cp examples/cron/vmtool-archive README.md "$stage/"
+cp examples/cron/vmtool-archive examples/cron/vmtool-report README.md "$stage/"
 tar -C "$out" -czf "$out/$name.tar.gz" "$name"
 rm -rf "$stage"
 

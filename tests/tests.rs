@@ -17,6 +17,7 @@ mod hostile;
 mod model;
 mod play;
 mod readonly;
+mod report;
 mod scenarios;
 mod soak;
 mod sql;

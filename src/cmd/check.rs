@@ -23,11 +23,11 @@ pub struct CheckArgs {
 }
 
 /// Targets are resolved only if the store asks (a table is checked whole).
-struct Host<'a, 'r> {
-    setup: &'a Setup,
-    g: &'a GlobalArgs,
-    targets: &'a [String],
-    rep: &'a mut Reporter<'r>,
+pub(super) struct Host<'a, 'r> {
+    pub(super) setup: &'a Setup,
+    pub(super) g: &'a GlobalArgs,
+    pub(super) targets: &'a [String],
+    pub(super) rep: &'a mut Reporter<'r>,
 }
 
 impl CheckHost for Host<'_, '_> {

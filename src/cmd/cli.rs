@@ -10,6 +10,7 @@ use super::count::CountArgs;
 use super::ls::LsArgs;
 use super::migrate::MigrateArgs;
 use super::play::PlayArgs;
+use super::report::ReportArgs;
 use super::resequence::ResequenceArgs;
 use super::show::ShowArgs;
 use super::unlock::UnlockArgs;
@@ -65,6 +66,15 @@ Columns:
   BYTES            disk use of every file of the box (--bytes)
   FOLDERS / STATE  messages per folder, then FULL, not in voicemail.conf, no directory yet
 JSON and CSV add inbox (INBOX alone), folders, full, configured and directory.";
+const REPORT_HELP: &str = "\
+Needs attention (exit 1): an INBOX full (callers hear \"mailbox full\") or at --near-full
+percent of maxmsg, an unheard message older than --unheard-older-than, a stale lock
+(Asterisk drops messages for that folder after 5 s), problems `vmtool check` finds.
+Nothing: exit 0. The text is for mail; --format json gives one document for monitoring.
+Examples:
+  vmtool report                                  # daily cron mail (MAILTO=admin)
+  vmtool report compta --unheard-older-than 2d   # one context, stricter
+  vmtool --format json report --no-check         # for a monitoring probe";
 const WATCH_HELP: &str = "\
 A new message is reported once, as soon as Asterisk has renamed its .txt into
 INBOX or Urgent and released the folder lock; renumbering, moves and unread are
@@ -334,6 +344,9 @@ pub enum Command {
     /// Report problems (phantoms, orphans, gaps, stale locks, half-done moves, …); --fix repairs what is safe
     #[command(after_help = TARGETS)]
     Check(CheckArgs),
+    /// A digest for a daily cron mail or a probe: unheard messages and their age, full boxes, stale locks, check problems; exit 1 when something needs attention
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Break a stale folder lock left by a crash (only locks older than --older-than)
     #[command(after_help = AGES)]
     Unlock(UnlockArgs),

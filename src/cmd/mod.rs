@@ -16,6 +16,7 @@ mod count;
 mod ls;
 mod migrate;
 mod play;
+mod report;
 mod resequence;
 mod show;
 mod unlock;
@@ -375,7 +376,7 @@ impl Setup {
     }
 
     /// Mailboxes under a target, in order.
-    fn mailboxes_of(&self, t: &Target) -> Result<Vec<MailboxId>> {
+    pub(crate) fn mailboxes_of(&self, t: &Target) -> Result<Vec<MailboxId>> {
         Ok(match t {
             Target::Spool => {
                 let mut all = Vec::new();
@@ -456,6 +457,7 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
                 Command::Rm(a) => change::exec(s, g, a, ChangeKind::Rm, out, r),
                 Command::Resequence(a) => resequence::exec(s, g, a, out, r),
                 Command::Check(a) => check::exec(s, g, a, out, r),
+                Command::Report(a) => report::exec(s, g, a, out, r),
                 Command::Unlock(a) => unlock::exec(s, a, out, r),
                 Command::Migrate(a) => migrate::exec(s, g, a, out, r),
                 Command::Watch(a) => watch::exec(s, a, out, r),
