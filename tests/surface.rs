@@ -959,3 +959,70 @@ fn the_cron_example_is_silent_on_success() {
     assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""), "{line}");
     assert!(sb.path().join("archive/manifest.jsonl").is_file());
 }
+
+/// `ls --sort/--reverse/--limit/--urgent`, on the spool and on an archive.
+#[test]
+fn ls_sorts_limits_and_picks_urgent_messages() {
+    let sb = Sandbox::team2();
+    let rows = |args: &[&str]| {
+        let mut all = vec!["--format", "json", "ls"];
+        all.extend_from_slice(args);
+        sb.run(&all).json_lines()
+    };
+    let all = rows(&[]);
+    assert_eq!(all.len(), 13);
+    let d = rows(&["--sort", "duration", "--reverse", "--limit", "3"]);
+    let durs: Vec<u64> = d.iter().map(|r| r["duration"].as_u64().unwrap()).collect();
+    let mut want: Vec<u64> = all
+        .iter()
+        .map(|r| r["duration"].as_u64().unwrap())
+        .collect();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(durs, want[..3]);
+    let by_date = rows(&["--sort", "date"]);
+    let t: Vec<i64> = by_date
+        .iter()
+        .map(|r| r["origtime"].as_i64().unwrap())
+        .collect();
+    assert!(t.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
+    assert_eq!(by_date.len(), 13);
+    let urgent = rows(&["--urgent"]);
+    assert_eq!(urgent.len(), 1);
+    assert_eq!(
+        (urgent[0]["box"].as_str(), urgent[0]["folder"].as_str()),
+        (Some("2102"), Some("Urgent"))
+    );
+    assert!(rows(&["--limit", "0"]).is_empty());
+    // The table keeps its header and each box's dates.
+    let r = sb.run(&["ls", "--sort", "caller", "--limit", "2"]);
+    assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
+    assert!(r.stdout.starts_with("MAILBOX"), "{}", r.stdout);
+    // An archive is listed the same way.
+    let arch = sb.path().join("arch");
+    let r = sb.run(&[
+        "--no-ami",
+        "archive",
+        "--older-than",
+        "0d",
+        "--include-new",
+        "--to",
+        arch.to_str().unwrap(),
+        "finance",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let a = sb
+        .run(&[
+            "--format",
+            "json",
+            "ls",
+            "--archive",
+            arch.to_str().unwrap(),
+            "--sort",
+            "duration",
+            "--limit",
+            "2",
+        ])
+        .json_lines();
+    assert_eq!(a.len(), 2);
+    assert!(a[0]["duration"].as_u64() <= a[1]["duration"].as_u64());
+}

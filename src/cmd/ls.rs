@@ -33,6 +33,54 @@ pub struct LsArgs {
     /// List an archive made by `vmtool archive` instead of the spool
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
+    /// Only urgent messages (flag=Urgent, wherever they are)
+    #[arg(long)]
+    pub urgent: bool,
+    /// Sort by this field instead of the spool's order (ties keep the spool's order)
+    #[arg(long, value_enum, value_name = "FIELD")]
+    pub sort: Option<SortKey>,
+    /// Reverse the order (newest, longest or last first)
+    #[arg(long)]
+    pub reverse: bool,
+    /// At most N messages (after sorting)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// What `ls --sort` orders by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortKey {
+    /// origtime, oldest first
+    Date,
+    /// seconds, shortest first
+    Duration,
+    /// caller name (the number when there is none), case-insensitive
+    Caller,
+    /// context, box, folder, number
+    Box,
+}
+
+impl SortKey {
+    fn order(self, a: &render::MessageRow, b: &render::MessageRow) -> std::cmp::Ordering {
+        // The name as shown, else the number (a caller without a name is
+        // listed by number).
+        let caller = |r: &render::MessageRow| {
+            let name = r.callerid_name.as_deref().filter(|n| !n.is_empty());
+            (
+                name.or(r.callerid_num.as_deref())
+                    .unwrap_or("")
+                    .to_lowercase(),
+                r.callerid_num.clone().unwrap_or_default(),
+            )
+        };
+        match self {
+            SortKey::Date => a.origtime.cmp(&b.origtime),
+            SortKey::Duration => a.duration.cmp(&b.duration),
+            SortKey::Caller => caller(a).cmp(&caller(b)),
+            SortKey::Box => (&a.context, &a.mailbox, &a.folder, &a.number)
+                .cmp(&(&b.context, &b.mailbox, &b.folder, &b.number)),
+        }
+    }
 }
 
 /// One mailbox's part of a listing, rendered by a worker thread.
@@ -43,7 +91,14 @@ struct BoxListing {
 }
 
 /// Lists one mailbox (all its folders, or the target's folder/message) into a buffer.
-fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: bool) -> BoxListing {
+fn list_box(
+    setup: &Setup,
+    t: &Target,
+    mb: &MailboxId,
+    filter: &LsFilter,
+    utc: bool,
+    format: Format,
+) -> BoxListing {
     let mut listing = BoxListing {
         bytes: Vec::new(),
         rows: 0,
@@ -60,7 +115,7 @@ fn list_box(setup: &Setup, t: &Target, mb: &MailboxId, filter: &LsFilter, utc: b
             }
         },
     };
-    let mut w = MessageWriter::body_only(&mut listing.bytes, setup.format, setup.style);
+    let mut w = MessageWriter::body_only(&mut listing.bytes, format, setup.style);
     for folder in folders.iter().filter(|f| filter.folder_ok(f)) {
         let only = match t {
             Target::Message(_, _, n) => Some(*n),
@@ -125,6 +180,11 @@ pub fn exec(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) 
         setup.format,
         setup.style,
     );
+    // Sorting, a limit or --urgent: rows are gathered (as JSON, the one
+    // rendering that reads back whole) and written at the end.
+    let gather = a.sort.is_some() || a.reverse || a.limit.is_some() || a.urgent;
+    let render_as = if gather { Format::Json } else { setup.format };
+    let mut rows: Vec<render::MessageRow> = Vec::new();
     let mut listed = 0usize;
     for t in &targets {
         // The whole table in one ordered read (on failure, box by box as
@@ -166,21 +226,70 @@ pub fn exec(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) 
                 setup.store.prefetch(chunk);
                 let parts: Vec<BoxListing> = chunk
                     .par_iter()
-                    .map(|mb| list_box(setup, t, mb, &filter, a.utc))
+                    .map(|mb| list_box(setup, t, mb, &filter, a.utc, render_as))
                     .collect();
                 for part in parts {
                     for e in &part.errors {
                         rep.error(e);
                     }
-                    w.write_rendered(&part.bytes).map_err(out_err)?;
+                    if gather {
+                        gather_rows(setup, a, &part.bytes, &mut rows)?;
+                    } else {
+                        w.write_rendered(&part.bytes).map_err(out_err)?;
+                    }
                     listed += part.rows;
                 }
                 setup.store.release(chunk);
             }
         }
     }
+    if gather {
+        order_rows(a, &mut rows);
+        for row in &rows {
+            w.write(row).map_err(out_err)?;
+        }
+        listed = rows.len();
+    }
     w.finish().map_err(out_err)?;
     Ok(rep.finish(listed))
+}
+
+/// `--urgent`, `--sort`, `--reverse`, `--limit` on gathered rows.
+fn order_rows(a: &LsArgs, rows: &mut Vec<render::MessageRow>) {
+    if a.urgent {
+        rows.retain(|r| r.urgent);
+    }
+    if let Some(key) = a.sort {
+        rows.sort_by(|x, y| key.order(x, y));
+    }
+    if a.reverse {
+        rows.reverse();
+    }
+    rows.truncate(a.limit.unwrap_or(usize::MAX));
+}
+
+/// Reads back one box's rows (JSON lines), keeps the urgent ones if asked,
+/// and gives each its table date in the box's zone.
+fn gather_rows(
+    setup: &Setup,
+    a: &LsArgs,
+    bytes: &[u8],
+    rows: &mut Vec<render::MessageRow>,
+) -> Result<()> {
+    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let mut row: render::MessageRow = serde_json::from_slice(line)
+            .map_err(|e| Error::Usage(format!("internal listing error: {e}")))?;
+        let zone = Context::new(&row.context)
+            .ok()
+            .and_then(|c| MailboxId::new(c, &row.mailbox).ok())
+            .map_or(super::Zone::Utc, |mb| setup.zone_for(&mb, a.utc));
+        row.short_date = row
+            .origtime
+            .and_then(|t| zone.stamps(t))
+            .map_or_else(|| "?".into(), |s| s.1);
+        rows.push(row);
+    }
+    Ok(())
 }
 
 /// `ls --archive DIR`: the archive's messages with the spool's columns and filters.
@@ -195,6 +304,8 @@ pub(crate) fn ls_archive(
     let want = archive::matchers(&a.targets)?;
     let mut w = MessageWriter::new(std::io::BufWriter::new(out), setup.format, setup.style);
     let mut n = 0usize;
+    let gather = a.sort.is_some() || a.reverse || a.limit.is_some() || a.urgent;
+    let mut rows = Vec::new();
     let zone = if a.utc {
         super::Zone::Utc
     } else {
@@ -214,10 +325,21 @@ pub(crate) fn ls_archive(
             .origtime
             .and_then(|t| zone.stamps(t))
             .map_or_else(|| "?".into(), |s| s.1);
-        w.write(&row).map_err(out_err)?;
-        n += 1;
+        if gather {
+            rows.push(row);
+        } else {
+            w.write(&row).map_err(out_err)?;
+            n += 1;
+        }
         Ok(())
     })?;
+    if gather {
+        order_rows(a, &mut rows);
+        for row in &rows {
+            w.write(row).map_err(out_err)?;
+        }
+        n = rows.len();
+    }
     w.finish().map_err(out_err)?;
     Ok(rep.finish(n.max(1)))
 }
