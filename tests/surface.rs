@@ -1026,3 +1026,26 @@ fn ls_sorts_limits_and_picks_urgent_messages() {
     assert_eq!(a.len(), 2);
     assert!(a[0]["duration"].as_u64() <= a[1]["duration"].as_u64());
 }
+
+/// A command's own options come first; the options every command takes are
+/// under their own heading after them.
+#[test]
+fn help_lists_a_commands_own_options_before_the_global_ones() {
+    for (cmd, own) in [
+        ("ls", "--sort"),
+        ("check", "--strict"),
+        ("report", "--near-full"),
+    ] {
+        for flag in ["-h", "--help"] {
+            let h = vmtool(&[cmd, flag]).ok().stdout;
+            let own_at = h
+                .find(own)
+                .unwrap_or_else(|| panic!("{cmd} {flag}: no {own}:\n{h}"));
+            let heading = h
+                .find("Global options:")
+                .unwrap_or_else(|| panic!("{cmd} {flag}:\n{h}"));
+            let spool = h.find("--spool <DIR>").unwrap();
+            assert!(own_at < heading && heading < spool, "{cmd} {flag}:\n{h}");
+        }
+    }
+}

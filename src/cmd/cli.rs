@@ -213,8 +213,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes (listed after each command's own).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Spool directory: astspooldir (containing voicemail/) or the voicemail root itself
     /// [default: $VMTOOL_SPOOL, else astspooldir from asterisk.conf, else /var/spool/asterisk]
