@@ -1049,3 +1049,68 @@ fn help_lists_a_commands_own_options_before_the_global_ones() {
         }
     }
 }
+
+/// `--format` is honoured or refused (exit 2), never ignored: the change
+/// commands say what they did as JSON or CSV, check writes CSV, and the
+/// commands that print text only refuse it by name.
+#[test]
+fn every_command_honours_or_refuses_the_format() {
+    let sb = Sandbox::team2();
+    let r = sb.run(&[
+        "--no-ami",
+        "--format",
+        "json",
+        "read",
+        "2101@finance/INBOX/0",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = r.json_lines();
+    assert_eq!(j.len(), 1);
+    assert_eq!(j[0]["action"], "moved");
+    assert_eq!(j[0]["from"], "finance/2101/INBOX/msg0000");
+    assert_eq!(j[0]["to"], "finance/2101/Old/msg0000");
+    let r = sb.run(&[
+        "--no-ami",
+        "--format",
+        "csv",
+        "rm",
+        "--yes",
+        "2101@finance/Old/0",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "action,from,to\ndeleted,finance/2101/Old/msg0000,\n"
+    );
+    let r = sb.run(&["--format", "csv", "check", "compta"]);
+    assert!(
+        r.stdout
+            .starts_with("path,kind,problem,fix,fixed,severity\ncompta/2201/INBOX,full,"),
+        "{}",
+        r.stdout
+    );
+    let r = sb.run(&[
+        "--format",
+        "json",
+        "mv",
+        "--dry-run",
+        "2101@finance/INBOX/1",
+        "Old",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for args in [
+        &["--format", "json", "purge", "--older-than", "1y"][..],
+        &["--format", "csv", "unlock", "--stale", "compta/2202/INBOX"],
+        &["--format", "csv", "watch"],
+        &["--format", "csv", "show", "compta/2202/INBOX/0"],
+        &["--format", "json", "resequence", "compta/2202/INBOX"],
+    ] {
+        let r = sb.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("only, not --format"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+}

@@ -110,6 +110,11 @@ fn run(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    if dry_run && setup.format != Format::Table {
+        return Err(Error::Usage(
+            "--dry-run prints its plan as text; leave out --format".into(),
+        ));
+    }
     let changer = changer_for(setup, g)?;
     // Identities as listed, before any change renumbers anything.
     let mut found = Vec::new();
@@ -148,11 +153,34 @@ fn run(
                 if let Ok(mb) = at.mailbox_id() {
                     changed.insert(mb);
                 }
-                let line = match &applied {
-                    Applied::Moved(to) => format!("moved {at} -> {to}"),
-                    Applied::Copied(to) => format!("copied {at} -> {to}"),
-                    Applied::Deleted(Some(to)) => format!("deleted {at} (kept in {to})"),
-                    Applied::Deleted(None) => format!("deleted {at}"),
+                let (action, to) = match &applied {
+                    Applied::Moved(to) => ("moved", Some(to)),
+                    Applied::Copied(to) => ("copied", Some(to)),
+                    Applied::Deleted(to) => ("deleted", to.as_ref()),
+                };
+                let line = match (setup.format, &applied) {
+                    (Format::Json, _) => serde_json::json!({
+                        "action": action,
+                        "from": at.to_string(),
+                        "to": to.map(|t| t.to_string()),
+                    })
+                    .to_string(),
+                    (Format::Csv, _) => {
+                        if done == 1 {
+                            writeln!(out, "action,from,to").map_err(out_err)?;
+                        }
+                        let to = to.map(|t| t.to_string()).unwrap_or_default();
+                        format!(
+                            "{action},{},{}",
+                            render::csv_text(&at.to_string()),
+                            render::csv_text(&to)
+                        )
+                    }
+                    (_, Applied::Deleted(Some(to))) => format!("deleted {at} (kept in {to})"),
+                    (_, _) => match to {
+                        Some(to) => format!("{action} {at} -> {to}"),
+                        None => format!("{action} {at}"),
+                    },
                 };
                 if let Applied::Moved(to) | Applied::Copied(to) | Applied::Deleted(Some(to)) =
                     &applied

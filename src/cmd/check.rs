@@ -78,16 +78,27 @@ pub fn exec(
         rep,
     };
     let report = setup.store.check(&opts, &mut host)?;
+    if setup.format == Format::Csv {
+        writeln!(out, "path,kind,problem,fix,fixed,severity").map_err(out_err)?;
+    }
     for item in &report.items {
         match setup.format {
             Format::Json => {
                 let json = item.to_json().map_err(|e| out_err(e.into()))?;
                 writeln!(out, "{json}").map_err(out_err)?;
             }
-            _ => writeln!(out, "{}", item.line()).map_err(out_err)?,
+            Format::Csv => {
+                let mut w: &mut dyn Write = &mut *out;
+                render::csv_record(&mut w, &item.fields()).map_err(out_err)?;
+            }
+            Format::Table => writeln!(out, "{}", item.line()).map_err(out_err)?,
         }
     }
-    if let Some(clean) = report.clean.as_ref().filter(|_| !setup.quiet) {
+    if let Some(clean) = report
+        .clean
+        .as_ref()
+        .filter(|_| !setup.quiet && setup.format == Format::Table)
+    {
         writeln!(out, "{clean}").map_err(out_err)?;
     }
     let open = report.items.iter().filter(|f| f.open()).count();

@@ -431,6 +431,23 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
     if batch_command(&cli.command) || matches!(cli.command, Command::Play(_)) {
         install_interrupt_handler();
     }
+    let accepted = formats_of(&cli.command);
+    if !accepted.contains(&cli.global.format) {
+        let names: Vec<&str> = accepted
+            .iter()
+            .map(|f| match f {
+                cli::Format::Table => "text",
+                other => other.name(),
+            })
+            .collect();
+        rep.error(&Error::Usage(format!(
+            "vmtool {} prints {} only, not --format {} (json and csv are for ls, boxes, count, check and the change commands; json also for show, report and watch)",
+            command_name(&cli.command),
+            names.join(" or "),
+            cli.global.format.name()
+        )));
+        return Exit::Usage;
+    }
     let result = match &cli.command {
         Command::Completions { shell } => completions::exec(*shell, out),
         Command::Man { out: dir } => {
@@ -606,6 +623,53 @@ fn is_closed_output(e: &Error) -> bool {
 }
 
 const STDOUT: &str = "standard output";
+
+/// The output formats a command writes; any other `--format` is refused
+/// (exit 2) rather than ignored.
+fn formats_of(c: &Command) -> &'static [cli::Format] {
+    use cli::Format::{Csv, Json, Table};
+    match c {
+        Command::Ls(_)
+        | Command::Boxes(_)
+        | Command::Count(_)
+        | Command::Check(_)
+        | Command::Mv(_)
+        | Command::Cp(_)
+        | Command::Read(_)
+        | Command::Unread(_)
+        | Command::Rm(_) => &[Table, Json, Csv],
+        Command::Show(_) | Command::Report(_) | Command::Watch(_) => &[Table, Json],
+        _ => &[Table],
+    }
+}
+
+/// The subcommand's name.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Ls(_) => "ls",
+        Command::Show(_) => "show",
+        Command::Boxes(_) => "boxes",
+        Command::Count(_) => "count",
+        Command::Mv(_) => "mv",
+        Command::Cp(_) => "cp",
+        Command::Read(_) => "read",
+        Command::Unread(_) => "unread",
+        Command::Rm(_) => "rm",
+        Command::Resequence(_) => "resequence",
+        Command::Check(_) => "check",
+        Command::Report(_) => "report",
+        Command::Unlock(_) => "unlock",
+        Command::Migrate(_) => "migrate",
+        Command::Archive(_) => "archive",
+        Command::Restore(_) => "restore",
+        Command::Purge(_) => "purge",
+        Command::Watch(_) => "watch",
+        Command::Play(_) => "play",
+        Command::Convert(_) => "convert",
+        Command::Completions { .. } => "completions",
+        Command::Man { .. } => "man",
+    }
+}
 
 /// Commands that work through a batch of messages, changing the spool or writing
 /// files: they finish what they started when interrupted or when the reader leaves.

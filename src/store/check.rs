@@ -658,6 +658,28 @@ impl Item {
         }
     }
 
+    /// The CSV columns: path, kind, problem, fix, fixed, severity.
+    pub fn fields(&self) -> [String; 6] {
+        match self {
+            Item::File(f) => [
+                f.path.clone(),
+                f.kind.to_string(),
+                f.problem.clone(),
+                f.fix.clone(),
+                f.fixed.to_string(),
+                f.severity.to_string(),
+            ],
+            Item::Row(f) => [
+                f.at.clone(),
+                "row".into(),
+                f.problem.clone(),
+                String::new(),
+                f.fixed.to_string(),
+                "problem".into(),
+            ],
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Result<String> {
         match self {
             Item::File(f) => serde_json::to_string(f),
