@@ -444,8 +444,9 @@ mod tests {
         out
     }
 
-    /// A frame whose every field holds a distinct in-range value.
-    fn sample_frame(seed: u32) -> Frame {
+    /// A frame whose every field holds a distinct in-range value (also for
+    /// the encoder's packing tests).
+    pub(super) fn sample_frame(seed: u32) -> Frame {
         let mut x = seed;
         let mut next = |bits: u32| {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);

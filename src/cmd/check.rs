@@ -23,11 +23,11 @@ pub struct CheckArgs {
 }
 
 /// Targets are resolved only if the store asks (a table is checked whole).
-pub(super) struct Host<'a, 'r> {
-    pub(super) setup: &'a Setup,
-    pub(super) g: &'a GlobalArgs,
-    pub(super) targets: &'a [String],
-    pub(super) rep: &'a mut Reporter<'r>,
+struct Host<'a, 'r> {
+    setup: &'a Setup,
+    g: &'a GlobalArgs,
+    targets: &'a [String],
+    rep: &'a mut Reporter<'r>,
 }
 
 impl CheckHost for Host<'_, '_> {
@@ -56,6 +56,33 @@ impl CheckHost for Host<'_, '_> {
     }
 }
 
+/// The store's check of these targets (none: the whole spool).
+pub(super) fn run_check(
+    setup: &Setup,
+    g: &GlobalArgs,
+    targets: &[String],
+    rep: &mut Reporter,
+    fix: bool,
+    strict: bool,
+    stale_after: u64,
+) -> Result<crate::store::check::Report> {
+    let opts = CheckOptions {
+        conf: setup.vmconf.as_ref(),
+        runuser: setup.astconf.as_ref().and_then(|c| c.runuser.as_deref()),
+        fix,
+        strict,
+        stale: Duration::from_secs(stale_after),
+        interrupted: &INTERRUPTED,
+    };
+    let mut host = Host {
+        setup,
+        g,
+        targets,
+        rep,
+    };
+    setup.store.check(&opts, &mut host)
+}
+
 pub fn exec(
     setup: &Setup,
     g: &GlobalArgs,
@@ -63,21 +90,7 @@ pub fn exec(
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
-    let opts = CheckOptions {
-        conf: setup.vmconf.as_ref(),
-        runuser: setup.astconf.as_ref().and_then(|c| c.runuser.as_deref()),
-        fix: a.fix,
-        strict: a.strict,
-        stale: Duration::from_secs(a.stale_after),
-        interrupted: &INTERRUPTED,
-    };
-    let mut host = Host {
-        setup,
-        g,
-        targets: &a.targets,
-        rep,
-    };
-    let report = setup.store.check(&opts, &mut host)?;
+    let report = run_check(setup, g, &a.targets, rep, a.fix, a.strict, a.stale_after)?;
     if setup.format == Format::Csv {
         writeln!(out, "path,kind,problem,fix,fixed,severity").map_err(out_err)?;
     }

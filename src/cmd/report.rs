@@ -2,12 +2,10 @@
 //! (`report` in the library gathers it): exit 0 when nothing needs
 //! attention, 1 when something does.
 
-use super::check::Host;
 use super::prelude::*;
 use crate::report::{self, Attention, ReportOptions};
-use crate::store::check::{CheckOptions, Item};
+use crate::store::check::Item;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -65,21 +63,8 @@ pub fn exec(
         &opts,
     );
     if !a.no_check {
-        let copts = CheckOptions {
-            conf,
-            runuser: setup.astconf.as_ref().and_then(|c| c.runuser.as_deref()),
-            fix: false,
-            strict: false,
-            stale: Duration::from_secs(a.stale_after),
-            interrupted: &INTERRUPTED,
-        };
-        let mut host = Host {
-            setup,
-            g,
-            targets: &a.targets,
-            rep,
-        };
-        let found = setup.store.check(&copts, &mut host)?;
+        let found =
+            super::check::run_check(setup, g, &a.targets, rep, false, false, a.stale_after)?;
         digest.attention.extend(check_lines(&found.items));
     }
     match setup.format {

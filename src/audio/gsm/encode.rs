@@ -608,30 +608,9 @@ impl Frame {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::sample_frame;
     use super::super::FrameDecoder;
     use super::*;
-
-    fn sample_frame(seed: u32) -> Frame {
-        let mut x = seed;
-        let mut next = |bits: u32| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            ((x >> 16) & ((1 << bits) - 1)) as u8
-        };
-        let mut f = Frame::default();
-        for (i, &b) in LAR_BITS.iter().enumerate() {
-            f.larc[i] = next(b);
-        }
-        for j in 0..4 {
-            f.nc[j] = next(7);
-            f.bc[j] = next(2);
-            f.mc[j] = next(2);
-            f.xmaxc[j] = next(6);
-            for k in 0..13 {
-                f.xmc[j][k] = next(3);
-            }
-        }
-        f
-    }
 
     #[test]
     fn packers_are_the_readers_inverse() {
