@@ -24,6 +24,7 @@ pub mod callerid;
 pub mod cmd;
 pub mod conf;
 pub mod config;
+pub mod deposit;
 pub mod dialect;
 pub mod error;
 pub mod fsutil;

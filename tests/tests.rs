@@ -8,6 +8,7 @@ mod archive;
 mod change;
 mod check;
 mod contention;
+mod deposit;
 mod docs;
 mod example;
 mod fixture;

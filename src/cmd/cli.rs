@@ -7,6 +7,7 @@ use super::change::{ChangeArgs, TransferArgs};
 use super::check::CheckArgs;
 use super::convert::ConvertArgs;
 use super::count::CountArgs;
+use super::deposit::DepositArgs;
 use super::ls::LsArgs;
 use super::migrate::MigrateArgs;
 use super::play::PlayArgs;
@@ -126,6 +127,25 @@ Needs a build with the `play` feature (the default; it links libasound).
 ",
     targets_text!()
 );
+const DEPOSIT_HELP: &str = "\
+The file is read (WAV of any rate, depth and channels; mp3, ogg, flac; Asterisk's
+own formats), mixed down to mono, resampled only when its rate is not the
+format's (8 kHz mono 16-bit input reaches the encoders sample for sample) and
+written once per format of voicemail.conf's format= (wav49 as .WAV). The .txt
+has Asterisk's keys in Asterisk's order, as msg_create_from_file() writes it;
+duration is the first format's samples / 8000.
+
+Each box is done on its own: staged in its tmp/, Asterisk's folder lock,
+highest+1; a box holding maxmsg messages is refused (mailbox full) and the
+batch goes on. A box that already holds, in any folder, a message with the
+same callerid and the same first-format audio bytes is skipped: a broadcast
+that stopped (crash, Ctrl-C) is finished by running it again.
+
+Examples:
+  vmtool deposit 2101@finance notice.wav --callerid 'Reception <100>'
+  vmtool deposit finance announcement.mp3 --normalize --urgent
+  vmtool deposit --all closed-friday.wav";
+
 const CONVERT_HELP: &str = concat!(
     "Writes standard WAV files: 16-bit PCM, mono, at the source's rate or --rate
 (resampled with a band-limited FFT resampler, never by repeating samples). The
@@ -381,6 +401,9 @@ pub enum Command {
     /// Export messages as standard WAV files (16-bit PCM, mono), or one to standard output
     #[command(after_help = CONVERT_HELP)]
     Convert(ConvertArgs),
+    /// Put an audio file into boxes as a new message, as Asterisk makes one (every format= format; several boxes or a context = a broadcast)
+    #[command(after_help = DEPOSIT_HELP)]
+    Deposit(DepositArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

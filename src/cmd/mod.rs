@@ -13,6 +13,7 @@ pub mod cli;
 mod completions;
 mod convert;
 mod count;
+mod deposit;
 mod ls;
 mod migrate;
 mod play;
@@ -483,6 +484,7 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
                 Command::Restore(a) => archive::exec_restore(s, g, a, out, r),
                 Command::Play(a) => play::exec(s, g, a, out, r),
                 Command::Convert(a) => convert::exec(s, a, out, r),
+                Command::Deposit(a) => deposit::exec(s, g, a, out, r),
                 Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
             }
         }),

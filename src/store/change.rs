@@ -344,6 +344,82 @@ impl<'a> Changer<'a> {
         }
     }
 
+    /// A new message (`vmtool deposit`) into `(mb, folder)`: the import
+    /// procedure, refused when the folder already holds `maxmsg` messages
+    /// (Asterisk's "mailbox full", counted as `count_messages()` counts).
+    pub fn deposit(
+        &self,
+        files: &[(String, PathBuf)],
+        mb: &MailboxId,
+        folder: &Folder,
+    ) -> Result<MsgRef> {
+        let full = |m: String| Error::Failed(format!("{mb}: mailbox full: {m}"));
+        match &self.inner {
+            Inner::Files(e) => e.import(files, mb, folder).map_err(|e| match e {
+                ops::OpError::Full(m) => full(m),
+                other => other.into(),
+            }),
+            Inner::Sql(e) => {
+                insert_row(e, files, mb, folder, &mb.to_string()).map_err(|e| match e {
+                    Error::Failed(m) if m.contains(" is full: ") => full(m),
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Finishes or undoes what an interrupted run left in the box (file
+    /// spool; a table has nothing half-done). Errors are left to the next
+    /// change, which recovers first too.
+    pub fn recover(&self, mb: &MailboxId) {
+        if let Inner::Files(e) = &self.inner {
+            let _ = e.recover(mb);
+        }
+    }
+
+    /// The first message in any folder of `mb` with this `callerid` whose
+    /// audio of extension `ext` (the first `format=`, the table's recording)
+    /// has this SHA-256: the rule that makes a deposit rerunnable.
+    pub fn find_recording(
+        &self,
+        mb: &MailboxId,
+        callerid: &str,
+        ext: &str,
+        sha256: &str,
+    ) -> Option<MsgRef> {
+        let hex_sha = |b: &[u8]| crate::fsutil::hex(&Sha256::digest(b));
+        for folder in Folder::KNOWN.iter() {
+            let Ok(scan) = self.store.scan_folder(mb, folder) else {
+                continue;
+            };
+            for m in scan.messages.iter().filter(|m| m.txt) {
+                let same_caller = self
+                    .store
+                    .read_metadata(mb, folder, m.num)
+                    .is_ok_and(|meta| meta.callerid_raw() == Some(callerid));
+                if !same_caller {
+                    continue;
+                }
+                let same_audio = match self.sql() {
+                    Some(sql) => sql
+                        .recording(mb, folder, m.num)
+                        .is_ok_and(|r| hex_sha(&r) == sha256),
+                    None => {
+                        m.audio.iter().any(|x| x == ext)
+                            && crate::fsutil::sha256_file(
+                                &self.store.spool().msg_file(mb, folder, m.num, ext),
+                            )
+                            .is_ok_and(|s| crate::fsutil::hex(&s) == sha256)
+                    }
+                };
+                if same_audio {
+                    return Some(MsgRef::new(mb, folder, m.num));
+                }
+            }
+        }
+        None
+    }
+
     /// The archived message is already in the folder: a file with these exact
     /// `.txt` bytes, or a row with the same msg_id and origtime (or whose
     /// rebuilt `.txt` has these bytes).

@@ -421,6 +421,22 @@ impl SqlEngine<'_> {
         let t = self.table();
         let dir = t.dir(mb, folder);
         let result = self.commit_locked(&dirs, |db, allocs| {
+            // Deposits and imports count messages (count_messages()), as the
+            // file spool's import does.
+            let count = db
+                .query(
+                    &format!("SELECT COUNT(*) FROM {} WHERE dir = ?", t.name),
+                    &[V::Text(dir.clone())],
+                )?
+                .first()
+                .and_then(|r| r[0].int())
+                .unwrap_or(0);
+            let max = i64::from(self.maxmsg(mb));
+            if count >= max {
+                return Err(refused(format!(
+                    "{dir} is full: it holds {count} messages and maxmsg is {max}; nothing was changed"
+                )));
+            }
             let num = self.allocate(db, allocs, mb, folder)?;
             super::table::insert(db, t, mb, &dir, num, meta, audio)?;
             MsgNum::new(num as u16)
