@@ -657,6 +657,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Read(_) => "read",
         Command::Unread(_) => "unread",
         Command::Rm(_) => "rm",
+        Command::Deposit(_) => "deposit",
         Command::Resequence(_) => "resequence",
         Command::Check(_) => "check",
         Command::Report(_) => "report",
