@@ -696,3 +696,27 @@ fn fifo_configuration_files_are_refused_by_name() {
         }
     }
 }
+
+/// `convert --force` replaces a regular file only: a FIFO (or, run as
+/// root, a device) where an output file goes stays what it is.
+#[test]
+fn convert_force_never_replaces_a_special_file() {
+    let sb = Sandbox::team2();
+    let dir = sb.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    let fifo = dir.join("compta-2202-INBOX-20261126-103353-Zoé_Lambert.wav");
+    mkfifo(&fifo);
+    let r = sb.run_env(
+        &[("TZ", "UTC")],
+        &[
+            "convert",
+            "compta/2202/INBOX/0",
+            "-o",
+            dir.to_str().unwrap(),
+            "--force",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}

@@ -556,8 +556,18 @@ fn write_file_atomic(
     samples: &[i16],
     force: bool,
 ) -> std::result::Result<(), WriteError> {
-    if !force && fs::symlink_metadata(dest).is_ok() {
-        return Err(WriteError::Exists);
+    match fs::symlink_metadata(dest) {
+        Ok(_) if !force => return Err(WriteError::Exists),
+        // --force replaces a file, never a device, FIFO or link (`-o /dev/null`
+        // as root would otherwise become a regular file).
+        Ok(md) if !md.file_type().is_file() => {
+            return Err(WriteError::Io(io::Error::other(format!(
+                "{} is a {}, not a regular file: vmtool replaces only regular files (use --stdout to write into a pipe or device)",
+                dest.display(),
+                crate::fsutil::kind_name(&md)
+            ))))
+        }
+        _ => {}
     }
     let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest
