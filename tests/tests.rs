@@ -18,6 +18,7 @@ mod model;
 mod play;
 mod readonly;
 mod scenarios;
+mod serve;
 mod soak;
 mod sql;
 mod sql_race;

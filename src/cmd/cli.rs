@@ -11,6 +11,7 @@ use super::ls::LsArgs;
 use super::migrate::MigrateArgs;
 use super::play::PlayArgs;
 use super::resequence::ResequenceArgs;
+use super::serve::ServeArgs;
 use super::show::ShowArgs;
 use super::unlock::UnlockArgs;
 use super::watch::WatchArgs;
@@ -204,7 +205,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Spool directory: astspooldir (containing voicemail/) or the voicemail root itself
     /// [default: $VMTOOL_SPOOL, else astspooldir from asterisk.conf, else /var/spool/asterisk]
@@ -357,6 +358,9 @@ pub enum Command {
     /// Export messages as standard WAV files (16-bit PCM, mono), or one to standard output
     #[command(after_help = CONVERT_HELP)]
     Convert(ConvertArgs),
+    /// Voicemail in the browser: box owners log in with their PIN to list, play, mark, move and delete
+    #[command(long_about = None, after_long_help = super::serve::LONG_HELP)]
+    Serve(ServeArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
