@@ -76,10 +76,11 @@ impl Server {
         let mut child = cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let first = lines.next().expect("no line from serve").unwrap();
-        let addr = first
-            .strip_prefix("vmtool: listening on http://")
+        let url = first
+            .strip_prefix("vmtool: listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {first}"))
             .to_string();
+        let addr = url.split_once("://").unwrap().1.to_string();
         let log = Arc::new(Mutex::new(String::new()));
         let l2 = log.clone();
         std::thread::spawn(move || {
@@ -89,17 +90,12 @@ impl Server {
                 l.push('\n');
             }
         });
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
         Server {
             child,
-            base: format!("http://{addr}"),
+            base: url,
             addr,
             log,
-            agent,
+            agent: agent(None),
         }
     }
 
@@ -162,6 +158,28 @@ impl Server {
         let r = answer(self.agent.get(self.url("/")).call());
         assert_eq!(r.status, 200);
     }
+}
+
+/// A client that reports every status (no redirects followed), trusting
+/// `root` (PEM) for TLS when given.
+fn agent(root: Option<&[u8]>) -> ureq::Agent {
+    let mut cfg = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0);
+    if let Some(pem) = root {
+        let certs: Vec<_> = ureq::tls::parse_pem(pem)
+            .filter_map(|i| match i.unwrap() {
+                ureq::tls::PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        cfg = cfg.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)))
+                .build(),
+        );
+    }
+    cfg.build().into()
 }
 
 fn msg_file(sb: &Sandbox, rel: &str) -> std::path::PathBuf {
@@ -645,4 +663,60 @@ fn serve_refuses_plain_http_beyond_loopback() {
         line.starts_with("vmtool: listening on http://0.0.0.0:"),
         "{line}"
     );
+}
+
+#[test]
+fn serve_over_tls_sets_secure_cookies() {
+    let sb = Sandbox::team2();
+    let (cert, key) = (sb.path().join("cert.pem"), sb.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // A server certificate, not a CA (rustls refuses a CA as the server's).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed to make a test certificate (.ci/run installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut srv = Server::start(
+        &sb,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(srv.base.starts_with("https://127.0.0.1:"), "{}", srv.base);
+    srv.agent = agent(Some(&std::fs::read(&cert).unwrap()));
+    let r = srv.login("2101@finance", "1111");
+    assert_eq!(r.status, 303);
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.contains("; Secure"), "{set}");
+    let (cookie, _) = srv.session("2101@finance", "1111");
+    assert_eq!(
+        srv.get("/api/messages?folder=Work", &cookie)
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Plain HTTP on the TLS port gets no answer a browser would take.
+    let plain = srv.raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
 }
