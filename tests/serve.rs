@@ -720,3 +720,60 @@ fn serve_over_tls_sets_secure_cookies() {
     let plain = srv.raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
 }
+
+#[test]
+fn serve_events_announce_a_new_message() {
+    let sb = Sandbox::team2();
+    let srv = Server::start(&sb, &[]);
+    assert_eq!(srv.get("/events", "").status, 401);
+    let (cookie, _) = srv.session("2101@finance", "1111");
+    let r = srv
+        .agent
+        .get(srv.url("/events"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = BufReader::new(r.into_body().into_reader());
+        for line in reader.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Nothing changes: no event.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        rx.try_iter().all(|l| !l.starts_with("event:")),
+        "an event without a change"
+    );
+    // A message arrives in the box from outside the server (another box forwards it).
+    sb.run(&["--no-ami", "cp", "2102@finance/INBOX/0", "2101@finance"])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut saw = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            saw.push(l.clone());
+            if let Some(data) = l.strip_prefix("data: ") {
+                let v: serde_json::Value = serde_json::from_str(data).unwrap();
+                let inbox = v
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["folder"] == "INBOX")
+                    .unwrap();
+                assert_eq!(inbox["count"], 3);
+                assert!(saw.iter().any(|l| l == "event: change"), "{saw:?}");
+                return;
+            }
+        }
+    }
+    panic!("no event within 10 s: {saw:?}");
+}

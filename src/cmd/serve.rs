@@ -40,6 +40,7 @@ HTTP interface:
   POST /api/messages/F/N/unread       Old -> INBOX
   POST /api/messages/F/N/delete       deleted (into Deleted when backupdeleted is set)
   POST /api/messages/F/N/move?to=G    to folder G of the same box
+  GET  /events                        server-sent events: a \"change\" event (data: the folders' counts) each time the box changes, a deposit included; the box is looked at every second
 
 Answers: 401 without a valid session, 403 without the CSRF header, 404 for a message or \
 folder that is not there, 400 for a malformed one, 409 when the message is not in a folder \

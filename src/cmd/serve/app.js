@@ -118,6 +118,9 @@ async function start() {
     location.href = "/";
   });
   await refresh();
+  // New messages (and changes made elsewhere) appear without reloading.
+  const events = new EventSource("/events");
+  events.addEventListener("change", () => { refresh(); });
 }
 
 start();

@@ -152,6 +152,7 @@ fn router(app: Shared) -> Router {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/api/session", get(session_info))
+        .route("/events", get(events))
         .route("/api/folders", get(folders))
         .route("/api/messages", get(messages))
         .route("/api/messages/{folder}/{number}/audio", get(audio))
@@ -436,6 +437,70 @@ async fn folders(State(app): State<Shared>, headers: HeaderMap) -> Response {
         Ok(v) => Json(Value::Array(v)).into_response(),
         Err(r) => r,
     }
+}
+
+/// What the box holds, cheaply: every folder's message files. A change of
+/// it is an event.
+fn box_state(setup: &Setup, mb: &MailboxId) -> Vec<(String, Vec<crate::scan::MsgFiles>)> {
+    setup
+        .store
+        .folders(mb)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            let files = setup
+                .store
+                .scan_folder(mb, &f)
+                .map(|s| s.messages)
+                .unwrap_or_default();
+            (f.dir_name().to_string(), files)
+        })
+        .collect()
+}
+
+/// How often `/events` looks at the box (both stores: the store is shared
+/// by all requests, so no connection holds it between looks).
+const EVENTS_EVERY: Duration = Duration::from_secs(1);
+
+/// `GET /events`: one `change` event each time the session's box changes
+/// (a deposit, a move or delete from anywhere), with its folders' counts.
+async fn events(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let (id, mb, _) = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let look = |app: Shared, mb: MailboxId| async move {
+        with_setup(&app, move |setup| Ok(box_state(setup, &mb)))
+            .await
+            .ok()
+    };
+    let first = look(app.clone(), mb.clone()).await;
+    let stream = futures_util::stream::unfold(first, move |last| {
+        let (app, mb, id) = (app.clone(), mb.clone(), id.clone());
+        async move {
+            loop {
+                tokio::time::sleep(EVENTS_EVERY).await;
+                // The stream ends with the session (logout or expiry).
+                lock(&app.sessions).get(&id)?;
+                let now = look(app.clone(), mb.clone()).await;
+                if now.is_some() && now != last {
+                    let counts: Vec<Value> = now
+                        .iter()
+                        .flatten()
+                        .map(|(f, m)| json!({ "folder": f, "count": m.iter().filter(|m| m.txt).count() }))
+                        .collect();
+                    let ev = Event::default()
+                        .event("change")
+                        .data(Value::Array(counts).to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(ev), now));
+                }
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[derive(Deserialize)]
