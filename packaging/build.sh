@@ -42,7 +42,8 @@ cargo deb --no-build --strip --output "$out/vmtool_${version}_amd64.deb"
 cargo generate-rpm --output "$out/vmtool-${version}.x86_64.rpm"
 
 # Static binary for distributions older than the build machine (glibc 2.17 and up,
-# or none): no libasound, so `play` explains how to play through aplay instead.
+# or none): no libasound, so `play` explains how to play through aplay instead;
+# no `serve` either (the web interface is in the .deb/.rpm builds).
 cargo build --release --locked --target "$musl" --no-default-features
 name=vmtool-${version}-x86_64-linux-musl
 stage=$out/$name

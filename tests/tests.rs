@@ -20,6 +20,7 @@ mod play;
 mod readonly;
 mod report;
 mod scenarios;
+mod serve;
 mod soak;
 mod sql;
 mod sql_race;

@@ -13,6 +13,7 @@ use super::migrate::MigrateArgs;
 use super::play::PlayArgs;
 use super::report::ReportArgs;
 use super::resequence::ResequenceArgs;
+use super::serve::ServeArgs;
 use super::show::ShowArgs;
 use super::unlock::UnlockArgs;
 use super::watch::WatchArgs;
@@ -234,7 +235,7 @@ pub struct Cli {
 }
 
 /// Options every command takes (listed after each command's own).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Spool directory: astspooldir (containing voicemail/) or the voicemail root itself
@@ -404,6 +405,9 @@ pub enum Command {
     /// Put an audio file into boxes as a new message, as Asterisk makes one (every format= format; several boxes or a context = a broadcast)
     #[command(after_help = DEPOSIT_HELP)]
     Deposit(DepositArgs),
+    /// Voicemail in the browser: box owners log in with their PIN to list, play, mark, move and delete
+    #[command(long_about = None, after_long_help = super::serve::LONG_HELP)]
+    Serve(ServeArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

@@ -19,6 +19,7 @@ mod migrate;
 mod play;
 mod report;
 mod resequence;
+mod serve;
 mod show;
 mod unlock;
 mod watch;
@@ -340,6 +341,24 @@ impl Setup {
             .collect()
     }
 
+    /// Resolves one TARGET (the web server's URLs go through here too).
+    pub fn resolve_one(&self, t: &str) -> Result<Vec<Target>> {
+        let configured = |mb: &MailboxId| self.mailbox_conf(mb).is_some();
+        let named = |n: &str| self.configured_boxes(n);
+        let in_conf = |c: &Context| {
+            self.vmconf
+                .as_ref()
+                .is_some_and(|vc| vc.mailboxes.iter().any(|m| m.context == c.as_str()))
+        };
+        Resolver {
+            store: &self.store,
+            configured: &configured,
+            configured_named: &named,
+            configured_context: &in_conf,
+        }
+        .resolve(t)
+    }
+
     /// Resolves TARGET arguments; failures are reported and skipped.
     pub fn resolve_all(&self, args: &[String], rep: &mut Reporter) -> Vec<Target> {
         self.resolve_all_in(&self.store, args, rep)
@@ -462,6 +481,10 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
         }
         Command::Play(a) if a.list_devices => play::list_devices(out),
         _ => Setup::discover(&cli.global, env, &mut rep).and_then(|setup| {
+            // The server owns its setup: requests outlive any borrow of this frame.
+            if let Command::Serve(a) = &cli.command {
+                return serve::exec(setup, &cli.global, a, &mut rep);
+            }
             let (s, g, r) = (&setup, &cli.global, &mut rep);
             match &cli.command {
                 Command::Ls(a) => ls::exec(s, a, out, r),
@@ -485,7 +508,9 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
                 Command::Play(a) => play::exec(s, g, a, out, r),
                 Command::Convert(a) => convert::exec(s, a, out, r),
                 Command::Deposit(a) => deposit::exec(s, g, a, out, r),
-                Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
+                Command::Completions { .. } | Command::Man { .. } | Command::Serve(_) => {
+                    Ok(Exit::Ok)
+                }
             }
         }),
     };
@@ -658,6 +683,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Unread(_) => "unread",
         Command::Rm(_) => "rm",
         Command::Deposit(_) => "deposit",
+        Command::Serve(_) => "serve",
         Command::Resequence(_) => "resequence",
         Command::Check(_) => "check",
         Command::Report(_) => "report",

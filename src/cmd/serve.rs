@@ -1,0 +1,101 @@
+//! `vmtool serve`: voicemail in the browser for box owners. A small HTTP
+//! server (axum on a tokio runtime) over the same store, target resolver
+//! and change path as the CLI; see `LONG_HELP` for the HTTP interface.
+
+use super::prelude::*;
+use std::net::SocketAddr;
+
+#[cfg(feature = "serve")]
+mod auth;
+#[cfg(feature = "serve")]
+mod page;
+#[cfg(feature = "serve")]
+mod web;
+
+pub const LONG_HELP: &str = "\
+Box owners log in with box@context and the PIN Asterisk would accept (voicemail.conf, or \
+secret.conf with passwordlocation=spooldir; a box without a PIN cannot log in). The page \
+lists folders and messages, plays them and marks them heard or unheard, moves and deletes \
+them, through the same locks, store operations and AMI refresh as the command line. Each \
+change writes an audit line (time, box, client address, what) to standard error.
+
+Safety: binds 127.0.0.1:8080 by default; a --listen address that is not loopback needs \
+--tls-cert and --tls-key (PEM), or --insecure-http. Session cookies are random, HttpOnly, \
+SameSite=Strict, Secure under TLS and expire (--session-timeout). Five failed logins from \
+one address or for one box lock it for five minutes, with a growing delay before; a wrong \
+answer never says whether the box exists. Every state-changing request needs the header \
+X-CSRF-Token (from /api/session), else 403. Folder and number in URLs go through the CLI's \
+target resolver and must name the session's own box. Strict Content-Security-Policy, no \
+inline script; request bodies over 16 KiB are refused (413).
+
+HTTP interface:
+  GET  /                              the page (a login form without a session)
+  POST /login                         form fields mailbox (box@context) and pin: 303 to / with a session cookie; 401 when wrong; 429 while locked
+  POST /logout                        ends the session
+  GET  /api/session                   {\"mailbox\", \"csrf\"}
+  GET  /api/folders                   [{\"folder\", \"count\"}] of the box
+  GET  /api/messages?folder=F         the folder's messages: the fields of `ls --format json`
+  GET  /api/messages/F/N/audio        audio/wav, 16-bit PCM; HTTP Range supported
+  POST /api/messages/F/N/read         INBOX/Urgent -> Old; JSON {\"folder\", \"number\"} of the new place
+  POST /api/messages/F/N/unread       Old -> INBOX
+  POST /api/messages/F/N/delete       deleted (into Deleted when backupdeleted is set)
+  POST /api/messages/F/N/move?to=G    to folder G of the same box
+  GET  /events                        server-sent events: a \"change\" event (data: the folders' counts) each time the box changes, a deposit included; the box is looked at every second
+
+Answers: 401 without a valid session, 403 without the CSRF header, 404 for a message or \
+folder that is not there, 400 for a malformed one, 409 when the message is not in a folder \
+the action applies to.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0: any free port, printed on standard error)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address that is not loopback (PINs and cookies travel unencrypted)
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// How long a login lasts; e.g. 30min, 8h
+    #[arg(long, value_name = "SECS", default_value = "8h", value_parser = crate::age::parse_secs_f64)]
+    pub session_timeout: f64,
+}
+
+#[cfg(not(feature = "serve"))]
+pub fn exec(setup: Setup, g: &GlobalArgs, a: &ServeArgs, rep: &mut Reporter) -> Result<Exit> {
+    let _ = (setup, g, a, rep);
+    Err(Error::Failed(
+        "this vmtool was built without the `serve` feature: use the .deb/.rpm build or rebuild with `cargo build --release --features serve`".into(),
+    ))
+}
+
+#[cfg(feature = "serve")]
+pub fn exec(setup: Setup, g: &GlobalArgs, a: &ServeArgs, rep: &mut Reporter) -> Result<Exit> {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ => None,
+    };
+    if !a.listen.ip().is_loopback() && tls.is_none() && !a.insecure_http {
+        return Err(Error::Usage(format!(
+            "--listen {}: an address other machines reach needs TLS (--tls-cert FILE --tls-key FILE), or --insecure-http to send PINs in clear",
+            a.listen
+        )));
+    }
+    if !(a.session_timeout.is_finite() && a.session_timeout >= 1.0) {
+        return Err(Error::Usage(
+            "--session-timeout: give at least one second, e.g. 30min or 8h".into(),
+        ));
+    }
+    if setup.vmconf.is_none() {
+        return Err(Error::Usage(
+            "serve needs voicemail.conf (the PINs): give --voicemail-conf FILE".into(),
+        ));
+    }
+    // Checked now so a misconfigured lock option fails at start, not per click.
+    super::lock_options(&setup, g)?;
+    web::run(setup, g.clone(), a, tls, rep)
+}
