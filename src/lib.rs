@@ -27,7 +27,6 @@ pub mod config;
 pub mod dialect;
 pub mod error;
 pub mod fsutil;
-pub mod greeting;
 pub mod listing;
 pub mod lock;
 pub mod metadata;

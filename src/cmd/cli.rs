@@ -7,6 +7,7 @@ use super::change::{ChangeArgs, TransferArgs};
 use super::check::CheckArgs;
 use super::convert::ConvertArgs;
 use super::count::CountArgs;
+use super::greeting::GreetingArgs;
 use super::ls::LsArgs;
 use super::migrate::MigrateArgs;
 use super::play::PlayArgs;
@@ -357,6 +358,9 @@ pub enum Command {
     /// Export messages as standard WAV files (16-bit PCM, mono), or one to standard output
     #[command(after_help = CONVERT_HELP)]
     Convert(ConvertArgs),
+    /// Greetings of boxes: ls, set (any audio file, every format), rm, expire (cron), play, export
+    #[command(after_help = super::greeting::GREETING_HELP)]
+    Greeting(GreetingArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

@@ -542,6 +542,19 @@ pub fn caller_text(meta: Option<&Metadata>) -> Option<String> {
 }
 
 /// Why a destination could not be written.
+/// Writes a WAV file as `convert` does (temporary name in the same
+/// directory, synced, renamed); an existing file is replaced only with `force`.
+pub fn write_wav_file(dest: &Path, rate: u32, samples: &[i16], force: bool) -> Result<()> {
+    match write_file_atomic(dest, rate, samples, force) {
+        Ok(()) => Ok(()),
+        Err(WriteError::Exists) => Err(Error::Failed(format!(
+            "{} exists: give --force to replace it",
+            dest.display()
+        ))),
+        Err(WriteError::Io(e)) => Err(Error::io("write", dest, e)),
+    }
+}
+
 enum WriteError {
     Exists,
     Io(io::Error),

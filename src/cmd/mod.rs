@@ -13,6 +13,7 @@ pub mod cli;
 mod completions;
 mod convert;
 mod count;
+mod greeting;
 mod ls;
 mod migrate;
 mod play;
@@ -427,7 +428,8 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
     } else {
         out
     };
-    if batch_command(&cli.command) || matches!(cli.command, Command::Play(_)) {
+    if batch_command(&cli.command) || matches!(cli.command, Command::Play(_) | Command::Greeting(_))
+    {
         install_interrupt_handler();
     }
     let result = match &cli.command {
@@ -464,6 +466,7 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
                 Command::Restore(a) => archive::exec_restore(s, g, a, out, r),
                 Command::Play(a) => play::exec(s, g, a, out, r),
                 Command::Convert(a) => convert::exec(s, a, out, r),
+                Command::Greeting(a) => greeting::exec(s, g, a, out, r),
                 Command::Completions { .. } | Command::Man { .. } => Ok(Exit::Ok),
             }
         }),
