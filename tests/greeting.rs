@@ -687,3 +687,115 @@ fn a_killed_greeting_set_is_finished_by_the_next_command_never_a_mix() {
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+#[test]
+fn check_reports_greeting_problems_and_fixes_only_the_safe_ones() {
+    let sb = Sandbox::greetings();
+    let f = |rel: &str| gdir(&sb, rel);
+    fs::remove_file(f("finance/1101/unavail.gsm")).unwrap();
+    fs::write(f("compta/1202/busy.gsm"), b"").unwrap();
+    fs::write(f("compta/1202/greet.WAV"), b"RIFF\x04\x00\x00\x00junk").unwrap();
+    fs::copy(
+        f("finance/1101/unavail.wav"),
+        f("finance/1101/busy.tmp.wav"),
+    )
+    .unwrap();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "3 days ago"])
+        .arg(f("finance/1101/busy.tmp.wav"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A recording in progress right now: not a leftover.
+    fs::copy(
+        f("finance/1101/unavail.wav"),
+        f("finance/1101/busy.tmp.WAV"),
+    )
+    .unwrap();
+    fs::write(f("finance/1101/temp.vmtool-until"), "until=1\n").unwrap();
+    let kinds = |r: &Run| -> Vec<(String, String, bool)> {
+        let mut v: Vec<_> = r
+            .json_lines()
+            .iter()
+            .map(|j| {
+                (
+                    j["kind"].as_str().unwrap().to_string(),
+                    j["path"].as_str().unwrap().to_string(),
+                    j["fixed"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let r = sb.run(&["--format", "json", "check"]);
+    assert_eq!(r.code, 5, "{}\n{}", r.stdout, r.stderr);
+    let want = |fixed: bool| {
+        vec![
+            (
+                "greeting-bad-audio".to_string(),
+                "compta/1202/busy.gsm".to_string(),
+                false,
+            ),
+            (
+                "greeting-bad-audio".into(),
+                "compta/1202/greet.WAV".into(),
+                false,
+            ),
+            (
+                "greeting-format-missing".into(),
+                "finance/1101/unavail".into(),
+                false,
+            ),
+            (
+                "greeting-tmp-leftover".into(),
+                "finance/1101/busy.tmp.wav".into(),
+                fixed,
+            ),
+            (
+                "greeting-until-orphan".into(),
+                "finance/1101/temp.vmtool-until".into(),
+                fixed,
+            ),
+        ]
+    };
+    assert_eq!(kinds(&r), want(false), "{}", r.stdout);
+    let r = sb.run(&["--format", "json", "check", "--fix"]);
+    assert_eq!(kinds(&r), want(true), "{}", r.stdout);
+    assert!(!f("finance/1101/busy.tmp.wav").exists());
+    assert!(!f("finance/1101/temp.vmtool-until").exists());
+    assert!(f("finance/1101/busy.tmp.WAV").exists());
+    assert!(f("compta/1202/greet.WAV").exists() && f("compta/1202/busy.gsm").exists());
+    // A set killed between two formats: check names it, --fix finishes it.
+    let src = f("compta/1202/temp.wav");
+    let r = sb.run_env(
+        &[("VMTOOL_TEST_KILL_AT", "greeting-renamed")],
+        &[
+            "greeting",
+            "set",
+            "1101@finance",
+            "busy",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    let r = sb.run(&["--format", "json", "check", "finance"]);
+    assert!(
+        kinds(&r).iter().any(|k| k.0 == "half-done" && !k.2),
+        "{}",
+        r.stdout
+    );
+    let r = sb.run(&["--format", "json", "check", "--fix", "finance"]);
+    assert!(
+        kinds(&r).iter().any(|k| k.0 == "half-done" && k.2),
+        "{}",
+        r.stdout
+    );
+    for ext in ["WAV", "gsm", "wav"] {
+        assert!(f(&format!("finance/1101/busy.{ext}")).exists());
+    }
+    assert_eq!(
+        fs::read(f("finance/1101/busy.wav")).unwrap(),
+        fs::read(&src).unwrap()
+    );
+}

@@ -496,6 +496,33 @@ fn recover_locked(spool: &Spool, mb: &MailboxId) -> Result<Vec<String>> {
     Ok(done)
 }
 
+/// Records of sets a killed vmtool left on `mb` (what `recover` finishes).
+pub fn pending(spool: &Spool, mb: &MailboxId) -> Vec<PathBuf> {
+    let tmp = spool.tmp_dir(mb);
+    let Ok(rd) = fs::read_dir(&tmp) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(RECORD_PREFIX) && n.ends_with(".json"))
+        })
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The end-date file of the temp greeting, when there is one.
+pub fn until_file(spool: &Spool, mb: &MailboxId) -> Option<PathBuf> {
+    let p = spool.mailbox_dir(mb).join(UNTIL_FILE);
+    fs::symlink_metadata(&p)
+        .is_ok_and(|m| m.is_file())
+        .then_some(p)
+}
+
 /// Removes greeting `kind` of `mb` (every format; for `temp` its end date).
 /// Returns the files removed.
 pub fn remove(
