@@ -799,3 +799,53 @@ fn check_reports_greeting_problems_and_fixes_only_the_safe_ones() {
         fs::read(&src).unwrap()
     );
 }
+
+#[test]
+fn boxes_shows_greetings_and_flags_an_old_temp_greeting() {
+    let sb = Sandbox::greetings();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "@1790000000"])
+        .args(["WAV", "gsm", "wav"].map(|e| gdir(&sb, &format!("compta/1202/temp.{e}"))))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // 20 days after the temp greeting was set.
+    let now = (1790000000 + 20 * 86400).to_string();
+    let env = [("VMTOOL_NOW", now.as_str())];
+    let r = sb.run_env(&env, &["--color", "never", "boxes"]).ok();
+    let line = |b: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(b))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("1202@compta").contains("greetings:unavail,busy,name,temp temp greeting 20 days old"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        line("1101@finance").contains("greetings:unavail"),
+        "{}",
+        r.stdout
+    );
+    assert!(!line("1101@finance").contains("temp"), "{}", r.stdout);
+    let r = sb
+        .run_env(
+            &env,
+            &["--color", "never", "boxes", "--temp-older-than", "30"],
+        )
+        .ok();
+    assert!(!r.stdout.contains("days old"), "{}", r.stdout);
+    let r = sb
+        .run_env(&env, &["--format", "json", "boxes", "compta"])
+        .ok();
+    let rows = r.json_lines();
+    let row = rows.iter().find(|j| j["box"] == "1202").unwrap();
+    assert_eq!(
+        row["greetings"],
+        serde_json::json!(["unavail", "busy", "name", "temp"])
+    );
+    assert_eq!(row["temp_age_days"], 20);
+}

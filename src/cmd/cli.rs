@@ -64,8 +64,11 @@ Columns:
   URGENT           messages in Urgent (already included in NEW)
   MAXMSG           messages INBOX holds against maxmsg / maxmsg (FULL when reached)
   BYTES            disk use of every file of the box (--bytes)
-  FOLDERS / STATE  messages per folder, then FULL, not in voicemail.conf, no directory yet
-JSON and CSV add inbox (INBOX alone), folders, full, configured and directory.";
+  FOLDERS / STATE  messages per folder, the greetings the box has (greetings:unavail,busy,
+                   name,temp), a temp greeting older than --temp-older-than days, then
+                   FULL, not in voicemail.conf, no directory yet
+JSON and CSV add inbox (INBOX alone), folders, full, configured, directory, greetings
+and temp_age_days.";
 const WATCH_HELP: &str = "\
 A new message is reported once, as soon as Asterisk has renamed its .txt into
 INBOX or Urgent and released the folder lock; renumbering, moves and unread are
