@@ -347,6 +347,18 @@ fn greeting_export_and_play_give_what_sox_decodes() {
     ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    // --force replaces files only, never a device (vmtool often runs as root).
+    let r = sb.run(&[
+        "greeting",
+        "export",
+        "1202@compta",
+        "busy",
+        "-o",
+        "/dev/null",
+        "--force",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!fs::metadata("/dev/null").unwrap().is_file());
     // No such greeting: exit 3.
     let r = sb.run(&[
         "greeting",
@@ -637,7 +649,7 @@ fn a_killed_greeting_set_is_finished_by_the_next_command_never_a_mix() {
                 "1101@finance",
                 "unavail",
                 "-o",
-                "/dev/null",
+                "OUT",
                 "--force",
             ],
         ),
@@ -668,6 +680,12 @@ fn a_killed_greeting_set_is_finished_by_the_next_command_never_a_mix() {
         } else {
             assert_eq!(mid, old);
         }
+        // OUT: a file in the sandbox.
+        let out = sb.path().join("exported.wav").display().to_string();
+        let then: Vec<&str> = then
+            .iter()
+            .map(|w| if *w == "OUT" { out.as_str() } else { w })
+            .collect();
         let r = sb.run(&then).ok();
         assert!(
             r.stderr.contains("finished setting the unavail greeting"),
