@@ -28,7 +28,6 @@ pub mod deposit;
 pub mod dialect;
 pub mod error;
 pub mod fsutil;
-pub mod greeting;
 pub mod listing;
 pub mod lock;
 pub mod metadata;

@@ -5,8 +5,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
-use vmtool::greeting::{self, Kind, SetOptions};
 use vmtool::spool::{Context, MailboxId, Spool};
+use vmtool::store::greeting::{self, Kind, SetOptions};
 
 fn sandbox() -> (tempfile::TempDir, Spool) {
     let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk-greetings");
@@ -205,4 +205,665 @@ fn a_temporary_greeting_expires_at_its_date() {
         ..opts
     };
     assert!(greeting::set(&spool, &b, Kind::Busy, &mut |_| Ok(vec![0; 160]), &opts).is_err());
+}
+
+// The `vmtool greeting` commands: the real binary on a copy of the fixture.
+
+use crate::util::{Run, Sandbox};
+
+fn read_wav(path: &Path) -> (u32, Vec<i16>) {
+    let r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let rate = r.spec().sample_rate;
+    (rate, r.into_samples::<i16>().map(Result::unwrap).collect())
+}
+
+fn gdir(sb: &Sandbox, b: &str) -> std::path::PathBuf {
+    sb.voicemail().join(b)
+}
+
+#[test]
+fn greeting_ls_lists_asterisks_greetings_as_sox_measures_them() {
+    let sb = Sandbox::greetings();
+    let run = sb.run(&["--format", "json", "greeting", "ls"]).ok();
+    let rows = run.json_lines();
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{}@{} {}", r["box"], r["context"], r["greeting"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "1202@compta unavail",
+            "1202@compta busy",
+            "1202@compta name",
+            "1202@compta temp",
+            "1101@finance unavail"
+        ]
+    );
+    for r in &rows {
+        let base = match r["greeting"].as_str().unwrap() {
+            "name" => "greet",
+            k => k,
+        };
+        let dir = gdir(
+            &sb,
+            &format!(
+                "{}/{}",
+                r["context"].as_str().unwrap(),
+                r["box"].as_str().unwrap()
+            ),
+        );
+        assert_eq!(r["formats"], serde_json::json!(["WAV", "gsm", "wav"]));
+        for f in r["files"].as_array().unwrap() {
+            let ext = f["ext"].as_str().unwrap();
+            let n = sox_samples(&dir.join(format!("{base}.{ext}"))).len();
+            assert_eq!(
+                f["duration"].as_f64().unwrap(),
+                n as f64 / 8000.0,
+                "{base}.{ext}"
+            );
+            assert!(f["problem"].is_null());
+        }
+    }
+    // format= with one more format: it is missing everywhere.
+    let conf = sb.path().join("etc/voicemail.conf");
+    let text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace("wav49|gsm|wav", "wav49|gsm|wav|ulaw");
+    fs::write(&conf, text).unwrap();
+    // A recording in progress, as Asterisk names it.
+    fs::copy(
+        gdir(&sb, "finance/1101/unavail.wav"),
+        gdir(&sb, "finance/1101/busy.tmp.wav"),
+    )
+    .unwrap();
+    let csv = sb
+        .run(&["--format", "csv", "greeting", "ls", "finance"])
+        .ok();
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "context,box,greeting,formats,duration,date,missing,recording,until,problems"
+    );
+    assert!(
+        lines[1].starts_with("finance,1101,unavail,WAV gsm wav,3.888,"),
+        "{}",
+        csv.stdout
+    );
+    assert!(lines[1].contains(",ulaw,"), "{}", csv.stdout);
+    assert!(
+        lines[2].starts_with("finance,1101,busy,,,,,busy.tmp.wav,"),
+        "{}",
+        csv.stdout
+    );
+    let table = sb.run(&["greeting", "ls", "1101@finance"]).ok();
+    assert!(
+        table.stdout.contains("recording: busy.tmp.wav"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
+fn greeting_export_and_play_give_what_sox_decodes() {
+    let sb = Sandbox::greetings();
+    for (kind, base) in [
+        ("unavail", "unavail"),
+        ("busy", "busy"),
+        ("name", "greet"),
+        ("temp", "temp"),
+    ] {
+        for ext in ["WAV", "gsm", "wav"] {
+            let out = sb.path().join(format!("{kind}-{ext}.wav"));
+            sb.run(&[
+                "greeting",
+                "export",
+                "1202@compta",
+                kind,
+                "--from-format",
+                ext,
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .ok();
+            let (rate, got) = read_wav(&out);
+            assert_eq!(rate, 8000);
+            assert_eq!(
+                got,
+                sox_samples(&gdir(&sb, &format!("compta/1202/{base}.{ext}"))),
+                "{kind} {ext}"
+            );
+        }
+    }
+    // An existing file is not replaced without --force.
+    let out = sb.path().join("busy-wav.wav");
+    let r = sb.run(&[
+        "greeting",
+        "export",
+        "1202@compta",
+        "busy",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("--force"), "{}", r.stderr);
+    // --force replaces files only, never a device (vmtool often runs as root).
+    let r = sb.run(&[
+        "greeting",
+        "export",
+        "1202@compta",
+        "busy",
+        "-o",
+        "/dev/null",
+        "--force",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!fs::metadata("/dev/null").unwrap().is_file());
+    // No such greeting: exit 3.
+    let r = sb.run(&[
+        "greeting",
+        "export",
+        "1101@finance",
+        "busy",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("no busy greeting"), "{}", r.stderr);
+    // play reaches ALSA sample-exact (the .wav is chosen first).
+    if let Some((run, captured)) =
+        crate::play::play_captured_with(&sb, &["greeting"], &["1202@compta", "busy"])
+    {
+        let run = run.ok();
+        assert!(
+            run.stdout.contains("1202@compta busy greeting"),
+            "{}",
+            run.stdout
+        );
+        let want = sox_samples(&gdir(&sb, "compta/1202/busy.wav"));
+        crate::play::assert_same_audio(&captured, &want);
+    }
+}
+
+#[test]
+fn greeting_set_round_trips_through_every_format() {
+    let sb = Sandbox::greetings();
+    // A 16 kHz stereo WAV made by sox from Asterisk's own recording.
+    let src = gdir(&sb, "compta/1202/greet.wav");
+    let input = sb.path().join("input.wav");
+    let st = std::process::Command::new("sox")
+        .arg(&src)
+        .args(["-r", "16000", "-c", "2"])
+        .arg(&input)
+        .status()
+        .expect("sox");
+    assert!(st.success());
+    let r = sb
+        .run(&[
+            "greeting",
+            "set",
+            "1101@finance",
+            "name",
+            input.to_str().unwrap(),
+        ])
+        .ok();
+    assert_eq!(r.stdout.trim(), "1101@finance: name greeting set (3 files)");
+    let ls = sb
+        .run(&["--format", "json", "greeting", "ls", "1101@finance"])
+        .ok();
+    let rows = ls.json_lines();
+    let name = rows
+        .iter()
+        .find(|r| r["greeting"] == "name")
+        .expect("name listed");
+    assert_eq!(name["formats"], serde_json::json!(["WAV", "gsm", "wav"]));
+    for ext in ["WAV", "gsm", "wav"] {
+        let written = gdir(&sb, &format!("finance/1101/greet.{ext}"));
+        let out = sb.path().join(format!("out-{ext}.wav"));
+        sb.run(&[
+            "greeting",
+            "export",
+            "1101@finance",
+            "name",
+            "--from-format",
+            ext,
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .ok();
+        assert_eq!(read_wav(&out).1, sox_samples(&written), "{ext}");
+    }
+    // The 8 kHz .wav is the input resampled: close to Asterisk's original.
+    let (_, ours) = read_wav(&gdir(&sb, "finance/1101/greet.wav"));
+    let orig = sox_samples(&src);
+    assert!(
+        (ours.len() as i64 - orig.len() as i64).abs() <= 2,
+        "{} vs {}",
+        ours.len(),
+        orig.len()
+    );
+    let num: f64 = ours
+        .iter()
+        .zip(&orig)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum();
+    let den = (ours.iter().map(|&a| f64::from(a).powi(2)).sum::<f64>()
+        * orig.iter().map(|&b| f64::from(b).powi(2)).sum::<f64>())
+    .sqrt();
+    assert!(num / den > 0.98, "correlation {}", num / den);
+    // An 8 kHz mono WAV reaches the .wav sample for sample.
+    sb.run(&[
+        "greeting",
+        "set",
+        "1101@finance",
+        "busy",
+        src.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(read_wav(&gdir(&sb, "finance/1101/busy.wav")).1, orig);
+    // rm removes every format.
+    sb.run(&["greeting", "rm", "1101@finance", "busy"]).ok();
+    assert!(["WAV", "gsm", "wav"]
+        .iter()
+        .all(|e| !gdir(&sb, &format!("finance/1101/busy.{e}")).exists()));
+}
+
+#[test]
+fn greeting_set_on_a_context_goes_on_past_a_bad_box() {
+    let sb = Sandbox::greetings();
+    // compta/1202's tmp/ is a file: no staging possible there.
+    fs::write(gdir(&sb, "compta/1202/tmp"), b"not a directory").unwrap();
+    fs::create_dir_all(gdir(&sb, "compta/1203/INBOX")).unwrap();
+    let src = gdir(&sb, "compta/1202/busy.wav");
+    let before = fs::read(gdir(&sb, "compta/1202/unavail.wav")).unwrap();
+    let r = sb.run(&[
+        "greeting",
+        "set",
+        "compta",
+        "unavail",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("1202@compta"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("1203@compta: unavail greeting set"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        fs::read(gdir(&sb, "compta/1202/unavail.wav")).unwrap(),
+        before
+    );
+    assert_eq!(
+        fs::read(gdir(&sb, "compta/1203/unavail.wav")).unwrap(),
+        fs::read(&src).unwrap()
+    );
+}
+
+#[test]
+fn a_context_wide_temp_greeting_expires_when_its_date_has_passed() {
+    let sb = Sandbox::greetings();
+    fs::create_dir_all(gdir(&sb, "finance/1102/INBOX")).unwrap();
+    let src = gdir(&sb, "compta/1202/temp.wav");
+    // 2026-12-20 12:00 UTC; closed until 2 January.
+    let now = "1797768000";
+    let env = [("VMTOOL_NOW", now), ("TZ", "UTC")];
+    let r = sb
+        .run_env(
+            &env,
+            &[
+                "greeting",
+                "set",
+                "finance",
+                "temp",
+                src.to_str().unwrap(),
+                "--until",
+                "2027-01-02",
+            ],
+        )
+        .ok();
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    for b in ["1101", "1102"] {
+        let until =
+            fs::read_to_string(gdir(&sb, &format!("finance/{b}/temp.vmtool-until"))).unwrap();
+        assert!(until.contains("until=1798848000"), "{until}");
+    }
+    let ls = sb
+        .run_env(&env, &["--format", "json", "greeting", "ls", "finance"])
+        .ok();
+    let temps: Vec<_> = ls
+        .json_lines()
+        .into_iter()
+        .filter(|r| r["greeting"] == "temp")
+        .collect();
+    assert_eq!(temps.len(), 2);
+    assert!(temps.iter().all(|t| t["until"] == 1798848000));
+    // An hour before: nothing happens.
+    let r = sb
+        .run_env(&[("VMTOOL_NOW", "1798844400")], &["greeting", "expire"])
+        .ok();
+    assert_eq!(r.stdout, "");
+    assert!(gdir(&sb, "finance/1101/temp.wav").exists());
+    // On the date: both go, with their end dates; compta's temp (no date) stays.
+    let r = sb
+        .run_env(
+            &[("VMTOOL_NOW", "1798848000"), ("TZ", "UTC")],
+            &["greeting", "expire"],
+        )
+        .ok();
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("1101@finance: temp greeting expired (until 2027-01-02 00:00)"),
+        "{}",
+        r.stdout
+    );
+    for b in ["1101", "1102"] {
+        let left: Vec<String> = fs::read_dir(gdir(&sb, &format!("finance/{b}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("temp"))
+            .collect();
+        assert!(left.is_empty(), "{b}: {left:?}");
+    }
+    assert!(gdir(&sb, "compta/1202/temp.wav").exists());
+    // --until is for temp only, and must be in the future.
+    let r = sb.run_env(
+        &env,
+        &[
+            "greeting",
+            "set",
+            "1101@finance",
+            "busy",
+            src.to_str().unwrap(),
+            "--until",
+            "2w",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = sb.run_env(
+        &env,
+        &[
+            "greeting",
+            "set",
+            "1101@finance",
+            "temp",
+            src.to_str().unwrap(),
+            "--until",
+            "2026-01-01",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // An age counts forward.
+    sb.run_env(
+        &env,
+        &[
+            "greeting",
+            "set",
+            "1101@finance",
+            "temp",
+            src.to_str().unwrap(),
+            "--until",
+            "2w",
+        ],
+    )
+    .ok();
+    let until = fs::read_to_string(gdir(&sb, "finance/1101/temp.vmtool-until")).unwrap();
+    assert!(
+        until.contains(&format!("until={}", 1797768000 + 14 * 86400)),
+        "{until}"
+    );
+}
+
+/// The bytes of greeting `base` in every format.
+fn greeting_bytes(sb: &Sandbox, b: &str, base: &str) -> Vec<Vec<u8>> {
+    ["WAV", "gsm", "wav"]
+        .iter()
+        .map(|e| fs::read(gdir(sb, &format!("{b}/{base}.{e}"))).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_killed_greeting_set_is_finished_by_the_next_command_never_a_mix() {
+    let src_of = |sb: &Sandbox| gdir(sb, "compta/1202/busy.wav");
+    // What a set that is not killed writes.
+    let clean = Sandbox::greetings();
+    clean
+        .run(&[
+            "greeting",
+            "set",
+            "1101@finance",
+            "unavail",
+            src_of(&clean).to_str().unwrap(),
+        ])
+        .ok();
+    let new = greeting_bytes(&clean, "finance/1101", "unavail");
+    for (step, then) in [
+        ("greeting-staged", vec!["greeting", "ls", "1101@finance"]),
+        ("greeting-renamed", vec!["greeting", "ls", "finance"]),
+        (
+            "greeting-renamed",
+            vec![
+                "greeting",
+                "export",
+                "1101@finance",
+                "unavail",
+                "-o",
+                "OUT",
+                "--force",
+            ],
+        ),
+        (
+            "greeting-staged",
+            vec!["greeting", "rm", "1101@finance", "busy"],
+        ),
+    ] {
+        let sb = Sandbox::greetings();
+        let old = greeting_bytes(&sb, "finance/1101", "unavail");
+        assert_ne!(old, new);
+        let r: Run = sb.run_env(
+            &[("VMTOOL_TEST_KILL_AT", step)],
+            &[
+                "greeting",
+                "set",
+                "1101@finance",
+                "unavail",
+                src_of(&sb).to_str().unwrap(),
+            ],
+        );
+        assert_ne!(r.code, 0, "{step}: the failpoint did not fire");
+        let mid = greeting_bytes(&sb, "finance/1101", "unavail");
+        if step == "greeting-renamed" {
+            // Killed after the first rename: old and new side by side on disk.
+            assert!(mid.iter().zip(&old).any(|(a, b)| a != b));
+            assert!(mid.iter().zip(&old).any(|(a, b)| a == b));
+        } else {
+            assert_eq!(mid, old);
+        }
+        // OUT: a file in the sandbox.
+        let out = sb.path().join("exported.wav").display().to_string();
+        let then: Vec<&str> = then
+            .iter()
+            .map(|w| if *w == "OUT" { out.as_str() } else { w })
+            .collect();
+        let r = sb.run(&then).ok();
+        assert!(
+            r.stderr.contains("finished setting the unavail greeting"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(
+            greeting_bytes(&sb, "finance/1101", "unavail"),
+            new,
+            "{step} then {then:?}"
+        );
+        let left: Vec<String> = fs::read_dir(gdir(&sb, "finance/1101/tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".vmtool-lock")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
+#[test]
+fn check_reports_greeting_problems_and_fixes_only_the_safe_ones() {
+    let sb = Sandbox::greetings();
+    let f = |rel: &str| gdir(&sb, rel);
+    fs::remove_file(f("finance/1101/unavail.gsm")).unwrap();
+    fs::write(f("compta/1202/busy.gsm"), b"").unwrap();
+    fs::write(f("compta/1202/greet.WAV"), b"RIFF\x04\x00\x00\x00junk").unwrap();
+    fs::copy(
+        f("finance/1101/unavail.wav"),
+        f("finance/1101/busy.tmp.wav"),
+    )
+    .unwrap();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "3 days ago"])
+        .arg(f("finance/1101/busy.tmp.wav"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A recording in progress right now: not a leftover.
+    fs::copy(
+        f("finance/1101/unavail.wav"),
+        f("finance/1101/busy.tmp.WAV"),
+    )
+    .unwrap();
+    fs::write(f("finance/1101/temp.vmtool-until"), "until=1\n").unwrap();
+    let kinds = |r: &Run| -> Vec<(String, String, bool)> {
+        let mut v: Vec<_> = r
+            .json_lines()
+            .iter()
+            .map(|j| {
+                (
+                    j["kind"].as_str().unwrap().to_string(),
+                    j["path"].as_str().unwrap().to_string(),
+                    j["fixed"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let r = sb.run(&["--format", "json", "check"]);
+    assert_eq!(r.code, 5, "{}\n{}", r.stdout, r.stderr);
+    let want = |fixed: bool| {
+        vec![
+            (
+                "greeting-bad-audio".to_string(),
+                "compta/1202/busy.gsm".to_string(),
+                false,
+            ),
+            (
+                "greeting-bad-audio".into(),
+                "compta/1202/greet.WAV".into(),
+                false,
+            ),
+            (
+                "greeting-format-missing".into(),
+                "finance/1101/unavail".into(),
+                false,
+            ),
+            (
+                "greeting-tmp-leftover".into(),
+                "finance/1101/busy.tmp.wav".into(),
+                fixed,
+            ),
+            (
+                "greeting-until-orphan".into(),
+                "finance/1101/temp.vmtool-until".into(),
+                fixed,
+            ),
+        ]
+    };
+    assert_eq!(kinds(&r), want(false), "{}", r.stdout);
+    let r = sb.run(&["--format", "json", "check", "--fix"]);
+    assert_eq!(kinds(&r), want(true), "{}", r.stdout);
+    assert!(!f("finance/1101/busy.tmp.wav").exists());
+    assert!(!f("finance/1101/temp.vmtool-until").exists());
+    assert!(f("finance/1101/busy.tmp.WAV").exists());
+    assert!(f("compta/1202/greet.WAV").exists() && f("compta/1202/busy.gsm").exists());
+    // A set killed between two formats: check names it, --fix finishes it.
+    let src = f("compta/1202/temp.wav");
+    let r = sb.run_env(
+        &[("VMTOOL_TEST_KILL_AT", "greeting-renamed")],
+        &[
+            "greeting",
+            "set",
+            "1101@finance",
+            "busy",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    let r = sb.run(&["--format", "json", "check", "finance"]);
+    assert!(
+        kinds(&r).iter().any(|k| k.0 == "half-done" && !k.2),
+        "{}",
+        r.stdout
+    );
+    let r = sb.run(&["--format", "json", "check", "--fix", "finance"]);
+    assert!(
+        kinds(&r).iter().any(|k| k.0 == "half-done" && k.2),
+        "{}",
+        r.stdout
+    );
+    for ext in ["WAV", "gsm", "wav"] {
+        assert!(f(&format!("finance/1101/busy.{ext}")).exists());
+    }
+    assert_eq!(
+        fs::read(f("finance/1101/busy.wav")).unwrap(),
+        fs::read(&src).unwrap()
+    );
+}
+
+#[test]
+fn boxes_shows_greetings_and_flags_an_old_temp_greeting() {
+    let sb = Sandbox::greetings();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "@1790000000"])
+        .args(["WAV", "gsm", "wav"].map(|e| gdir(&sb, &format!("compta/1202/temp.{e}"))))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // 20 days after the temp greeting was set.
+    let now = (1790000000 + 20 * 86400).to_string();
+    let env = [("VMTOOL_NOW", now.as_str())];
+    let r = sb.run_env(&env, &["--color", "never", "boxes"]).ok();
+    let line = |b: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(b))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("1202@compta").contains("greetings:unavail,busy,name,temp temp greeting 20 days old"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        line("1101@finance").contains("greetings:unavail"),
+        "{}",
+        r.stdout
+    );
+    assert!(!line("1101@finance").contains("temp"), "{}", r.stdout);
+    let r = sb
+        .run_env(
+            &env,
+            &["--color", "never", "boxes", "--temp-older-than", "30"],
+        )
+        .ok();
+    assert!(!r.stdout.contains("days old"), "{}", r.stdout);
+    let r = sb
+        .run_env(&env, &["--format", "json", "boxes", "compta"])
+        .ok();
+    let rows = r.json_lines();
+    let row = rows.iter().find(|j| j["box"] == "1202").unwrap();
+    assert_eq!(
+        row["greetings"],
+        serde_json::json!(["unavail", "busy", "name", "temp"])
+    );
+    assert_eq!(row["temp_age_days"], 20);
 }

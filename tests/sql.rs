@@ -1241,3 +1241,143 @@ fn a_whole_table_listing_equals_the_box_by_box_one_on_a_large_table() {
         assert_eq!(csv.lines().count(), rows + 1);
     }
 }
+
+#[test]
+fn greetings_are_rows_with_msgnum_minus_one() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        let before = run(&sb, &t, &["--format", "json", "ls"]).ok().stdout;
+        let src = crate::util::repo_root()
+            .join("tests/fixtures/asterisk-greetings/voicemail/compta/1202/temp.wav");
+        let src = src.to_str().unwrap();
+        let with = |extra: &[&str]| {
+            let mut a: Vec<String> = t.args();
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        let go = |env: &[(&str, &str)], a: Vec<String>| {
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            sb.run_env(env, &refs)
+        };
+        // 2026-12-20 12:00 UTC: the whole compta context closed until 2 January.
+        let now = [("VMTOOL_NOW", "1797768000"), ("TZ", "UTC")];
+        let r = go(
+            &now,
+            with(&[
+                "greeting",
+                "set",
+                "compta",
+                "temp",
+                src,
+                "--until",
+                "2027-01-02",
+            ]),
+        )
+        .ok();
+        let boxes = r.stdout.lines().count();
+        assert!(boxes >= 2, "{}", r.stdout);
+        go(
+            &now,
+            with(&["greeting", "set", "2201@compta", "unavail", src]),
+        )
+        .ok();
+        let greet_rows: Vec<_> = t.rows().into_iter().filter(|r| r.1 == -1).collect();
+        assert_eq!(greet_rows.len(), boxes + 1, "{greet_rows:?}");
+        assert!(greet_rows
+            .iter()
+            .any(|r| r.0 == format!("{PREFIX}/compta/2201/unavail") && r.3.is_none()));
+        assert!(greet_rows
+            .iter()
+            .filter(|r| r.0.ends_with("/temp"))
+            .all(|r| r.3.as_deref() == Some("vmtool-until=1798848000")));
+        // Messages are listed as before: greeting rows are no folders.
+        assert_eq!(
+            run(&sb, &t, &["--format", "json", "ls"]).ok().stdout,
+            before,
+            "{:?}",
+            s.kind
+        );
+        let ls = go(
+            &now,
+            with(&["--format", "json", "greeting", "ls", "2201@compta"]),
+        )
+        .ok();
+        let rows = ls.json_lines();
+        let kinds: Vec<&str> = rows
+            .iter()
+            .map(|r| r["greeting"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["unavail", "temp"], "{}", ls.stdout);
+        assert_eq!(rows[1]["formats"], serde_json::json!(["WAV"]));
+        assert_eq!(rows[1]["until"], 1798848000);
+        // The blob is the wav49 file: exported, it is what sox decodes of it.
+        let blob = sb.path().join("temp.WAV");
+        let mut db = t.db();
+        let data = db
+            .query(
+                &format!(
+                    "SELECT recording FROM {} WHERE dir = ? AND msgnum = -1",
+                    t.name
+                ),
+                &[V::Text(format!("{PREFIX}/compta/2201/temp"))],
+            )
+            .unwrap()
+            .remove(0)
+            .remove(0)
+            .into_bytes()
+            .unwrap();
+        drop(db);
+        std::fs::write(&blob, &data).unwrap();
+        let out = sb.path().join("export.wav");
+        go(
+            &[],
+            with(&[
+                "greeting",
+                "export",
+                "2201@compta",
+                "temp",
+                "-o",
+                out.to_str().unwrap(),
+            ]),
+        )
+        .ok();
+        let sox = std::process::Command::new("sox")
+            .arg(&blob)
+            .args(["-t", "raw", "-e", "signed", "-b", "16", "-"])
+            .output()
+            .expect("sox");
+        let want: Vec<i16> = sox
+            .stdout
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let got: Vec<i16> = hound::WavReader::open(&out)
+            .unwrap()
+            .into_samples::<i16>()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, want, "{:?}", s.kind);
+        // Before the date nothing expires; on it every temp row goes, unavail stays.
+        go(
+            &[("VMTOOL_NOW", "1798844400")],
+            with(&["greeting", "expire"]),
+        )
+        .ok();
+        assert_eq!(
+            t.rows().into_iter().filter(|r| r.1 == -1).count(),
+            boxes + 1
+        );
+        let r = go(
+            &[("VMTOOL_NOW", "1798848000")],
+            with(&["greeting", "expire"]),
+        )
+        .ok();
+        assert_eq!(r.stdout.lines().count(), boxes, "{}", r.stdout);
+        let left: Vec<_> = t.rows().into_iter().filter(|r| r.1 == -1).collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        go(&[], with(&["greeting", "rm", "2201@compta", "unavail"])).ok();
+        assert_eq!(t.rows().into_iter().filter(|r| r.1 == -1).count(), 0);
+    }
+}

@@ -76,6 +76,21 @@ impl Sandbox {
         Sandbox { dir }
     }
 
+    /// The greetings a real Asterisk recorded (`tests/fixtures/asterisk-greetings`),
+    /// with empty INBOX folders so the spool reads as one.
+    pub fn greetings() -> Sandbox {
+        let fx = repo_root().join("tests/fixtures/asterisk-greetings");
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&fx.join("voicemail"), &dir.path().join("spool/voicemail"));
+        copy_tree(&fx.join("etc"), &dir.path().join("etc"));
+        for b in ["compta/1202", "finance/1101"] {
+            std::fs::create_dir_all(dir.path().join("spool/voicemail").join(b).join("INBOX"))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("etc/asterisk.conf"), "[options]\n").unwrap();
+        Sandbox { dir }
+    }
+
     /// An empty spool with a minimal configuration, for synthetic cases.
     pub fn empty() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,9 @@ pub struct BoxesArgs {
     /// Print exactly what Asterisk's CLI `voicemail show users [for CONTEXT]` prints
     #[arg(long, conflicts_with = "bytes")]
     pub like_asterisk: bool,
+    /// Flag a temp greeting set more than DAYS days ago (forgotten "on holiday" greetings)
+    #[arg(long, value_name = "DAYS", default_value_t = 14)]
+    pub temp_older_than: u32,
 }
 
 /// One mailbox line of `boxes`.
@@ -41,6 +44,10 @@ struct BoxRow {
     directory: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes: Option<u64>,
+    /// Greetings the box has: unavail, busy, name, temp.
+    greetings: Vec<&'static str>,
+    /// Days since the temp greeting was set.
+    temp_age_days: Option<i64>,
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -60,6 +67,22 @@ fn box_row(
     bytes: bool,
 ) -> Result<BoxRow> {
     let exists = setup.store.mailbox_exists(mb);
+    let formats = setup
+        .vmconf
+        .as_ref()
+        .map(|c| c.general.format.clone())
+        .unwrap_or_default();
+    let gs = if exists {
+        setup.store.greetings(mb, &formats)?
+    } else {
+        Vec::new()
+    };
+    let gs: Vec<_> = gs.into_iter().filter(|g| g.exists()).collect();
+    let temp_age_days = gs
+        .iter()
+        .find(|g| g.kind == crate::store::greeting::Kind::Temp)
+        .and_then(|g| g.set_at())
+        .map(|t| (setup.env.now() - t).max(0) / 86_400);
     let mut folders = BTreeMap::new();
     let (mut urgent, mut inbox, mut old, mut cap) = (0, 0, 0, 0);
     if exists {
@@ -98,6 +121,8 @@ fn box_row(
         configured: conf.is_some(),
         directory: exists,
         bytes: (bytes && exists).then(|| dir_bytes(&setup.store.spool().mailbox_dir(mb))),
+        greetings: gs.iter().map(|g| g.kind.name()).collect(),
+        temp_age_days,
     })
 }
 
@@ -229,6 +254,8 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                                 "configured",
                                 "directory",
                                 "bytes",
+                                "greetings",
+                                "temp_age_days",
                             ],
                         )
                         .map_err(out_err)?;
@@ -255,6 +282,8 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                             row.configured.to_string(),
                             row.directory.to_string(),
                             row.bytes.map(|b| b.to_string()).unwrap_or_default(),
+                            row.greetings.join(" "),
+                            row.temp_age_days.map(|d| d.to_string()).unwrap_or_default(),
                         ],
                     )
                     .map_err(out_err)?;
@@ -270,6 +299,20 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                         .iter()
                         .map(|(k, v)| format!("{k}:{v}"))
                         .collect();
+                    if !row.greetings.is_empty() {
+                        state.push(format!("greetings:{}", row.greetings.join(",")));
+                    }
+                    if let Some(d) = row
+                        .temp_age_days
+                        .filter(|&d| d > i64::from(a.temp_older_than))
+                    {
+                        state.push(
+                            setup
+                                .style
+                                .yellow(&format!("temp greeting {d} days old"))
+                                .into_owned(),
+                        );
+                    }
                     if row.full {
                         state.push(setup.style.red("FULL").into_owned());
                     }

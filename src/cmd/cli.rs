@@ -8,6 +8,7 @@ use super::check::CheckArgs;
 use super::convert::ConvertArgs;
 use super::count::CountArgs;
 use super::deposit::DepositArgs;
+use super::greeting::GreetingArgs;
 use super::ls::LsArgs;
 use super::migrate::MigrateArgs;
 use super::play::PlayArgs;
@@ -66,8 +67,11 @@ Columns:
   URGENT           messages in Urgent (already included in NEW)
   MAXMSG           messages INBOX holds against maxmsg / maxmsg (FULL when reached)
   BYTES            disk use of every file of the box (--bytes)
-  FOLDERS / STATE  messages per folder, then FULL, not in voicemail.conf, no directory yet
-JSON and CSV add inbox (INBOX alone), folders, full, configured and directory.";
+  FOLDERS / STATE  messages per folder, the greetings the box has (greetings:unavail,busy,
+                   name,temp), a temp greeting older than --temp-older-than days, then
+                   FULL, not in voicemail.conf, no directory yet
+JSON and CSV add inbox (INBOX alone), folders, full, configured, directory, greetings
+and temp_age_days.";
 const REPORT_HELP: &str = "\
 Needs attention (exit 1): an INBOX full (callers hear \"mailbox full\") or at --near-full
 percent of maxmsg, an unheard message older than --unheard-older-than, a stale lock
@@ -408,6 +412,9 @@ pub enum Command {
     /// Voicemail in the browser: box owners log in with their PIN to list, play, mark, move and delete
     #[command(long_about = None, after_long_help = super::serve::LONG_HELP)]
     Serve(ServeArgs),
+    /// Greetings of boxes: ls, set (any audio file, every format), rm, expire (cron), play, export
+    #[command(after_help = super::greeting::GREETING_HELP)]
+    Greeting(GreetingArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

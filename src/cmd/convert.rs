@@ -542,6 +542,26 @@ pub fn caller_text(meta: Option<&Metadata>) -> Option<String> {
 }
 
 /// Why a destination could not be written.
+/// Writes a WAV file as `convert` does (temporary name in the same
+/// directory, synced, renamed); an existing file is replaced only with `force`.
+pub fn write_wav_file(dest: &Path, rate: u32, samples: &[i16], force: bool) -> Result<()> {
+    // --force replaces a file, never a device or a directory (`-o /dev/null` as root).
+    if fs::symlink_metadata(dest).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::Usage(format!(
+            "{} is not a regular file: give a file name (or - for standard output)",
+            dest.display()
+        )));
+    }
+    match write_file_atomic(dest, rate, samples, force) {
+        Ok(()) => Ok(()),
+        Err(WriteError::Exists) => Err(Error::Failed(format!(
+            "{} exists: give --force to replace it",
+            dest.display()
+        ))),
+        Err(WriteError::Io(e)) => Err(Error::io("write", dest, e)),
+    }
+}
+
 enum WriteError {
     Exists,
     Io(io::Error),

@@ -14,6 +14,7 @@ mod completions;
 mod convert;
 mod count;
 mod deposit;
+mod greeting;
 mod ls;
 mod migrate;
 mod play;
@@ -448,7 +449,8 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
     } else {
         out
     };
-    if batch_command(&cli.command) || matches!(cli.command, Command::Play(_)) {
+    if batch_command(&cli.command) || matches!(cli.command, Command::Play(_) | Command::Greeting(_))
+    {
         install_interrupt_handler();
     }
     let accepted = formats_of(&cli.command);
@@ -508,6 +510,7 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
                 Command::Play(a) => play::exec(s, g, a, out, r),
                 Command::Convert(a) => convert::exec(s, a, out, r),
                 Command::Deposit(a) => deposit::exec(s, g, a, out, r),
+                Command::Greeting(a) => greeting::exec(s, g, a, out, r),
                 Command::Completions { .. } | Command::Man { .. } | Command::Serve(_) => {
                     Ok(Exit::Ok)
                 }
@@ -684,6 +687,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Rm(_) => "rm",
         Command::Deposit(_) => "deposit",
         Command::Serve(_) => "serve",
+        Command::Greeting(_) => "greeting",
         Command::Resequence(_) => "resequence",
         Command::Check(_) => "check",
         Command::Report(_) => "report",

@@ -64,6 +64,30 @@ pub fn exec(
     }
 }
 
+/// Plays audio that is not a message (a greeting) the way `play` plays one:
+/// same device choice, stream and keys; nothing is marked.
+#[allow(clippy::too_many_arguments)]
+pub fn play_pcm(
+    setup: &Setup,
+    g: &GlobalArgs,
+    device: Option<&str>,
+    label: &str,
+    rate: u32,
+    samples: &[i16],
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    #[cfg(feature = "play")]
+    {
+        backend::play_pcm(setup, g, device, label, rate, samples, out, rep)
+    }
+    #[cfg(not(feature = "play"))]
+    {
+        let _ = (setup, g, device, label, rate, samples, out, rep);
+        Err(crate::error::Error::Failed(NOT_BUILT.into()))
+    }
+}
+
 /// `vmtool play --list-devices` (needs no spool).
 pub fn list_devices(out: &mut dyn Write) -> Result<Exit> {
     #[cfg(feature = "play")]
@@ -555,6 +579,54 @@ mod backend {
                 ""
             }
         )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn play_pcm(
+        setup: &Setup,
+        g: &GlobalArgs,
+        device: Option<&str>,
+        label: &str,
+        rate: u32,
+        samples: &[i16],
+        out: &mut dyn Write,
+        rep: &mut Reporter,
+    ) -> Result<Exit> {
+        let mut log = AlsaLog::capture();
+        if samples.is_empty() {
+            return Err(Error::Failed(format!(
+                "{label}: nothing to play (no audio)"
+            )));
+        }
+        let device = find_device(device)?;
+        let errors: Errors = Arc::new(Mutex::new(Vec::new()));
+        let (sink, same_rate) = match open_sink(&device, rate, &errors) {
+            Ok(s) => s,
+            Err(e) => return Err(no_device(&device, &e, &mut log, g.verbose, rep)),
+        };
+        log.take();
+        if !setup.quiet {
+            writeln!(out, "{}", setup.style.bold(&sanitize(label))).map_err(out_err)?;
+            out.flush().map_err(out_err)?;
+        }
+        let mut f: Vec<f32> = samples.iter().map(|&s| convert::to_f32(s)).collect();
+        let mut rate = rate;
+        if !same_rate {
+            let to = sink.config().sample_rate().get();
+            f = convert::resample_f32(&f, rate, to).map_err(Error::Failed)?;
+            rate = to;
+        }
+        let mut keys = Keys::new();
+        let pb = progress_bar(f.len(), !setup.quiet);
+        let outcome = play_on(&sink, f, rate, &errors, &mut keys, &pb);
+        drop(sink);
+        pb.finish_and_clear();
+        log.take();
+        match outcome {
+            Outcome::Finished | Outcome::Skipped | Outcome::Quit => Ok(Exit::Ok),
+            Outcome::Interrupted => Ok(Exit::Interrupted),
+            Outcome::Failed(why) => Err(Error::Failed(format!("{label}: {why}"))),
+        }
     }
 
     pub(super) fn run(

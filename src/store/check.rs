@@ -49,6 +49,8 @@ struct Checker<'a> {
     strict: bool,
     /// Where `--fix` put files aside (spool-relative).
     quarantined: BTreeSet<String>,
+    /// `format=`: what every greeting should have.
+    formats: Vec<String>,
 }
 
 fn age(path: &Path) -> Duration {
@@ -226,6 +228,9 @@ impl Checker<'_> {
                 }
             }
         }
+        if only.is_none() {
+            self.check_greetings(mb);
+        }
         let folders = match only {
             Some(f) => vec![f.clone()],
             None => self.store.folders(mb)?,
@@ -235,6 +240,110 @@ impl Checker<'_> {
             self.check_folder(mb, &folder, maxmsg)?;
         }
         Ok(())
+    }
+
+    /// Greetings (spec §7.4): a set vmtool did not finish, formats missing
+    /// against `format=`, empty or undecodable files, recordings abandoned
+    /// for more than a day, an end date without a temp greeting.
+    fn check_greetings(&mut self, mb: &MailboxId) {
+        use super::greeting;
+        let spool = self.store.spool().clone();
+        let timeout = self.engine.lock.timeout;
+        let pending = greeting::pending(&spool, mb);
+        if !pending.is_empty() {
+            if self.fix {
+                match greeting::recover(&spool, mb, timeout) {
+                    Ok(done) => {
+                        for d in done {
+                            self.add(&spool.tmp_dir(mb), "half-done", d, String::new(), true);
+                        }
+                    }
+                    Err(e) => self.add(
+                        &spool.tmp_dir(mb),
+                        "half-done",
+                        format!("interrupted greeting set could not be finished: {e}"),
+                        "retry `vmtool check --fix` later".into(),
+                        false,
+                    ),
+                }
+            } else {
+                for p in pending {
+                    self.add(
+                        &p,
+                        "half-done",
+                        "an interrupted vmtool greeting set is not finished (some formats may be old, some new)".into(),
+                        format!("vmtool check --fix {mb}"),
+                        false,
+                    );
+                }
+            }
+        }
+        let Ok(gs) = greeting::list(&spool, mb, &self.formats) else {
+            return;
+        };
+        let dir = spool.mailbox_dir(mb);
+        for g in &gs {
+            let base = g.kind.base();
+            if !g.missing.is_empty() {
+                self.add(
+                    &dir.join(base),
+                    "greeting-format-missing",
+                    format!(
+                        "the {} greeting has no file for format {} of format=: callers whose call uses it hear it transcoded, or not at all",
+                        g.kind,
+                        g.missing.join(", ")
+                    ),
+                    format!("vmtool greeting set {mb} {} FILE (writes every format)", g.kind),
+                    false,
+                );
+            }
+            for f in &g.files {
+                if let Some(problem) = &f.problem {
+                    self.add(
+                        &dir.join(format!("{base}.{}", f.ext)),
+                        "greeting-bad-audio",
+                        format!("the {} greeting: {problem}", g.kind),
+                        format!(
+                            "vmtool greeting set {mb} {} FILE, or re-record it by phone",
+                            g.kind
+                        ),
+                        false,
+                    );
+                }
+            }
+            for r in &g.recording {
+                let p = dir.join(r);
+                if age(&p) < Duration::from_secs(86_400) {
+                    continue; // the owner may be recording it right now
+                }
+                let fixed = self.fix && std::fs::remove_file(&p).is_ok();
+                self.add(
+                    &p,
+                    "greeting-tmp-leftover",
+                    format!(
+                        "a recording of the {} greeting abandoned {} days ago (Asterisk renames <name>.tmp.<ext> when the owner accepts it)",
+                        g.kind,
+                        age(&p).as_secs() / 86_400
+                    ),
+                    format!("vmtool check --fix {mb}"),
+                    fixed,
+                );
+            }
+        }
+        let temp = gs
+            .iter()
+            .any(|g| g.kind == greeting::Kind::Temp && g.exists());
+        if let (false, Some(p)) = (temp, greeting::until_file(&spool, mb)) {
+            let fixed = self.fix && std::fs::remove_file(&p).is_ok();
+            self.add(
+                &p,
+                "greeting-until-orphan",
+                "an end date for a temp greeting that is no longer there (removed by phone?)"
+                    .into(),
+                format!("vmtool check --fix {mb}"),
+                fixed,
+            );
+        }
     }
 
     fn check_folder(&mut self, mb: &MailboxId, folder: &Folder, maxmsg: u32) -> Result<()> {
@@ -745,6 +854,10 @@ impl Store {
             runuser_uid: opts.runuser.and_then(uid_of),
             strict: opts.strict,
             quarantined: Default::default(),
+            formats: opts
+                .conf
+                .map(|c| c.general.format.clone())
+                .unwrap_or_default(),
         };
         for t in host.parts() {
             let (contexts, boxes): (Vec<Context>, Vec<(MailboxId, Option<Folder>)>) = match &t {

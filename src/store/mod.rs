@@ -10,6 +10,7 @@
 pub mod change;
 pub mod check;
 pub mod file;
+pub mod greeting;
 mod list;
 pub mod sql;
 pub mod watch;

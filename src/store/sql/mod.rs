@@ -6,6 +6,7 @@ pub mod change;
 pub mod check;
 pub mod db;
 pub mod discover;
+mod greeting;
 pub mod migrate;
 pub mod packed;
 mod spill;

@@ -198,6 +198,13 @@ impl Table {
         if it.next().is_some() {
             return None;
         }
+        // Greetings are rows too (`<box>/unavail`, msgnum -1), not folders.
+        if crate::store::greeting::Kind::ALL
+            .iter()
+            .any(|k| k.base() == f)
+        {
+            return None;
+        }
         let ctx = Context::new(c).ok()?;
         let mailbox = MailboxId::new(ctx, b).ok()?;
         // Literal, as Asterisk's COUNT matches `dir`: `inbox` is not INBOX.

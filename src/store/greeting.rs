@@ -17,8 +17,10 @@
 //! the owner removes the greeting by phone the file is left alone until vmtool
 //! (`greeting expire`, `check`) sees it without a greeting and removes it.
 
+use super::{Decoded, Store};
 use crate::audio::encode::{encodable, encode_to};
-use crate::audio::AudioFormat;
+use crate::audio::{self, AudioFormat};
+use crate::error::Error;
 use crate::fsutil::{self, Perms};
 use crate::lock::{LockError, MailboxGuard};
 use crate::ops::failpoint;
@@ -494,6 +496,33 @@ fn recover_locked(spool: &Spool, mb: &MailboxId) -> Result<Vec<String>> {
     Ok(done)
 }
 
+/// Records of sets a killed vmtool left on `mb` (what `recover` finishes).
+pub fn pending(spool: &Spool, mb: &MailboxId) -> Vec<PathBuf> {
+    let tmp = spool.tmp_dir(mb);
+    let Ok(rd) = fs::read_dir(&tmp) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(RECORD_PREFIX) && n.ends_with(".json"))
+        })
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The end-date file of the temp greeting, when there is one.
+pub fn until_file(spool: &Spool, mb: &MailboxId) -> Option<PathBuf> {
+    let p = spool.mailbox_dir(mb).join(UNTIL_FILE);
+    fs::symlink_metadata(&p)
+        .is_ok_and(|m| m.is_file())
+        .then_some(p)
+}
+
 /// Removes greeting `kind` of `mb` (every format; for `temp` its end date).
 /// Returns the files removed.
 pub fn remove(
@@ -567,6 +596,158 @@ fn unique() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{nanos:x}-{}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+impl From<GreetingError> for Error {
+    fn from(e: GreetingError) -> Error {
+        match e {
+            GreetingError::Lock(l) => Error::from(l),
+            GreetingError::Io {
+                action,
+                path,
+                source,
+            } => Error::Io {
+                action,
+                path,
+                source,
+            },
+            GreetingError::Refused(m) if m.contains("no such mailbox") => Error::NotFound(m),
+            GreetingError::Refused(m) => Error::Failed(m),
+        }
+    }
+}
+
+/// The store operations on greetings. The file spool keeps them as files
+/// (above); the SQL table as rows with `msgnum = -1` (spec §10.1).
+impl Store {
+    /// The greetings of a box; `formats` are `format=`'s tokens.
+    pub fn greetings(&self, mb: &MailboxId, formats: &[String]) -> Result<Vec<Greeting>, Error> {
+        match self {
+            Store::File(f) => list(f.spool(), mb, formats)
+                .map_err(|e| Error::io("read", f.spool().mailbox_dir(mb), e)),
+            Store::Sql(s) => s.greetings(mb, formats),
+        }
+    }
+
+    /// Writes greeting `kind` of `mb`; returns where it is kept.
+    pub fn set_greeting(
+        &self,
+        mb: &MailboxId,
+        kind: Kind,
+        samples_at: &mut dyn FnMut(u32) -> std::result::Result<Vec<i16>, String>,
+        opts: &SetOptions,
+    ) -> Result<Vec<String>, Error> {
+        match self {
+            Store::File(f) => Ok(set(f.spool(), mb, kind, samples_at, opts)?
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()),
+            Store::Sql(s) => s.set_greeting(mb, kind, samples_at, opts),
+        }
+    }
+
+    /// Removes greeting `kind` of `mb`; returns what was removed.
+    pub fn remove_greeting(
+        &self,
+        mb: &MailboxId,
+        kind: Kind,
+        timeout: Duration,
+    ) -> Result<Vec<String>, Error> {
+        match self {
+            Store::File(f) => Ok(remove(f.spool(), mb, kind, timeout)?
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()),
+            Store::Sql(s) => s.remove_greeting(mb, kind),
+        }
+    }
+
+    /// Removes the temp greeting of `mb` once its end date has passed;
+    /// returns that date.
+    pub fn expire_greeting(
+        &self,
+        mb: &MailboxId,
+        now: i64,
+        timeout: Duration,
+    ) -> Result<Option<i64>, Error> {
+        match self {
+            Store::File(f) => Ok(expire(f.spool(), mb, now, timeout)?),
+            Store::Sql(s) => s.expire_greeting(mb, now),
+        }
+    }
+
+    /// Finishes a set a killed vmtool left on `mb` (nothing to do on the
+    /// table: a set there is one transaction). One line per set finished.
+    pub fn recover_greetings(
+        &self,
+        mb: &MailboxId,
+        timeout: Duration,
+    ) -> Result<Vec<String>, Error> {
+        match self {
+            Store::File(f) => Ok(recover(f.spool(), mb, timeout)?),
+            Store::Sql(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Decodes greeting `kind` of `mb` from `ext` (else the best format it
+    /// has): where it is, the extension, and the decoder's result.
+    pub fn decode_greeting(
+        &self,
+        mb: &MailboxId,
+        kind: Kind,
+        ext: Option<&str>,
+    ) -> Result<(PathBuf, String, Decoded), Error> {
+        match self {
+            Store::File(f) => {
+                let gs = list(f.spool(), mb, &[])
+                    .map_err(|e| Error::io("read", f.spool().mailbox_dir(mb), e))?;
+                let exts: Vec<String> = gs
+                    .iter()
+                    .find(|g| g.kind == kind)
+                    .map(|g| g.files.iter().map(|f| f.ext.clone()).collect())
+                    .unwrap_or_default();
+                let ext = pick_ext(mb, kind, &exts, ext)?;
+                let path = f
+                    .spool()
+                    .mailbox_dir(mb)
+                    .join(format!("{}.{ext}", kind.base()));
+                let decoded = audio::open(&path, &ext).and_then(|mut dec| {
+                    let mut samples = Vec::new();
+                    while dec.next_block(&mut samples)? > 0 {}
+                    Ok((dec.sample_rate(), dec.warnings().to_vec(), samples))
+                });
+                Ok((path, ext, decoded))
+            }
+            Store::Sql(s) => s.decode_greeting(mb, kind, ext),
+        }
+    }
+}
+
+/// The file to decode: the one asked for, else the best of those there.
+pub(crate) fn pick_ext(
+    mb: &MailboxId,
+    kind: Kind,
+    exts: &[String],
+    want: Option<&str>,
+) -> Result<String, Error> {
+    if exts.is_empty() {
+        return Err(Error::NotFound(format!("{mb} has no {kind} greeting")));
+    }
+    if let Some(w) = want {
+        let w = w.strip_prefix('.').unwrap_or(w);
+        return exts.iter().find(|e| *e == w).cloned().ok_or_else(|| {
+            Error::NotFound(format!(
+                "the {kind} greeting of {mb} has no .{w} file (it has {})",
+                exts.join(", ")
+            ))
+        });
+    }
+    audio::preferred_format(exts).ok_or_else(|| {
+        Error::Failed(format!(
+            "the {kind} greeting of {mb} is in {} only: vmtool cannot decode it",
+            exts.join(", ")
+        ))
+    })
 }
 
 #[cfg(test)]
