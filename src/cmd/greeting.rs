@@ -355,11 +355,11 @@ fn duration(g: &Greeting) -> Option<f64> {
 }
 
 /// `TARGET… KIND [FILE]` or, with --all, `KIND [FILE]`.
-fn split_args<'a>(
-    args: &'a [String],
+fn split_args(
+    args: &[String],
     all: bool,
     with_file: bool,
-) -> Result<(Option<&'a str>, Kind, Option<&'a str>)> {
+) -> Result<(Option<&str>, Kind, Option<&str>)> {
     let want = usize::from(!all) + 1 + usize::from(with_file);
     let usage = if with_file {
         "give TARGET KIND FILE, or --all KIND FILE"
