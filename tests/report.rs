@@ -88,5 +88,5 @@ fn a_full_box_old_unheard_messages_and_stale_locks_need_attention() {
     // CSV is refused, not ignored.
     let r = sb.run_env(&env, &["--format", "csv", "report"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("not CSV"), "{}", r.stderr);
+    assert!(r.stderr.contains("not --format csv"), "{}", r.stderr);
 }

@@ -667,7 +667,8 @@ fn formats_of(c: &Command) -> &'static [cli::Format] {
         | Command::Cp(_)
         | Command::Read(_)
         | Command::Unread(_)
-        | Command::Rm(_) => &[Table, Json, Csv],
+        | Command::Rm(_)
+        | Command::Greeting(_) => &[Table, Json, Csv],
         Command::Show(_) | Command::Report(_) | Command::Watch(_) => &[Table, Json],
         _ => &[Table],
     }
