@@ -1036,8 +1036,13 @@ impl Engine<'_> {
         for path in self.intents(mb) {
             let intent: Intent = match fsutil::read_txt_file(&path)
                 .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
+                .and_then(|b| serde_json::from_slice::<Intent>(&b).ok())
+                // tmp/ is the asterisk user's: extensions must stay file names.
+                .filter(|i| {
+                    i.files
+                        .iter()
+                        .all(|(e, _)| !e.is_empty() && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+                }) {
                 Some(i) => i,
                 None => {
                     done.push(format!(

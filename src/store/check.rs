@@ -153,40 +153,65 @@ impl Checker<'_> {
         }
     }
 
+    /// Records of interrupted vmtool work in a box: listed, or with `--fix`
+    /// what their recovery did (`recovered`, run by the caller).
+    fn half_done(
+        &mut self,
+        mb: &MailboxId,
+        pending: Vec<PathBuf>,
+        recovered: Option<std::result::Result<Vec<String>, String>>,
+        unfinished: &str,
+        failed: &str,
+        retry: &str,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let tmp = self.store.spool().tmp_dir(mb);
+        let Some(recovered) = recovered else {
+            for p in pending {
+                self.add(
+                    &p,
+                    "half-done",
+                    unfinished.into(),
+                    format!("vmtool check --fix {mb}"),
+                    false,
+                );
+            }
+            return;
+        };
+        match recovered {
+            Ok(done) => {
+                for d in done {
+                    self.add(&tmp, "half-done", d, String::new(), true);
+                }
+            }
+            Err(e) => self.add(
+                &tmp,
+                "half-done",
+                format!("{failed}: {e}"),
+                retry.into(),
+                false,
+            ),
+        }
+    }
+
     fn check_mailbox(&mut self, mb: &MailboxId, only: Option<&Folder>) -> Result<()> {
         let spool = self.store.spool().clone();
         let mdir = spool.mailbox_dir(mb);
         self.check_owner(&mdir);
         // Half-done changes (their intent records).
         let pending = self.engine.pending(mb);
-        if !pending.is_empty() {
-            if self.fix {
-                match self.engine.recover(mb) {
-                    Ok(done) => {
-                        for d in done {
-                            self.add(&spool.tmp_dir(mb), "half-done", d, String::new(), true);
-                        }
-                    }
-                    Err(e) => self.add(
-                        &spool.tmp_dir(mb),
-                        "half-done",
-                        format!("interrupted change could not be finished: {e}"),
-                        "retry `vmtool check --fix` when the folder is not busy".into(),
-                        false,
-                    ),
-                }
-            } else {
-                for p in pending {
-                    self.add(
-                        &p,
-                        "half-done",
-                        "an interrupted vmtool change (move/copy/delete) is not finished".into(),
-                        format!("vmtool check --fix {}", mb),
-                        false,
-                    );
-                }
-            }
-        }
+        let recovered = (self.fix && !pending.is_empty())
+            .then(|| self.engine.recover(mb).map_err(|e| e.to_string()));
+        self.half_done(
+            mb,
+            pending,
+            recovered,
+            "an interrupted vmtool change (move/copy/delete) is not finished",
+            "interrupted change could not be finished",
+            "retry `vmtool check --fix` when the folder is not busy",
+        );
         // Staged copies and torn records of vmtool runs that are gone: at once.
         let leftovers = if self.fix {
             self.engine.remove_leftovers(mb)
@@ -250,34 +275,16 @@ impl Checker<'_> {
         let spool = self.store.spool().clone();
         let timeout = self.engine.lock.timeout;
         let pending = greeting::pending(&spool, mb);
-        if !pending.is_empty() {
-            if self.fix {
-                match greeting::recover(&spool, mb, timeout) {
-                    Ok(done) => {
-                        for d in done {
-                            self.add(&spool.tmp_dir(mb), "half-done", d, String::new(), true);
-                        }
-                    }
-                    Err(e) => self.add(
-                        &spool.tmp_dir(mb),
-                        "half-done",
-                        format!("interrupted greeting set could not be finished: {e}"),
-                        "retry `vmtool check --fix` later".into(),
-                        false,
-                    ),
-                }
-            } else {
-                for p in pending {
-                    self.add(
-                        &p,
-                        "half-done",
-                        "an interrupted vmtool greeting set is not finished (some formats may be old, some new)".into(),
-                        format!("vmtool check --fix {mb}"),
-                        false,
-                    );
-                }
-            }
-        }
+        let recovered = (self.fix && !pending.is_empty())
+            .then(|| greeting::recover(&spool, mb, timeout).map_err(|e| e.to_string()));
+        self.half_done(
+            mb,
+            pending,
+            recovered,
+            "an interrupted vmtool greeting set is not finished (some formats may be old, some new)",
+            "interrupted greeting set could not be finished",
+            "retry `vmtool check --fix` later",
+        );
         let Ok(gs) = greeting::list(&spool, mb, &self.formats) else {
             return;
         };

@@ -276,6 +276,20 @@ struct Record {
     until: Option<i64>,
 }
 
+impl Record {
+    /// Every staged name is one of ours in `tmp/` and every extension a plain
+    /// audio extension: nothing in a record can name a path elsewhere.
+    fn names_only_own_files(&self) -> bool {
+        let plain = |ext: &str| {
+            matches!(classify(&format!("{}.{ext}", self.kind.base())), Some((_, false, e)) if e == ext)
+                && !ext.contains('/')
+        };
+        self.files.iter().all(|(ext, staged)| {
+            plain(ext) && staged.starts_with(STAGE_PREFIX) && !staged.contains('/')
+        }) && self.remove.iter().all(|ext| plain(ext))
+    }
+}
+
 /// Options of [`set`].
 pub struct SetOptions<'a> {
     /// `format=` tokens: one file each.
@@ -471,6 +485,8 @@ fn recover_locked(spool: &Spool, mb: &MailboxId) -> Result<Vec<String>> {
         let Some(record) = fsutil::read_capped(&path, 1 << 20)
             .ok()
             .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            // tmp/ is the asterisk user's: only names vmtool itself writes.
+            .filter(Record::names_only_own_files)
         else {
             continue;
         };
@@ -753,6 +769,21 @@ pub(crate) fn pick_ext(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_name_only_vmtools_own_files() {
+        let rec = |staged: &str, ext: &str| Record {
+            kind: Kind::Busy,
+            files: vec![(ext.into(), staged.into())],
+            remove: Vec::new(),
+            until: None,
+        };
+        assert!(rec(".vmtool-greet-1-a.wav", "wav").names_only_own_files());
+        assert!(!rec("../../etc/passwd", "wav").names_only_own_files());
+        assert!(!rec(".vmtool-greet-1/../../x", "wav").names_only_own_files());
+        assert!(!rec(".vmtool-greet-1-a.wav", "wav/../../x").names_only_own_files());
+        assert!(!rec(".vmtool-greet-1-a.wav", "conf").names_only_own_files());
+    }
 
     #[test]
     fn names_are_classified_like_asterisk_writes_them() {
