@@ -6,7 +6,9 @@
 //! * `<folder>/lock` (`lockmode = flock`, §6.3);
 //! * `<folder>/.lock.stale-*`, the name a stale `.lock` has for a moment while
 //!   [`break_stale`] removes it (§6.6);
-//! * `<mailbox>/tmp/.vmtool-lock`, a vmtool-only lock ([`MailboxGuard`]).
+//! * `<mailbox>/tmp/.vmtool-lock`, a vmtool-only lock ([`MailboxGuard`]);
+//! * a `flock()` on the folder directory itself, held for a moment by a vmtool
+//!   breaking that folder's stale `.lock`, so that breakers take turns.
 //!
 //! Differences from Asterisk, all on the safe side (§6.8): vmtool sleeps 5–20 ms
 //! between attempts instead of spinning, writes its owner into the helper, keeps its
@@ -369,7 +371,7 @@ pub fn break_dead_lock(dir: &Path) -> Result<BreakOutcome, LockError> {
     let Some((_, stamp)) = dead_owner(&dir.join(LOCKFILE_NAME)) else {
         return Ok(BreakOutcome::NotStale);
     };
-    let outcome = break_lock_if(dir, stamp, || {})?;
+    let outcome = break_lock_if(dir, stamp, || {}, || {})?;
     if outcome == BreakOutcome::Broken {
         remove_stale_leftovers(dir, Duration::MAX, Some(stamp))?;
     }
@@ -998,7 +1000,7 @@ pub fn break_stale(
             // A gone vmtool's lock is stale at any age.
             match dead_owner(&lock) {
                 Some((_, stamp)) => {
-                    let outcome = break_lock_if(dir, stamp, || {})?;
+                    let outcome = break_lock_if(dir, stamp, || {}, || {})?;
                     if outcome == BreakOutcome::Broken {
                         broken = Some(stamp);
                     }
@@ -1008,7 +1010,7 @@ pub fn break_stale(
             }
         }
         Ok(m) => {
-            let outcome = break_lock_if(dir, Stamp::of(&m), || {})?;
+            let outcome = break_lock_if(dir, Stamp::of(&m), || {}, || {})?;
             if outcome == BreakOutcome::Broken {
                 broken = Some(Stamp::of(&m));
             }
@@ -1019,22 +1021,39 @@ pub fn break_stale(
     Ok((outcome, removed))
 }
 
-/// Removes `.lock` only if it is the inode judged stale (`expected`). `between` runs
-/// right after the rename (tests use it to let a third party lock meanwhile).
+/// Removes `.lock` only if it is the inode judged stale (`expected`). `before` runs
+/// after the re-check and `between` right after the rename (tests use them to let a
+/// third party lock meanwhile).
 ///
-/// `rename()` takes whatever `.lock` is at that instant, atomically; if it turns out
-/// to be a fresh lock, `link()` puts the same inode back (its owner's release check
-/// still passes), or fails with EEXIST if somebody locked in the gap: then the moved
-/// lock has already stopped excluding anyone and keeping it under another name would
-/// only leave litter — its owner, if vmtool, gets `Broken` at release and leaves the
-/// newer lock alone. Without `renameat2(RENAME_EXCHANGE)` that microsecond window cannot
-/// be closed; it needs the stale lock to be removed by someone else at the same moment.
+/// vmtools breaking the same folder's lock take turns ([`breaker_guard`]) and each
+/// re-checks the judgement first: the common race — a second breaker acting on a
+/// dead lock the first has already broken and somebody has locked again since —
+/// ends in `NotStale`. What is left needs a non-vmtool to replace `.lock` between
+/// that re-check and the rename: `rename()` takes whatever `.lock` is at that
+/// instant, atomically; if it turns out to be a fresh lock, `link()` puts the same
+/// inode back (its owner's release check still passes), or fails with EEXIST if
+/// somebody locked in the gap: then the moved lock has already stopped excluding
+/// anyone and keeping it under another name would only leave litter — its owner, if
+/// vmtool, gets `Broken` at release and leaves the newer lock alone.
 fn break_lock_if(
     dir: &Path,
     expected: Stamp,
+    before: impl FnOnce(),
     between: impl FnOnce(),
 ) -> Result<BreakOutcome, LockError> {
     let lock = dir.join(LOCKFILE_NAME);
+    // One breaker at a time per folder, and the judgement re-checked under it:
+    // two vmtools breaking the same dead lock at once would otherwise let the
+    // slower one move aside the live lock taken after the first one's break.
+    let Some(_breaker) = breaker_guard(dir)? else {
+        return Ok(BreakOutcome::NotStale);
+    };
+    match fs::symlink_metadata(&lock) {
+        Err(e) if is_not_found(&e) => return Ok(BreakOutcome::NoLock),
+        Ok(m) if Stamp::of(&m) != expected => return Ok(BreakOutcome::NotStale),
+        _ => {}
+    }
+    before();
     let aside = dir.join(format!(
         "{STALE_PREFIX}{:x}-{:016x}",
         std::process::id(),
@@ -1068,6 +1087,31 @@ fn break_lock_if(
     match fs::remove_file(&aside) {
         Err(e) if !is_not_found(&e) => Err(io_err(dir, "remove the extra lock name in")(e)),
         _ => Ok(outcome),
+    }
+}
+
+/// vmtool's breaker mutex of a folder: `flock()` on the folder directory itself
+/// (Asterisk's flock mode locks the `lock` file inside it, never the directory).
+/// Tried for a short while only: the caller may hold another folder's lock, and a
+/// lock left unbroken now is broken by the next attempt. `None` when busy.
+fn breaker_guard(dir: &Path) -> Result<Option<File>, LockError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(dir)
+        .map_err(io_err(dir, "open the folder for breaking its lock in"))?;
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) if start.elapsed() < Duration::from_millis(200) => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            // No flock() on directories here (some network file systems): the
+            // re-check alone, as before, rather than a dead lock left in place.
+            Err(TryLockError::Error(_)) => return Ok(Some(file)),
+        }
     }
 }
 
@@ -1668,53 +1712,126 @@ mod tests {
 
     #[test]
     fn a_fresh_lock_taken_between_check_and_rename_is_put_back() {
-        let (t, dir) = folder();
-        let other = t.path().join("other");
-        fs::write(&other, "").unwrap();
-        let wrong = stamp(&other);
+        let (_t, dir) = folder();
+        let lock = dir.join(".lock");
 
-        // An Asterisk lock.
-        fs::write(dir.join(".lock"), "").unwrap();
-        let theirs = ino(&dir.join(".lock"));
-        assert_eq!(
-            break_lock_if(&dir, wrong, || {}).unwrap(),
-            BreakOutcome::ReplacedMeanwhile
-        );
+        // A stale Asterisk lock, replaced by a fresh one after the re-check.
+        fs::write(&lock, "").unwrap();
+        let stale = stamp(&lock);
+        let theirs = std::cell::Cell::new(0);
+        let outcome = break_lock_if(
+            &dir,
+            stale,
+            || {
+                fs::remove_file(&lock).unwrap();
+                fs::write(&lock, "").unwrap();
+                theirs.set(ino(&lock));
+            },
+            || {},
+        )
+        .unwrap();
+        assert_eq!(outcome, BreakOutcome::ReplacedMeanwhile);
         assert_eq!(names(&dir), [".lock"]);
-        assert_eq!(ino(&dir.join(".lock")), theirs);
-        fs::remove_file(dir.join(".lock")).unwrap();
+        assert_eq!(ino(&lock), theirs.get());
+        fs::remove_file(&lock).unwrap();
 
-        // A vmtool lock: its release still recognises it.
-        let lock = FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap();
-        assert_eq!(
-            break_lock_if(&dir, wrong, || {}).unwrap(),
-            BreakOutcome::ReplacedMeanwhile
-        );
-        lock.release().unwrap();
+        // Replaced by a vmtool lock: its release still recognises it.
+        fs::write(&lock, "").unwrap();
+        let stale = stamp(&lock);
+        let held = std::cell::RefCell::new(None);
+        let outcome = break_lock_if(
+            &dir,
+            stale,
+            || {
+                fs::remove_file(&lock).unwrap();
+                *held.borrow_mut() =
+                    Some(FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap());
+            },
+            || {},
+        )
+        .unwrap();
+        assert_eq!(outcome, BreakOutcome::ReplacedMeanwhile);
+        held.into_inner().unwrap().release().unwrap();
         assert!(names(&dir).is_empty());
 
-        // Gone before the rename.
+        // No lock at all.
         assert_eq!(
-            break_lock_if(&dir, wrong, || {}).unwrap(),
+            break_lock_if(&dir, stale, || {}, || {}).unwrap(),
             BreakOutcome::NoLock
         );
     }
 
     #[test]
+    fn a_second_breaker_leaves_the_lock_taken_after_the_first_break_alone() {
+        let (_t, dir) = folder();
+        let lock = dir.join(".lock");
+        fs::write(&lock, "").unwrap();
+        let stale = stamp(&lock);
+        // Both judged the same lock stale; the first breaks it, a live lock follows.
+        assert_eq!(
+            break_lock_if(&dir, stale, || {}, || {}).unwrap(),
+            BreakOutcome::Broken
+        );
+        let live = FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap();
+        let live_ino = ino(&lock);
+        let moved_aside = std::cell::Cell::new(false);
+        assert_eq!(
+            break_lock_if(&dir, stale, || {}, || moved_aside.set(true)).unwrap(),
+            BreakOutcome::NotStale
+        );
+        assert!(!moved_aside.get(), "the live lock was never out of place");
+        assert_eq!(ino(&lock), live_ino);
+        live.release().unwrap();
+    }
+
+    #[test]
+    fn breakers_of_one_folder_take_turns() {
+        let (_t, dir) = folder();
+        let lock = dir.join(".lock");
+        fs::write(&lock, "").unwrap();
+        let stale = stamp(&lock);
+        let other = File::open(&dir).unwrap();
+        other.lock().unwrap();
+        // Another breaker is at work: leave it to that one rather than wait.
+        assert_eq!(
+            break_lock_if(&dir, stale, || {}, || {}).unwrap(),
+            BreakOutcome::NotStale
+        );
+        assert_eq!(names(&dir), [".lock"]);
+        other.unlock().unwrap();
+        assert_eq!(
+            break_lock_if(&dir, stale, || {}, || {}).unwrap(),
+            BreakOutcome::Broken
+        );
+        assert!(names(&dir).is_empty());
+    }
+
+    #[test]
     fn a_lock_taken_while_the_fresh_one_was_aside_is_left_alone() {
-        let (t, dir) = folder();
-        let other = t.path().join("other");
-        fs::write(&other, "").unwrap();
-        let lock = FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap();
-        let outcome = break_lock_if(&dir, stamp(&other), || {
-            fs::write(dir.join(".lock"), "newer").unwrap();
-        })
+        let (_t, dir) = folder();
+        let lock = dir.join(".lock");
+        fs::write(&lock, "").unwrap();
+        let stale = stamp(&lock);
+        let held = std::cell::RefCell::new(None);
+        let outcome = break_lock_if(
+            &dir,
+            stale,
+            || {
+                fs::remove_file(&lock).unwrap();
+                *held.borrow_mut() =
+                    Some(FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap());
+            },
+            || fs::write(&lock, "newer").unwrap(),
+        )
         .unwrap();
         assert_eq!(outcome, BreakOutcome::Disturbed);
-        let newer = ino(&dir.join(".lock"));
-        assert!(matches!(lock.release(), Err(LockError::Broken { .. })));
+        let newer = ino(&lock);
+        assert!(matches!(
+            held.into_inner().unwrap().release(),
+            Err(LockError::Broken { .. })
+        ));
         assert_eq!(names(&dir), [".lock"]);
-        assert_eq!(ino(&dir.join(".lock")), newer);
+        assert_eq!(ino(&lock), newer);
     }
 
     #[test]
@@ -1728,8 +1845,8 @@ mod tests {
         // ext4 may well hand out the same inode number again.
         fs::write(&lock, "").unwrap();
         assert_eq!(
-            break_lock_if(&dir, old, || {}).unwrap(),
-            BreakOutcome::ReplacedMeanwhile
+            break_lock_if(&dir, old, || {}, || {}).unwrap(),
+            BreakOutcome::NotStale
         );
         assert_eq!(names(&dir), [".lock"]);
     }

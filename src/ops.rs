@@ -192,6 +192,12 @@ struct Intent {
     /// (copies share `msg_id` and often every byte, spec §3.6).
     #[serde(default)]
     src_ino: Option<u64>,
+    /// Birth time of that `.txt` (ns since the epoch, where the file system
+    /// keeps one): file systems hand a freed inode number to the next new
+    /// file at once, and a copy of the same message moved back into the
+    /// folder would otherwise pass for the source. Renames keep it.
+    #[serde(default)]
+    src_born: Option<u128>,
 }
 
 const INTENT_PREFIX: &str = ".vmtool-intent-";
@@ -517,6 +523,7 @@ impl Engine<'_> {
             dest_num: None,
             state: "staged".into(),
             src_ino: None,
+            src_born: None,
         };
         let intent_path = self.write_intent(&src_tmp, &intent, &src_perms)?;
         failpoint("staged-intent");
@@ -607,6 +614,7 @@ impl Engine<'_> {
         intent.src = from.clone();
         if !keep_source {
             intent.src_ino = self.txt_ino(&from);
+            intent.src_born = self.txt_born(&from);
         }
         intent.dest_num = Some(num.get());
         intent.state = "committing".into();
@@ -826,7 +834,7 @@ impl Engine<'_> {
     fn remove_source(&self, src: &Located, intent: &Intent) -> Result<()> {
         let dir = self.dir_of(&src.at)?;
         let lock = FolderLock::acquire(&dir, &self.lock)?;
-        let Some(at) = self.find_source(&src.at, Some(&hex(&src.txt_sha)), intent.src_ino)? else {
+        let Some(at) = self.find_source(&src.at, Some(&hex(&src.txt_sha)), intent)? else {
             drop(lock);
             return Err(OpError::Gone(format!(
                 "{} was moved, deleted or changed by someone else meanwhile; nothing was done",
@@ -958,6 +966,7 @@ impl Engine<'_> {
             dest_num: None,
             state: "committing".into(),
             src_ino: self.txt_ino(&src.at),
+            src_born: self.txt_born(&src.at),
         };
         for ext in &src.exts {
             let p = self.file_of(&src.at, ext)?;
@@ -1082,10 +1091,7 @@ impl Engine<'_> {
                 let _lock = FolderLock::acquire(&dir, &self.lock)?;
                 // The .txt goes first: if it is still there (wherever it is now),
                 // the delete had not started.
-                if self
-                    .find_source(src, txt_sum.as_deref(), intent.src_ino)?
-                    .is_some()
-                {
+                if self.find_source(src, txt_sum.as_deref(), intent)?.is_some() {
                     return Ok(format!(
                         "{src}: interrupted delete had not started; message kept"
                     ));
@@ -1161,14 +1167,16 @@ impl Engine<'_> {
             .join(format!("{STAGE_PREFIX}{}.txt", intent.id));
         let complete = fs::symlink_metadata(&staged_txt).is_err();
         let msg = if !complete {
-            // The source was never touched.
-            self.remove_verified(d, intent)?;
+            // The source was never touched. A `.txt` at `d` is not this copy's
+            // (that one is still staged): another copy of the same message may
+            // have taken the number since, bytes and all, and stays.
+            self.remove_leftover_audio(d, intent)?;
             self.remove_orphans_of(d, intent)?;
             format!("{src}: undid an interrupted {op} (partial copy at {d} removed)")
         } else if !moving {
             format!("{src}: interrupted {op} to {d} was complete")
         } else {
-            if let Some(at) = self.find_source(src, txt_sum, intent.src_ino)? {
+            if let Some(at) = self.find_source(src, txt_sum, intent)? {
                 self.remove_verified(&at, intent)?;
             }
             // Audio left after its .txt went, at its number or renumbered.
@@ -1193,19 +1201,29 @@ impl Engine<'_> {
         fs::symlink_metadata(p).ok().map(|m| m.ino())
     }
 
+    /// Birth time of `at`'s `.txt` (see [`Intent::src_born`]).
+    fn txt_born(&self, at: &MsgRef) -> Option<u128> {
+        let p = self.file_of(at, "txt").ok()?;
+        let born = fs::symlink_metadata(p).ok()?.created().ok()?;
+        born.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos())
+    }
+
     /// The source message of a record in its folder, at its number or
-    /// wherever Asterisk renumbered it: the `.txt` with the recorded inode and
-    /// bytes. Records without an inode (older versions) go by bytes alone.
+    /// wherever Asterisk renumbered it: the `.txt` with the recorded inode,
+    /// birth time and bytes. Records without an inode (older versions) go by
+    /// bytes alone.
     fn find_source(
         &self,
         src: &MsgRef,
         txt_sum: Option<&str>,
-        ino: Option<u64>,
+        intent: &Intent,
     ) -> Result<Option<MsgRef>> {
         let Some(sum) = txt_sum else {
             return Ok(None);
         };
-        let Some(ino) = ino else {
+        let Some(ino) = intent.src_ino else {
             return Ok(self.find_in_folder(src, sum)?.map(|(at, _)| at));
         };
         let dir = self.dir_of(src)?;
@@ -1217,7 +1235,9 @@ impl Engine<'_> {
                 num: m.num.get(),
                 ..src.clone()
             };
-            if self.txt_ino(&here) == Some(ino) && self.file_is(&here, "txt", sum) {
+            let same_file = self.txt_ino(&here) == Some(ino)
+                && (intent.src_born.is_none() || self.txt_born(&here) == intent.src_born);
+            if same_file && self.file_is(&here, "txt", sum) {
                 return Ok(Some(here));
             }
         }

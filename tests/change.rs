@@ -498,6 +498,147 @@ fn a_repair_that_meets_the_destination_first_keeps_the_message() {
     }
 }
 
+/// A copy killed before its `.txt` was renamed in, after which another copy
+/// of the same message (same bytes) took that number — it was still free, or
+/// held only the dead copy's audio. Undoing the dead copy must leave the
+/// complete one alone: its `.txt` is there, and the dead copy's never got there.
+#[test]
+fn undoing_a_copy_spares_the_message_that_took_its_number_since() {
+    for step in ["committing", "renamed-audio"] {
+        let sb = Sandbox::team2();
+        let vm = sb.voicemail();
+        let src = vm.join("compta/2201/INBOX");
+        let inbox = vm.join("compta/2202/INBOX");
+        let next = names(&inbox)
+            .iter()
+            .filter(|n| n.ends_with(".txt"))
+            .filter_map(|n| n[3..7].parse::<u16>().ok())
+            .max()
+            .map_or(0, |n| n + 1);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.env("VMTOOL_TEST_KILL_AT", step)
+            .arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--voicemail-conf")
+            .arg(sb.path().join("etc/voicemail.conf"))
+            .args(["--no-ami", "--lockmode", "flock", "cp"])
+            .args(["2201@compta/INBOX/0", "2202@compta/INBOX"]);
+        assert!(!cmd.output().unwrap().status.success(), "{step}");
+        // Highest .txt + 1 is the dead copy's number; a complete copy lands there.
+        let stem = format!("msg{next:04}");
+        let tmp = vm.join("compta/2202/tmp");
+        let mut want = BTreeMap::new();
+        for ext in ["WAV", "gsm", "wav"] {
+            let data = fs::read(src.join(format!("msg0000.{ext}"))).unwrap();
+            fs::write(tmp.join(format!("dep.{ext}")), &data).unwrap();
+            fs::rename(
+                tmp.join(format!("dep.{ext}")),
+                inbox.join(format!("{stem}.{ext}")),
+            )
+            .unwrap();
+            want.insert(ext.to_string(), hex(&data));
+        }
+        // The same message, byte for byte: another copy of it that completed.
+        let txt = fs::read(src.join("msg0000.txt")).unwrap();
+        fs::write(inbox.join(format!("{stem}.txt")), &txt).unwrap();
+        want.insert("txt".to_string(), hex(&txt));
+
+        let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
+        assert!(
+            r.code == 0 || r.code == 5,
+            "{step}: {}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        let mut have = BTreeMap::new();
+        for n in names(&inbox) {
+            if let Some(ext) = n.strip_prefix(&format!("{stem}.")) {
+                have.insert(ext.to_string(), hex(&fs::read(inbox.join(&n)).unwrap()));
+            }
+        }
+        assert_eq!(have, want, "{step}: {}", r.stdout);
+        let r = sb.run(&["--no-ami", "check", "compta/2202"]);
+        assert_eq!(r.code, 0, "{step}: left something behind:\n{}", r.stdout);
+    }
+}
+
+/// A move killed after it removed its source, before it dropped its record;
+/// then the same message (same bytes) moved back into the source folder by a
+/// vmtool working from the other box, which does not read that record. The
+/// file system hands the new `.txt` the freed inode number more often than
+/// not (ext4 does), so the record's inode alone would name the message that
+/// came back, and finishing the old move would delete its only copy.
+#[test]
+fn finishing_a_move_spares_the_message_that_came_back_on_a_reused_inode() {
+    use std::os::unix::fs::MetadataExt;
+    let mut reused = 0;
+    for attempt in 0..40 {
+        let sb = Sandbox::team2();
+        let vm = sb.voicemail();
+        let before = messages(&vm);
+        let work = vm.join("finance/2101/Work");
+        fs::create_dir_all(&work).unwrap();
+        let inbox = vm.join("finance/2101/INBOX");
+        let first = names(&inbox)
+            .into_iter()
+            .find(|n| n.ends_with(".txt"))
+            .unwrap();
+        let ino = fs::metadata(inbox.join(&first)).unwrap().ino();
+        let num: u16 = first[3..7].parse().unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.env("VMTOOL_TEST_KILL_AT", "removed-src")
+            .arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--voicemail-conf")
+            .arg(sb.path().join("etc/voicemail.conf"))
+            .args(["--no-ami", "--lockmode", "flock", "mv"])
+            .arg(format!("2101@finance/INBOX/{num}"))
+            .arg("2202@compta/Work");
+        assert!(!cmd.output().unwrap().status.success());
+        // Back into finance/2101/INBOX from compta/2202, where it now is.
+        let work2 = vm.join("compta/2202/Work");
+        let there = names(&work2)
+            .into_iter()
+            .filter(|n| n.ends_with(".txt"))
+            .max()
+            .unwrap();
+        let r = sb.run(&[
+            "--no-ami",
+            "--lockmode",
+            "flock",
+            "mv",
+            &format!("2202@compta/Work/{}", &there[3..7]),
+            "2101@finance/INBOX",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let back = names(&inbox)
+            .into_iter()
+            .filter(|n| n.ends_with(".txt"))
+            .find(|n| fs::metadata(inbox.join(n)).unwrap().ino() == ino);
+        if back.is_some() {
+            reused += 1;
+        }
+        let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
+        assert!(r.code == 0 || r.code == 5, "{}\n{}", r.stdout, r.stderr);
+        let after = messages(&vm);
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "attempt {attempt} (inode reused: {}): a message was lost or duplicated\n{}",
+            back.is_some(),
+            r.stdout
+        );
+        if reused >= 2 {
+            break;
+        }
+    }
+    // The case this is about needs the inode to come back; ext4 does that.
+    assert!(
+        reused > 0,
+        "the freed inode was never reused: nothing was tested"
+    );
+}
+
 /// Many vmtool processes moving and deleting in the same boxes while
 /// "Asterisk" deposits new messages its way; every message ends up exactly once.
 #[test]

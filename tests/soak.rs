@@ -9,7 +9,8 @@
 //! `VMTOOL_SOAK_SECS` (default 20), `VMTOOL_SOAK_WORKERS` (4),
 //! `VMTOOL_SOAK_SEED` (1), `VMTOOL_SOAK_RESEQ` (1: with the renumbering actor),
 //! `VMTOOL_SOAK_BIN` (a copy of vmtool to run),
-//! `VMTOOL_SOAK_REPORT` (a file the summary line is appended to). The numbers
+//! `VMTOOL_SOAK_REPORT` (a file the summary line is appended to),
+//! `VMTOOL_SOAK_KEEP` (a directory a failed run's sandbox is copied into). The numbers
 //! go to stderr (`--nocapture`).
 
 use crate::util::*;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const BOXES: [(&str, &str); 4] = [
     ("finance", "2101"),
@@ -312,21 +313,18 @@ fn one_op(sb: &Sandbox, rng: &mut Rng, stats: &Stats, mode: &str, lock_log: &Pat
             vec!["mv".into(), src, format!("{m}@{c}/{}", rng.pick(&FOLDERS))]
         }
     };
+    let keep = std::env::var_os("VMTOOL_SOAK_KEEP").is_some();
     let mut cmd = vmtool_command(sb);
-    cmd.args([
-        "--no-ami",
-        "--quiet",
-        "--lockmode",
-        mode,
-        "--lock-timeout",
-        "5",
-    ])
-    .args(&args)
-    .env_remove("VMTOOL_TEST_PAUSE_AT")
-    .env_remove("VMTOOL_TEST_KILL_AT")
-    .env("VMTOOL_TEST_LOCK_LOG", lock_log)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    // Kept runs log what each vmtool said (recoveries included) for the autopsy.
+    cmd.args(["--no-ami"])
+        .args((!keep).then_some("--quiet"))
+        .args(["--lockmode", mode, "--lock-timeout", "5"])
+        .args(&args)
+        .env_remove("VMTOOL_TEST_PAUSE_AT")
+        .env_remove("VMTOOL_TEST_KILL_AT")
+        .env("VMTOOL_TEST_LOCK_LOG", lock_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let fail = rng.below(6) == 0;
     if fail {
         cmd.env("VMTOOL_TEST_KILL_AT", rng.pick(&FAILPOINTS));
@@ -341,7 +339,25 @@ fn one_op(sb: &Sandbox, rng: &mut Rng, stats: &Stats, mode: &str, lock_log: &Pat
             stats.kills.fetch_add(1, Ordering::SeqCst);
         }
     }
+    let pid = child.id();
     let out = child.wait_with_output().unwrap();
+    if keep {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sb.path().join("ops.log"))
+            .unwrap();
+        let _ = writeln!(
+            f,
+            "{:?} pid={pid} {args:?} kill_at={:?} exit={:?}\n{}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            fail,
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     match out.status.code() {
         Some(0) => {
             stats.ok.fetch_add(1, Ordering::SeqCst);
@@ -361,6 +377,32 @@ fn one_op(sb: &Sandbox, rng: &mut Rng, stats: &Stats, mode: &str, lock_log: &Pat
             "vmtool {args:?} exited {other:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         ),
+    }
+}
+
+/// Every file under `vm` (tmp/ and quarantine included) whose bytes name `id`:
+/// where a lost message's `.txt` went.
+fn files_naming(vm: &Path, id: &str) -> Vec<String> {
+    walkdir::WalkDir::new(vm)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            fs::read(e.path()).is_ok_and(|b| b.windows(id.len()).any(|w| w == id.as_bytes()))
+        })
+        .map(|e| e.path().strip_prefix(vm).unwrap().display().to_string())
+        .collect()
+}
+
+/// With `VMTOOL_SOAK_KEEP=DIR`, a failed run's spool and lock log are copied
+/// there for a look by hand.
+fn keep_for_autopsy(sb: &Sandbox) {
+    if let Some(dir) = std::env::var_os("VMTOOL_SOAK_KEEP") {
+        let _ = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(sb.path())
+            .arg(&dir)
+            .status();
     }
 }
 
@@ -494,7 +536,15 @@ fn soak(secs: u64, workers: u64, seed: u64, reseq: bool, mode: &str) {
         .collect();
     for (id, places) in &before {
         let now = after.get(id).map(Vec::as_slice).unwrap_or_default();
-        assert_eq!(now.len(), 1, "msg_id {id}: {now:?}\n{fix_report}");
+        if now.len() != 1 {
+            keep_for_autopsy(&sb);
+        }
+        assert_eq!(
+            now.len(),
+            1,
+            "msg_id {id}: {now:?}\nfiles naming it: {:?}\n{fix_report}",
+            files_naming(&vm, id)
+        );
         assert_eq!(
             now[0].1, places[0].1,
             "msg_id {id}: formats or bytes changed"
@@ -502,7 +552,15 @@ fn soak(secs: u64, workers: u64, seed: u64, reseq: bool, mode: &str) {
     }
     for id in &deposited {
         let now = after.get(id).map(Vec::as_slice).unwrap_or_default();
-        assert_eq!(now.len(), 1, "deposit {id}: {now:?}\n{fix_report}");
+        if now.len() != 1 {
+            keep_for_autopsy(&sb);
+        }
+        assert_eq!(
+            now.len(),
+            1,
+            "deposit {id}: {now:?}\nfiles naming it: {:?}\n{fix_report}",
+            files_naming(&vm, id)
+        );
         let audio: BTreeMap<String, String> = now[0]
             .1
             .iter()
