@@ -87,11 +87,18 @@ INBOX or Urgent and released the folder lock; renumbering, moves and unread are
 not new messages. Output: one line per event, or one JSON object per line
 (--format json: the ls fields plus \"event\" and, for moves, \"from_folder\").
 
+With --all, greetings too (spec §7.4): \"greeting\" once a greeting's files are
+renamed into the box directory (Asterisk records <name>.tmp.<ext> and renames
+each format when the owner accepts it; vmtool greeting set does the same) or,
+in SQL, its msgnum -1 row is new or different; \"greeting-removed\" once none is
+left. JSON: context, box, event, greeting (unavail, busy, name, temp), formats.
+
 --exec runs CMD with these environment variables (never through a shell):
-  VMTOOL_EVENT (new, read, moved, deleted, mailbox-created), VMTOOL_CONTEXT,
-  VMTOOL_BOX, VMTOOL_FOLDER, VMTOOL_NUMBER, VMTOOL_FROM_FOLDER, VMTOOL_MSG_PATH,
-  VMTOOL_CALLERID, VMTOOL_CALLERID_NAME, VMTOOL_CALLERID_NUM, VMTOOL_DURATION,
-  VMTOOL_ORIGTIME, VMTOOL_DATE, VMTOOL_MSG_ID, VMTOOL_URGENT
+  VMTOOL_EVENT (new, read, moved, deleted, mailbox-created, greeting,
+  greeting-removed), VMTOOL_CONTEXT, VMTOOL_BOX, VMTOOL_FOLDER, VMTOOL_NUMBER,
+  VMTOOL_FROM_FOLDER, VMTOOL_MSG_PATH, VMTOOL_CALLERID, VMTOOL_CALLERID_NAME,
+  VMTOOL_CALLERID_NUM, VMTOOL_DURATION, VMTOOL_ORIGTIME, VMTOOL_DATE,
+  VMTOOL_MSG_ID, VMTOOL_URGENT, VMTOOL_GREETING, VMTOOL_GREETING_FORMATS
 e.g. vmtool watch --exec notify-send \"Voicemail\"";
 const ARCHIVE_HELP: &str = concat!(
     "Messages are selected by origtime (never file mtimes), from every folder except

@@ -7,7 +7,7 @@
 use super::table::{MsgRow, Table};
 use super::SqlStore;
 use crate::error::{Error, Result};
-use crate::watch::{EventKind, MessageKey, SeenMessage, WatchEvent};
+use crate::watch::{EventKind, Greeting, MessageKey, SeenMessage, WatchEvent};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,6 +27,8 @@ pub struct SqlPoller<'a> {
     queue: VecDeque<WatchEvent>,
     next_poll: Instant,
     primed: bool,
+    /// Greeting rows (`msgnum` -1): `dir` → fingerprint, with `all_events` only.
+    greetings: BTreeMap<String, String>,
 }
 
 fn identity(r: &MsgRow) -> String {
@@ -59,6 +61,7 @@ impl<'a> SqlPoller<'a> {
             queue: VecDeque::new(),
             next_poll: Instant::now(),
             primed: false,
+            greetings: BTreeMap::new(),
         }
     }
 
@@ -128,6 +131,9 @@ impl<'a> SqlPoller<'a> {
         }
         for k in changed {
             self.refresh_box(&k)?;
+        }
+        if self.all_events {
+            self.poll_greetings()?;
         }
         self.primed = true;
         Ok(())
@@ -213,4 +219,88 @@ impl<'a> SqlPoller<'a> {
         }
         Ok(())
     }
+}
+
+// ---- greetings: rows with msgnum -1, dir `<box>/<unavail|busy|greet|temp>` (spec §10.1) ----
+
+impl SqlPoller<'_> {
+    /// Compares the greeting rows with the last poll: a row new or different
+    /// is a greeting recorded, a row gone one removed.
+    fn poll_greetings(&mut self) -> Result<()> {
+        let t: &Table = &self.store.table;
+        // A fingerprint without reading whole recordings at every poll: the
+        // length and a hash of the last KiB (a new recording differs there),
+        // with origtime (vmtool's sets write it).
+        let (len, tail) = match t.kind {
+            super::db::Kind::Postgres => (
+                "octet_length(recording)",
+                "md5(substring(recording from greatest(1, octet_length(recording) - 1023)))",
+            ),
+            super::db::Kind::Mysql => (
+                "LENGTH(recording)",
+                "MD5(SUBSTRING(recording, GREATEST(1, LENGTH(recording) - 1023)))",
+            ),
+        };
+        let sql = format!(
+            "SELECT dir, {}, {len}, {tail} FROM {} WHERE dir LIKE ? AND msgnum = -1",
+            t.text_cast("origtime"),
+            t.name
+        );
+        let mut now = BTreeMap::new();
+        {
+            let mut db = self.store.db();
+            for s in &self.scope {
+                db.query_each(&sql, &[super::db::V::Text(Table::like(s))], &mut |r| {
+                    let Some(d) = r[0].text() else { return };
+                    if d.starts_with(s.as_str()) && greeting_place(t, &d).is_some() {
+                        let cell = |i: usize| r[i].text().unwrap_or_default();
+                        now.insert(d, format!("{}/{}/{}", cell(1), cell(2), cell(3)));
+                    }
+                })
+                .map_err(|e| Error::Failed(format!("cannot poll table {}: {e}", t.name)))?;
+            }
+        }
+        if self.primed {
+            let at = SystemTime::now();
+            let mut ev = |kind, dir: &str| {
+                if let Some((mailbox, _)) = greeting_place(t, dir) {
+                    self.queue.push_back(WatchEvent {
+                        kind,
+                        message: None,
+                        from: None,
+                        mailbox,
+                        at,
+                    });
+                }
+            };
+            for (d, fp) in &now {
+                if self.greetings.get(d) != Some(fp) {
+                    if let Some((_, g)) = greeting_place(t, d) {
+                        ev(EventKind::Greeting(g), d);
+                    }
+                }
+            }
+            for d in self.greetings.keys() {
+                if !now.contains_key(d) {
+                    if let Some((_, g)) = greeting_place(t, d) {
+                        ev(EventKind::GreetingRemoved(g), d);
+                    }
+                }
+            }
+        }
+        self.greetings = now;
+        Ok(())
+    }
+}
+
+/// The box and greeting of a greeting row's `dir`.
+fn greeting_place(t: &Table, dir: &str) -> Option<(BoxKey, Greeting)> {
+    let rest = dir.strip_prefix(&t.prefix)?.strip_prefix('/')?;
+    let mut it = rest.split('/');
+    let (c, b, g) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || c.is_empty() || b.is_empty() {
+        return None;
+    }
+    let g = Greeting::ALL.into_iter().find(|x| x.base() == g)?;
+    Some(((c.to_string(), b.to_string()), g))
 }
