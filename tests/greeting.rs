@@ -1152,3 +1152,129 @@ fn watch_all_reports_greeting_rows_in_the_table() {
         assert!(w.next(Duration::from_millis(800)).is_none(), "{:?}", s.kind);
     }
 }
+
+#[test]
+fn greeting_rows_list_play_and_export_what_sox_decodes() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        let kinds = [
+            ("unavail", "unavail"),
+            ("busy", "busy"),
+            ("name", "greet"),
+            ("temp", "temp"),
+        ];
+        for (_, base) in kinds {
+            asterisk_stores_greeting(&t, "compta", "2201", base, base);
+        }
+        let run = |a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            sb.run(&refs)
+        };
+        let ls = run(&["--format", "json", "greeting", "ls", "2201@compta"]).ok();
+        let rows = ls.json_lines();
+        assert_eq!(rows.len(), 4, "{}", ls.stdout);
+        for ((kind, base), row) in kinds.iter().zip(&rows) {
+            let want = sox_samples(&asterisk_wav49(base));
+            assert_eq!(row["greeting"], *kind);
+            assert_eq!(
+                row["files"][0]["duration"].as_f64().unwrap(),
+                want.len() as f64 / 8000.0,
+                "{:?} {kind}",
+                s.kind
+            );
+            let out = sb.path().join(format!("{kind}.wav"));
+            run(&[
+                "greeting",
+                "export",
+                "2201@compta",
+                kind,
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .ok();
+            let (rate, got) = read_wav(&out);
+            assert_eq!(rate, 8000);
+            assert_eq!(got, want, "{:?} {kind}", s.kind);
+        }
+        // play reaches ALSA sample-exact from the row's recording.
+        let mut global = t.args();
+        global.push("greeting".into());
+        let global: Vec<&str> = global.iter().map(String::as_str).collect();
+        if let Some((played, captured)) =
+            crate::play::play_captured_with(&sb, &global, &["2201@compta", "busy"])
+        {
+            played.ok();
+            crate::play::assert_same_audio(&captured, &sox_samples(&asterisk_wav49("busy")));
+        }
+        // A box with no greeting row: exit 3, named.
+        let r = run(&["greeting", "export", "2202@compta", "busy", "-o", "-"]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(r.stderr.contains("no busy greeting"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn check_names_greeting_rows_that_play_nothing() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        let run = |a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            sb.run(&refs)
+        };
+        // Asterisk's own recordings: nothing to say.
+        asterisk_stores_greeting(&t, "compta", "2201", "unavail", "unavail");
+        asterisk_stores_greeting(&t, "compta", "2201", "greet", "greet");
+        let clean = run(&["check"]);
+        assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
+        let mut db = t.db();
+        let put = |db: &mut vmtool::store::sql::db::Db, dir: &str, rec: V| {
+            db.exec(
+                &format!(
+                    "UPDATE {} SET recording = ? WHERE dir = ? AND msgnum = -1",
+                    t.name
+                ),
+                &[rec, V::Text(format!("{PREFIX}/{dir}"))],
+            )
+            .unwrap();
+        };
+        asterisk_stores_greeting(&t, "compta", "2202", "busy", "busy");
+        asterisk_stores_greeting(&t, "compta", "2202", "temp", "temp");
+        put(&mut db, "compta/2201/unavail", V::Bytes(Vec::new()));
+        put(&mut db, "compta/2202/busy", V::Null);
+        put(
+            &mut db,
+            "compta/2202/temp",
+            V::Bytes(b"RIFF\x04\x00\x00\x00junk".to_vec()),
+        );
+        drop(db);
+        let r = run(&["check"]);
+        assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", r.stdout);
+        assert!(
+            lines[0].starts_with(&format!("{PREFIX}/compta/2201/unavail msgnum -1: the unavail greeting has an empty recording"))
+                && lines[0].contains("vmtool greeting set 2201@compta unavail FILE"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            lines[1]
+                .contains("compta/2202/busy msgnum -1: the busy greeting has no recording (NULL)"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            lines[2].contains("compta/2202/temp msgnum -1: the temp greeting has not"),
+            "{}",
+            r.stdout
+        );
+        // The greeting rows are no messages: ls is as before, empty.
+        assert_eq!(run(&["--format", "json", "ls"]).ok().stdout, "");
+    }
+}
