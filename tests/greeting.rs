@@ -1278,3 +1278,136 @@ fn check_names_greeting_rows_that_play_nothing() {
         assert_eq!(run(&["--format", "json", "ls"]).ok().stdout, "");
     }
 }
+
+#[test]
+fn report_lists_forgotten_temp_greetings() {
+    let sb = Sandbox::greetings();
+    let touch = |when: &str, rel: &str| {
+        let st = std::process::Command::new("touch")
+            .args(["-d", when])
+            .args(["WAV", "gsm", "wav"].map(|e| gdir(&sb, &format!("{rel}.{e}"))))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    // Every greeting recorded long ago; 1202's temp greeting 20 days before "now".
+    for g in ["unavail", "busy", "greet"] {
+        touch("@1780000000", &format!("compta/1202/{g}"));
+    }
+    touch("@1780000000", "finance/1101/unavail");
+    touch("@1790000000", "compta/1202/temp");
+    let now = (1790000000 + 20 * 86400).to_string();
+    let env = [("VMTOOL_NOW", now.as_str()), ("TZ", "UTC")];
+    let r = sb.run_env(&env, &["report", "--no-check"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "compta/1202  temp greeting set 20 d ago (2026-09-21 14:13 UTC), played instead of unavail and busy: remove it with `vmtool greeting rm 1202@compta temp` if it is out of date [temp-greeting]"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("finance/1101  temp"), "{}", r.stdout);
+    // A month is allowed: nothing needs attention.
+    let r = sb.run_env(&env, &["report", "--no-check", "--temp-older-than", "30"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("Nothing needs attention."),
+        "{}",
+        r.stdout
+    );
+    // With an end date still to come it is meant to stay; once the date has
+    // passed and `greeting expire` did not run, it needs attention again.
+    fs::write(
+        gdir(&sb, "compta/1202/temp.vmtool-until"),
+        format!("until={}\n", 1790000000 + 25 * 86400),
+    )
+    .unwrap();
+    let r = sb.run_env(&env, &["report", "--no-check"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let later = (1790000000 + 26 * 86400).to_string();
+    let r = sb.run_env(
+        &[("VMTOOL_NOW", later.as_str()), ("TZ", "UTC")],
+        &["--format", "json", "report", "--no-check"],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let temps: Vec<&serde_json::Value> = j["attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "temp-greeting")
+        .collect();
+    assert_eq!(temps.len(), 1, "{}", r.stdout);
+    assert_eq!(temps[0]["at"], "compta/1202");
+    assert!(
+        temps[0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("past its end date (2026-10-16 14:13 UTC)"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn report_lists_forgotten_temp_greeting_rows() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        // Boxes the table knows: those with messages.
+        t.load_fixture();
+        let src = asterisk_wav49("temp");
+        let go = |now: &str, a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            sb.run_env(&[("VMTOOL_NOW", now), ("TZ", "UTC")], &refs)
+        };
+        // Set on 2026-09-21 with no end date; 2202's until 2026-10-01.
+        let set = |b: &str, until: &[&str]| {
+            let mut a = vec!["greeting", "set", b, "temp", src.to_str().unwrap()];
+            a.extend_from_slice(until);
+            // The row's origtime is the set's clock.
+            let mut db = t.db();
+            go("1790000000", &a).ok();
+            db.exec(
+                &format!(
+                    "UPDATE {} SET origtime = 1790000000 WHERE msgnum = -1",
+                    t.name
+                ),
+                &[],
+            )
+            .unwrap();
+        };
+        set("2201@compta", &[]);
+        set("2202@compta", &["--until", "2026-10-01"]);
+        let now = (1790000000 + 20 * 86400).to_string();
+        let r = go(&now, &["--format", "json", "report", "--no-check"]);
+        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let mut temps: Vec<String> = j["attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "temp-greeting")
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a["at"].as_str().unwrap(),
+                    a["what"].as_str().unwrap()
+                )
+            })
+            .collect();
+        temps.sort();
+        assert_eq!(temps.len(), 2, "{temps:?}");
+        assert!(
+            temps[0].starts_with("compta/2201 temp greeting set 20 d ago"),
+            "{temps:?}"
+        );
+        assert!(
+            temps[1].starts_with("compta/2202 temp greeting past its end date"),
+            "{temps:?}"
+        );
+    }
+}

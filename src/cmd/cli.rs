@@ -75,11 +75,15 @@ and temp_age_days.";
 const REPORT_HELP: &str = "\
 Needs attention (exit 1): an INBOX full (callers hear \"mailbox full\") or at --near-full
 percent of maxmsg, an unheard message older than --unheard-older-than, a stale lock
-(Asterisk drops messages for that folder after 5 s), problems `vmtool check` finds.
+(Asterisk drops messages for that folder after 5 s), problems `vmtool check` finds,
+a temp greeting (played instead of unavail and busy) past its --until date or, with no
+end date to come, set more than --temp-older-than days ago (Asterisk's tempgreetwarn
+only reminds the owner, at login).
 Nothing: exit 0. The text is for mail; --format json gives one document for monitoring.
 Examples:
   vmtool report                                  # daily cron mail (MAILTO=admin)
   vmtool report compta --unheard-older-than 2d   # one context, stricter
+  vmtool report --temp-older-than 30             # holiday greetings may stay a month
   vmtool --format json report --no-check         # for a monitoring probe";
 const WATCH_HELP: &str = "\
 A new message is reported once, as soon as Asterisk has renamed its .txt into
