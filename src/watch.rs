@@ -1197,6 +1197,32 @@ fn greeting_present(mailbox_dir: &Path, g: Greeting) -> bool {
     })
 }
 
+#[cfg(test)]
+mod greeting_tests {
+    use super::*;
+
+    #[test]
+    fn greeting_files_are_named_as_asterisk_names_them() {
+        assert_eq!(greeting_file("unavail.WAV"), Some(Greeting::Unavail));
+        assert_eq!(greeting_file("busy.gsm"), Some(Greeting::Busy));
+        assert_eq!(greeting_file("greet.wav16"), Some(Greeting::Greet));
+        assert_eq!(greeting_file("temp.wav"), Some(Greeting::Temp));
+        // A recording in progress, vmtool's end date, the temp.txt vm_delete() tries.
+        for name in [
+            "busy.tmp.wav",
+            "temp.vmtool-until",
+            "temp.txt",
+            "temp.",
+            "temp",
+            "unavail.wav.bak",
+            "secret.conf",
+            "INBOX",
+        ] {
+            assert_eq!(greeting_file(name), None, "{name}");
+        }
+    }
+}
+
 /// The notify callback: convert, hand over, never block.
 fn callback(
     tx: &SyncSender<Raw>,
