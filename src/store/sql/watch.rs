@@ -27,8 +27,10 @@ pub struct SqlPoller<'a> {
     queue: VecDeque<WatchEvent>,
     next_poll: Instant,
     primed: bool,
-    /// Greeting rows (`msgnum` -1): `dir` → fingerprint, with `all_events` only.
-    greetings: BTreeMap<String, String>,
+    /// Greeting rows (`msgnum` -1) by `dir`, with `all_events` only.
+    greetings: BTreeMap<String, GreetingRow>,
+    /// The last greeting row whose recording was hashed (MariaDB).
+    greeting_cursor: String,
 }
 
 fn identity(r: &MsgRow) -> String {
@@ -62,6 +64,7 @@ impl<'a> SqlPoller<'a> {
             next_poll: Instant::now(),
             primed: false,
             greetings: BTreeMap::new(),
+            greeting_cursor: String::new(),
         }
     }
 
@@ -222,48 +225,134 @@ impl<'a> SqlPoller<'a> {
 }
 
 // ---- greetings: rows with msgnum -1, dir `<box>/<unavail|busy|greet|temp>` (spec §10.1) ----
+//
+// Reading `recording` at every poll is what a poll must not do: on MariaDB even
+// LENGTH() reads the whole blob (20,000 greetings of 64 KB: about 10 s a
+// poll). So every poll reads the other columns only (on PostgreSQL also
+// `xmin`, new with every insert or update of a row), which shows rows that come,
+// go or are rewritten by vmtool (origtime) or on PostgreSQL by anyone; and on
+// MariaDB, where Asterisk can rewrite a greeting leaving every other column
+// as it was, each poll also hashes the recordings of a few rows in turn.
+
+/// Greeting rows whose recordings are hashed per poll, on MariaDB.
+const HASHED_PER_POLL: usize = 16;
+
+/// What the poller knows of one greeting row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GreetingRow {
+    /// Its columns other than `recording` (and on PostgreSQL `xmin`).
+    columns: String,
+    /// MD5 of the recording, once its turn came (MariaDB).
+    hash: Option<String>,
+}
 
 impl SqlPoller<'_> {
     /// Compares the greeting rows with the last poll: a row new or different
     /// is a greeting recorded, a row gone one removed.
     fn poll_greetings(&mut self) -> Result<()> {
         let t: &Table = &self.store.table;
-        // A fingerprint without reading whole recordings at every poll: the
-        // length and a hash of the last KiB (a new recording differs there),
-        // with origtime (vmtool's sets write it).
-        let (len, tail) = match t.kind {
-            super::db::Kind::Postgres => (
-                "octet_length(recording)",
-                "md5(substring(recording from greatest(1, octet_length(recording) - 1023)))",
-            ),
-            super::db::Kind::Mysql => (
-                "LENGTH(recording)",
-                "MD5(SUBSTRING(recording, GREATEST(1, LENGTH(recording) - 1023)))",
-            ),
-        };
+        let pg = t.kind == super::db::Kind::Postgres;
+        let version = if pg { "CAST(xmin AS TEXT)" } else { "''" };
+        let cat = if t.has_category { "category" } else { "NULL" };
         let sql = format!(
-            "SELECT dir, {}, {len}, {tail} FROM {} WHERE dir LIKE ? AND msgnum = -1",
+            "SELECT dir, {}, {}, msg_id, {cat}, {version} FROM {} WHERE dir LIKE ? AND msgnum = -1",
             t.text_cast("origtime"),
+            t.text_cast("duration"),
             t.name
         );
-        let mut now = BTreeMap::new();
-        {
-            let mut db = self.store.db();
-            for s in &self.scope {
-                db.query_each(&sql, &[super::db::V::Text(Table::like(s))], &mut |r| {
-                    let Some(d) = r[0].text() else { return };
-                    if d.starts_with(s.as_str()) && greeting_place(t, &d).is_some() {
-                        let cell = |i: usize| r[i].text().unwrap_or_default();
-                        now.insert(d, format!("{}/{}/{}", cell(1), cell(2), cell(3)));
-                    }
-                })
-                .map_err(|e| Error::Failed(format!("cannot poll table {}: {e}", t.name)))?;
+        let mut now: BTreeMap<String, GreetingRow> = BTreeMap::new();
+        let mut db = self.store.db();
+        for s in &self.scope {
+            db.query_each(&sql, &[super::db::V::Text(Table::like(s))], &mut |r| {
+                let Some(d) = r[0].text() else { return };
+                if d.starts_with(s.as_str()) && greeting_place(t, &d).is_some() {
+                    let cell = |i: usize| r[i].text().unwrap_or_else(|| "NULL".into());
+                    let columns = format!(
+                        "{}/{}/{}/{}/{}",
+                        cell(1),
+                        cell(2),
+                        cell(3),
+                        cell(4),
+                        cell(5)
+                    );
+                    now.insert(
+                        d,
+                        GreetingRow {
+                            columns,
+                            hash: None,
+                        },
+                    );
+                }
+            })
+            .map_err(|e| Error::Failed(format!("cannot poll table {}: {e}", t.name)))?;
+        }
+        // Unchanged columns: the recording's hash known so far still holds.
+        for (d, row) in now.iter_mut() {
+            if let Some(old) = self.greetings.get(d).filter(|o| o.columns == row.columns) {
+                row.hash.clone_from(&old.hash);
             }
         }
+        let mut changed: Vec<(String, EventKind)> = Vec::new();
+        if !pg && !now.is_empty() {
+            // The next few rows after the last one hashed, round the table.
+            let next: Vec<String> = now
+                .range::<String, _>((
+                    std::ops::Bound::Excluded(&self.greeting_cursor),
+                    std::ops::Bound::Unbounded,
+                ))
+                .chain(now.iter())
+                .map(|(d, _)| d.clone())
+                .take(HASHED_PER_POLL.min(now.len()))
+                .collect();
+            let marks = vec!["?"; next.len()].join(", ");
+            let sql = format!(
+                "SELECT dir, MD5(recording) FROM {} WHERE msgnum = -1 AND dir IN ({marks})",
+                t.name
+            );
+            let params: Vec<super::db::V> =
+                next.iter().map(|d| super::db::V::Text(d.clone())).collect();
+            db.query_each(&sql, &params, &mut |r| {
+                let (Some(d), hash) = (r[0].text(), r[1].text()) else {
+                    return;
+                };
+                if let Some(row) = now.get_mut(&d) {
+                    let before = row.hash.replace(hash.unwrap_or_default());
+                    if before.is_some() && before != row.hash {
+                        if let Some((_, g)) = greeting_place(t, &d) {
+                            changed.push((d.clone(), EventKind::Greeting(g)));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Failed(format!("cannot poll table {}: {e}", t.name)))?;
+            if let Some(last) = next.last() {
+                self.greeting_cursor.clone_from(last);
+            }
+        }
+        drop(db);
         if self.primed {
+            for d in now.keys() {
+                let columns_changed = self
+                    .greetings
+                    .get(d)
+                    .is_none_or(|o| o.columns != now[d].columns);
+                if columns_changed && !changed.iter().any(|(c, _)| c == d) {
+                    if let Some((_, g)) = greeting_place(t, d) {
+                        changed.push((d.clone(), EventKind::Greeting(g)));
+                    }
+                }
+            }
+            for d in self.greetings.keys() {
+                if !now.contains_key(d) {
+                    if let Some((_, g)) = greeting_place(t, d) {
+                        changed.push((d.clone(), EventKind::GreetingRemoved(g)));
+                    }
+                }
+            }
+            changed.sort_by(|a, b| a.0.cmp(&b.0));
             let at = SystemTime::now();
-            let mut ev = |kind, dir: &str| {
-                if let Some((mailbox, _)) = greeting_place(t, dir) {
+            for (d, kind) in changed {
+                if let Some((mailbox, _)) = greeting_place(t, &d) {
                     self.queue.push_back(WatchEvent {
                         kind,
                         message: None,
@@ -271,20 +360,6 @@ impl SqlPoller<'_> {
                         mailbox,
                         at,
                     });
-                }
-            };
-            for (d, fp) in &now {
-                if self.greetings.get(d) != Some(fp) {
-                    if let Some((_, g)) = greeting_place(t, d) {
-                        ev(EventKind::Greeting(g), d);
-                    }
-                }
-            }
-            for d in self.greetings.keys() {
-                if !now.contains_key(d) {
-                    if let Some((_, g)) = greeting_place(t, d) {
-                        ev(EventKind::GreetingRemoved(g), d);
-                    }
                 }
             }
         }
