@@ -27,10 +27,8 @@ pub struct SqlPoller<'a> {
     queue: VecDeque<WatchEvent>,
     next_poll: Instant,
     primed: bool,
-    /// Greeting rows (`msgnum` -1) by `dir`, with `all_events` only.
-    greetings: BTreeMap<String, GreetingRow>,
-    /// The last greeting row whose recording was hashed (MariaDB).
-    greeting_cursor: String,
+    /// Greeting rows, with `all_events` only (boxed: most watches have none).
+    greetings: Box<GreetingPoll>,
 }
 
 fn identity(r: &MsgRow) -> String {
@@ -63,8 +61,7 @@ impl<'a> SqlPoller<'a> {
             queue: VecDeque::new(),
             next_poll: Instant::now(),
             primed: false,
-            greetings: BTreeMap::new(),
-            greeting_cursor: String::new(),
+            greetings: Box::default(),
         }
     }
 
@@ -237,6 +234,15 @@ impl<'a> SqlPoller<'a> {
 /// Greeting rows whose recordings are hashed per poll, on MariaDB.
 const HASHED_PER_POLL: usize = 16;
 
+/// What the poller knows of the greeting rows.
+#[derive(Debug, Default)]
+struct GreetingPoll {
+    /// By `dir`.
+    rows: BTreeMap<String, GreetingRow>,
+    /// The last row whose recording was hashed (MariaDB).
+    cursor: String,
+}
+
 /// What the poller knows of one greeting row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct GreetingRow {
@@ -288,7 +294,12 @@ impl SqlPoller<'_> {
         }
         // Unchanged columns: the recording's hash known so far still holds.
         for (d, row) in now.iter_mut() {
-            if let Some(old) = self.greetings.get(d).filter(|o| o.columns == row.columns) {
+            if let Some(old) = self
+                .greetings
+                .rows
+                .get(d)
+                .filter(|o| o.columns == row.columns)
+            {
                 row.hash.clone_from(&old.hash);
             }
         }
@@ -297,7 +308,7 @@ impl SqlPoller<'_> {
             // The next few rows after the last one hashed, round the table.
             let next: Vec<String> = now
                 .range::<String, _>((
-                    std::ops::Bound::Excluded(&self.greeting_cursor),
+                    std::ops::Bound::Excluded(&self.greetings.cursor),
                     std::ops::Bound::Unbounded,
                 ))
                 .chain(now.iter())
@@ -326,7 +337,7 @@ impl SqlPoller<'_> {
             })
             .map_err(|e| Error::Failed(format!("cannot poll table {}: {e}", t.name)))?;
             if let Some(last) = next.last() {
-                self.greeting_cursor.clone_from(last);
+                self.greetings.cursor.clone_from(last);
             }
         }
         drop(db);
@@ -334,6 +345,7 @@ impl SqlPoller<'_> {
             for d in now.keys() {
                 let columns_changed = self
                     .greetings
+                    .rows
                     .get(d)
                     .is_none_or(|o| o.columns != now[d].columns);
                 if columns_changed && !changed.iter().any(|(c, _)| c == d) {
@@ -342,7 +354,7 @@ impl SqlPoller<'_> {
                     }
                 }
             }
-            for d in self.greetings.keys() {
+            for d in self.greetings.rows.keys() {
                 if !now.contains_key(d) {
                     if let Some((_, g)) = greeting_place(t, d) {
                         changed.push((d.clone(), EventKind::GreetingRemoved(g)));
@@ -363,7 +375,7 @@ impl SqlPoller<'_> {
                 }
             }
         }
-        self.greetings = now;
+        self.greetings.rows = now;
         Ok(())
     }
 }
