@@ -1,7 +1,7 @@
 //! The daily digest (`vmtool report`): what an admin reading cron mail needs
 //! to act on. Per box the unheard messages and the age of the oldest, boxes
-//! at or near `maxmsg`, and whatever the caller adds (stale locks, `check`
-//! problems). Collected through the read interface of any store; rendered as
+//! at or near `maxmsg`, and whatever the caller adds (forgotten temporary
+//! greetings, stale locks, `check` problems). Collected through the read interface of any store; rendered as
 //! text for mail or as one JSON document for monitoring.
 
 use crate::spool::{Folder, MailboxId};
@@ -19,6 +19,9 @@ pub struct ReportOptions {
     /// `INBOX` at or above this share of `maxmsg` needs attention (Asterisk
     /// refuses new messages at `maxmsg`).
     pub near_full: f64,
+    /// A temporary greeting set longer ago than this (seconds), with no end
+    /// date still to come, needs attention.
+    pub temp_greeting_after: i64,
 }
 
 impl Default for ReportOptions {
@@ -27,6 +30,7 @@ impl Default for ReportOptions {
             now: 0,
             unheard_after: 7 * 86400,
             near_full: 0.9,
+            temp_greeting_after: 14 * 86400,
         }
     }
 }
@@ -49,8 +53,8 @@ pub struct BoxLine {
 /// One thing that needs attention.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attention {
-    /// `full`, `near-full`, `unheard`, `stale-lock`, `check`, or what the
-    /// caller names.
+    /// `full`, `near-full`, `unheard`, `temp-greeting`, `stale-lock`,
+    /// `check`, or what the caller names.
     pub kind: String,
     /// Box, folder or file it is about.
     pub at: String,
@@ -173,6 +177,44 @@ fn attention_of(line: &BoxLine, opts: &ReportOptions, out: &mut Vec<Attention>) 
     }
 }
 
+/// A forgotten temporary greeting (Asterisk plays it instead of `unavail`
+/// and `busy` for as long as it exists): past its end date, or, without one
+/// still to come, set more than `opts.temp_greeting_after` ago. An end date
+/// still to come means it is meant to stay.
+pub fn temp_greeting_attention(
+    t: &crate::store::greeting::TempGreeting,
+    opts: &ReportOptions,
+) -> Option<Attention> {
+    let mb = &t.mailbox;
+    let at = format!("{}/{}", mb.context, mb.mailbox());
+    let day = |secs: i64| {
+        chrono::DateTime::from_timestamp(secs, 0)
+            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| secs.to_string())
+    };
+    match (t.until, t.set_at) {
+        (Some(u), _) if u <= opts.now => Some(Attention {
+            kind: "temp-greeting".into(),
+            at,
+            what: format!(
+                "temp greeting past its end date ({}), still played instead of unavail and busy: `vmtool greeting expire` removes it (run it from cron)",
+                day(u)
+            ),
+        }),
+        (Some(_), _) => None,
+        (None, Some(set)) if opts.now - set > opts.temp_greeting_after => Some(Attention {
+            kind: "temp-greeting".into(),
+            at,
+            what: format!(
+                "temp greeting set {} ago ({}), played instead of unavail and busy: remove it with `vmtool greeting rm {mb} temp` if it is out of date",
+                age_text(opts.now - set),
+                day(set)
+            ),
+        }),
+        _ => None,
+    }
+}
+
 /// "3 d", "5 h", "12 min": the unit a reader of a daily mail needs.
 pub fn age_text(secs: i64) -> String {
     let secs = secs.max(0);
@@ -278,6 +320,38 @@ mod tests {
         assert!(kinds(line(1, 100, Some(94 * 86400))).is_empty());
         // maxmsg 0 is not "full" (no limit known).
         assert!(kinds(line(5, 0, None)).is_empty());
+    }
+
+    #[test]
+    fn a_temp_greeting_needs_attention_when_forgotten_or_past_its_end() {
+        let opts = ReportOptions {
+            now: 100 * 86400,
+            ..ReportOptions::default()
+        };
+        let mb = MailboxId::new(crate::spool::Context::new("compta").unwrap(), "1202").unwrap();
+        let kind = |set_at: Option<i64>, until: Option<i64>| {
+            let t = crate::store::greeting::TempGreeting {
+                mailbox: mb.clone(),
+                set_at,
+                until,
+            };
+            temp_greeting_attention(&t, &opts).map(|a| a.what)
+        };
+        // Set 20 days ago, no end date: forgotten.
+        let w = kind(Some(80 * 86400), None).unwrap();
+        assert!(
+            w.starts_with("temp greeting set 20 d ago (1970-03-22 00:00 UTC)"),
+            "{w}"
+        );
+        assert!(w.contains("vmtool greeting rm 1202@compta temp"), "{w}");
+        // 10 days: not yet; with an end date to come: meant to stay.
+        assert_eq!(kind(Some(90 * 86400), None), None);
+        assert_eq!(kind(Some(10 * 86400), Some(101 * 86400)), None);
+        // Past its end date: expire was not run.
+        let w = kind(Some(99 * 86400), Some(100 * 86400)).unwrap();
+        assert!(w.contains("past its end date"), "{w}");
+        // Asterisk's rows may carry no date: nothing to say.
+        assert_eq!(kind(None, None), None);
     }
 
     #[test]

@@ -25,6 +25,9 @@
 //! * With `all_events`: [`EventKind::Read`], [`EventKind::Moved`], [`EventKind::Deleted`],
 //!   [`EventKind::MailboxCreated`], computed by diffing per-mailbox snapshots after a
 //!   debounce window, so a copy+delete+renumber is one event.
+//! * With `all_events`: [`EventKind::Greeting`] and [`EventKind::GreetingRemoved`], from the
+//!   greeting files in the mailbox directory itself (spec §7.4), once per greeting after the
+//!   debounce window (a recording's formats are renamed in one after the other).
 //!
 //! # Design
 //!
@@ -128,6 +131,40 @@ pub enum EventKind {
     Deleted,
     /// A mailbox directory appeared after the watch started.
     MailboxCreated,
+    /// With `all_events`: a greeting was recorded or replaced (its `<name>.<ext>` renamed
+    /// into, or written in, the mailbox directory; spec §7.4).
+    Greeting(Greeting),
+    /// With `all_events`: the last file of a greeting was removed.
+    GreetingRemoved(Greeting),
+}
+
+/// A mailbox's greeting, by the base name of its files (spec §1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Greeting {
+    Unavail,
+    Busy,
+    /// The recorded name, `greet.<ext>`.
+    Greet,
+    Temp,
+}
+
+impl Greeting {
+    pub const ALL: [Greeting; 4] = [
+        Greeting::Unavail,
+        Greeting::Busy,
+        Greeting::Greet,
+        Greeting::Temp,
+    ];
+
+    /// The file name without extension.
+    pub fn base(self) -> &'static str {
+        match self {
+            Greeting::Unavail => "unavail",
+            Greeting::Busy => "busy",
+            Greeting::Greet => "greet",
+            Greeting::Temp => "temp",
+        }
+    }
 }
 
 /// One event for the caller.
@@ -352,6 +389,8 @@ pub struct Watcher {
     warnings: Vec<String>,
     /// Locks already warned about (path, inode), so a stale lock is reported once.
     warned_locks: HashSet<(PathBuf, u64)>,
+    /// Greetings with file events, reported once they are quiet (see "greetings" below).
+    greetings: HashMap<(BoxId, Greeting), GreetingChange>,
 }
 
 impl Watcher {
@@ -402,6 +441,7 @@ impl Watcher {
             ready: VecDeque::new(),
             warnings: Vec::new(),
             warned_locks: HashSet::new(),
+            greetings: HashMap::new(),
         };
         let found = w.discover(true)?;
         let now = Instant::now();
@@ -513,7 +553,11 @@ impl Watcher {
                 _ => {}
             },
             Loc::Child(id, name) => {
-                // tmp/, greetings, secret.conf and foreign folders are not messages.
+                if let Some(g) = greeting_file(&name) {
+                    self.greeting_event(id, g, kind, now);
+                    return;
+                }
+                // tmp/, secret.conf and foreign folders are not messages.
                 if !is_folder(&name) {
                     return;
                 }
@@ -567,6 +611,7 @@ impl Watcher {
             .values()
             .map(|c| c.due)
             .chain(self.dirty.values().map(|d| d.due))
+            .chain(self.greetings.values().map(|g| g.due))
             .min()
     }
 
@@ -597,6 +642,7 @@ impl Watcher {
         for id in boxes {
             self.rescan(&id, now);
         }
+        self.process_greetings(now);
     }
 
     /// Debounce: due `delay` after the latest event, but not later than a bound after the
@@ -1062,6 +1108,117 @@ impl Watcher {
     fn warn(&mut self, msg: String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(msg);
+        }
+    }
+}
+
+// ---- greetings: files in the mailbox directory itself (spec §1.4, §7.4) -------------------
+//
+// Kept apart from the message machinery: no snapshot, no lock (Asterisk takes none for
+// greetings). Asterisk records `<name>.tmp.<ext>` and, when the owner accepts, renames each
+// format to `<name>.<ext>`; vmtool's `greeting set` renames too. The renames of one greeting
+// come in a burst, so events are gathered per greeting and reported once it has been quiet
+// for the debounce window, from what the directory holds then.
+
+/// File events seen for one greeting since it was last reported.
+#[derive(Debug, Clone, Copy)]
+struct GreetingChange {
+    /// A file of it was renamed in or closed after writing.
+    set: bool,
+    /// A file of it was removed or renamed away.
+    removed: bool,
+    due: Instant,
+}
+
+/// `<name>.<ext>` of a greeting (not `<name>.tmp.<ext>`, a recording in progress, nor
+/// `temp.txt` or `temp.vmtool-until`).
+fn greeting_file(name: &str) -> Option<Greeting> {
+    let (base, ext) = name.split_once('.')?;
+    let g = Greeting::ALL.into_iter().find(|g| g.base() == base)?;
+    let plain = !ext.is_empty() && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+    (plain && ext != "tmp" && !ext.eq_ignore_ascii_case("txt")).then_some(g)
+}
+
+impl Watcher {
+    fn greeting_event(&mut self, id: BoxId, g: Greeting, kind: RawKind, now: Instant) {
+        if !self.opts.all_events {
+            return;
+        }
+        let (set, removed) = match kind {
+            RawKind::MovedIn | RawKind::Written => (true, false),
+            RawKind::Removed | RawKind::MovedOut => (false, true),
+            // A file being created or written is not a greeting yet.
+            _ => return,
+        };
+        let due = later(now, self.opts.debounce);
+        let c = self.greetings.entry((id, g)).or_insert(GreetingChange {
+            set: false,
+            removed: false,
+            due,
+        });
+        c.set |= set;
+        c.removed |= removed;
+        c.due = due;
+    }
+
+    fn process_greetings(&mut self, now: Instant) {
+        let mut due: Vec<(BoxId, Greeting)> = self
+            .greetings
+            .iter()
+            .filter(|(_, c)| c.due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.sort();
+        for key in due {
+            let Some(c) = self.greetings.remove(&key) else {
+                continue;
+            };
+            let (id, g) = key;
+            let dir = self.opts.root.join(&id.0).join(&id.1);
+            let present = greeting_present(&dir, g);
+            if present && (c.set || c.removed) {
+                // Also a format removed while others stay: the greeting changed.
+                self.emit(EventKind::Greeting(g), None, None, &id);
+            } else if !present && c.removed {
+                self.emit(EventKind::GreetingRemoved(g), None, None, &id);
+            }
+        }
+    }
+}
+
+/// Whether a mailbox directory holds a file of greeting `g` (regular files only).
+fn greeting_present(mailbox_dir: &Path, g: Greeting) -> bool {
+    let Ok(rd) = fs::read_dir(mailbox_dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        e.file_name().to_str().and_then(greeting_file) == Some(g)
+            && e.file_type().is_ok_and(|t| t.is_file())
+    })
+}
+
+#[cfg(test)]
+mod greeting_tests {
+    use super::*;
+
+    #[test]
+    fn greeting_files_are_named_as_asterisk_names_them() {
+        assert_eq!(greeting_file("unavail.WAV"), Some(Greeting::Unavail));
+        assert_eq!(greeting_file("busy.gsm"), Some(Greeting::Busy));
+        assert_eq!(greeting_file("greet.wav16"), Some(Greeting::Greet));
+        assert_eq!(greeting_file("temp.wav"), Some(Greeting::Temp));
+        // A recording in progress, vmtool's end date, the temp.txt vm_delete() tries.
+        for name in [
+            "busy.tmp.wav",
+            "temp.vmtool-until",
+            "temp.txt",
+            "temp.",
+            "temp",
+            "unavail.wav.bak",
+            "secret.conf",
+            "INBOX",
+        ] {
+            assert_eq!(greeting_file(name), None, "{name}");
         }
     }
 }

@@ -867,3 +867,547 @@ fn boxes_shows_greetings_and_flags_an_old_temp_greeting() {
     );
     assert_eq!(row["temp_age_days"], 20);
 }
+
+// `watch --all`: greeting changes, on the file spool (inotify) and in the
+// table (polling).
+
+/// A running `vmtool watch --all --format json`, its events read as they come.
+struct Watching {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watching {
+    fn start(mut cmd: std::process::Command, extra: &[&str]) -> Watching {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd
+            .args(["-v", "--format", "json", "watch", "--all"])
+            .args(extra)
+            .env("TZ", "UTC")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the source runs (the -v note): what is there now is not news.
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 && !line.contains("watching") {
+            line.clear();
+        }
+        assert!(line.contains("watching"), "watch did not start: {line}");
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Watching { child, lines }
+    }
+
+    /// The next event, or `None` when nothing comes within `wait`.
+    fn next(&self, wait: Duration) -> Option<serde_json::Value> {
+        let l = self.lines.recv_timeout(wait).ok()?;
+        Some(serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l}: {e}")))
+    }
+
+    /// `event greeting box@context [formats]` of the next event.
+    fn next_line(&self) -> String {
+        let ev = self
+            .next(Duration::from_secs(10))
+            .expect("an event within 10 s");
+        let formats = ev["formats"]
+            .as_array()
+            .map(|a| a.iter().map(|f| f.as_str().unwrap()).collect::<Vec<_>>());
+        format!(
+            "{} {} {}@{} {}",
+            ev["event"].as_str().unwrap(),
+            ev["greeting"].as_str().unwrap_or("-"),
+            ev["box"].as_str().unwrap(),
+            ev["context"].as_str().unwrap(),
+            formats.map(|f| f.join(",")).unwrap_or_default()
+        )
+        .trim_end()
+        .to_string()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `play_record_review()` does with `outsidecaller=0` (spec §7.4, and
+/// the fixture README's system-call trace): every format written to
+/// `<name>.tmp.<ext>` while the owner speaks, then, on accept, renamed to
+/// `<name>.<ext>` one after the other (gsm, wav, WAV); on hang-up deleted.
+fn asterisk_records(boxdir: &Path, name: &str, like: &Path, accept: bool) {
+    use std::io::Write;
+    let exts = ["WAV", "gsm", "wav"];
+    let mut files: Vec<(fs::File, Vec<u8>)> = exts
+        .iter()
+        .map(|e| {
+            let f = fs::File::create(boxdir.join(format!("{name}.tmp.{e}"))).unwrap();
+            let bytes = fs::read(like.with_extension(e)).unwrap();
+            (f, bytes)
+        })
+        .collect();
+    // Written in pieces while the recording goes on.
+    for part in 0..4 {
+        for (f, bytes) in &mut files {
+            let n = bytes.len().div_ceil(4);
+            let piece = bytes.chunks(n).nth(part).unwrap_or_default();
+            f.write_all(piece).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(files);
+    for e in ["gsm", "wav", "WAV"] {
+        let tmp = boxdir.join(format!("{name}.tmp.{e}"));
+        if accept {
+            fs::rename(&tmp, boxdir.join(format!("{name}.{e}"))).unwrap();
+        } else {
+            fs::remove_file(&tmp).unwrap();
+        }
+    }
+}
+
+#[test]
+fn watch_all_reports_a_greeting_once_its_files_are_renamed_in() {
+    let sb = Sandbox::greetings();
+    let w = Watching::start(sb.command(), &[]);
+    let fin = gdir(&sb, "finance/1101");
+    let like = gdir(&sb, "compta/1202/busy.wav");
+    // The owner of 1101 records a busy greeting and accepts it: one event,
+    // once every format is in place.
+    asterisk_records(&fin, "busy", &like, true);
+    assert_eq!(w.next_line(), "greeting busy 1101@finance WAV,gsm,wav");
+    // A recording abandoned by hanging up, and a message-less box file: nothing.
+    asterisk_records(&fin, "greet", &like, false);
+    fs::write(fin.join("secret.conf"), "[general]\npassword=1234\n").unwrap();
+    // The owner removes the temporary greeting by phone (vm_delete(): each
+    // format, and temp.txt which does not exist).
+    for e in ["WAV", "gsm", "wav"] {
+        fs::remove_file(gdir(&sb, &format!("compta/1202/temp.{e}"))).unwrap();
+    }
+    assert_eq!(w.next_line(), "greeting-removed temp 1202@compta");
+    // vmtool's own set: staged in tmp/, renamed in, one event too.
+    sb.run(&[
+        "--no-ami",
+        "greeting",
+        "set",
+        "1101@finance",
+        "name",
+        like.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(w.next_line(), "greeting name 1101@finance WAV,gsm,wav");
+    sb.run(&["--no-ami", "greeting", "rm", "1101@finance", "busy"])
+        .ok();
+    assert_eq!(w.next_line(), "greeting-removed busy 1101@finance");
+    // Nothing twice, nothing for the abandoned recording.
+    assert!(w.next(Duration::from_millis(800)).is_none());
+}
+
+#[test]
+fn watch_without_all_reports_no_greeting() {
+    let sb = Sandbox::greetings();
+    let mut cmd = sb.command();
+    // `watch` without --all: only new messages.
+    cmd.args(["-v", "--format", "json", "watch", "--max-events", "1"])
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::{BufRead, BufReader};
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while err.read_line(&mut line).unwrap() > 0 && !line.contains("watching") {
+            line.clear();
+        }
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    }
+    let like = gdir(&sb, "compta/1202/busy.wav");
+    asterisk_records(&gdir(&sb, "finance/1101"), "busy", &like, true);
+    std::thread::sleep(Duration::from_millis(700));
+    // Then a message: the one event reported is it.
+    let inbox = gdir(&sb, "finance/1101/INBOX");
+    let txt = "[message]\norigmailbox=1101\ncontext=finance\ncallerid=\"A\" <1>\norigtime=1790000000\nmsg_id=1790000000-00000001\nflag=\nduration=3\n";
+    fs::copy(
+        gdir(&sb, "finance/1101/unavail.wav"),
+        inbox.join("msg0000.wav"),
+    )
+    .unwrap();
+    fs::write(sb.path().join("msg.txt"), txt).unwrap();
+    fs::rename(sb.path().join("msg.txt"), inbox.join("msg0000.txt")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event"], "new", "{lines:?}");
+}
+
+// The table: greeting rows as Asterisk's ODBC storage writes them.
+
+use crate::sql::{servers, TestTable, PREFIX};
+use vmtool::store::sql::db::V;
+
+/// The fixture's recording of `base` (wav49: the first format, the one the
+/// table keeps).
+fn asterisk_wav49(base: &str) -> std::path::PathBuf {
+    crate::util::repo_root().join(format!(
+        "tests/fixtures/asterisk-greetings/voicemail/compta/1202/{base}.WAV"
+    ))
+}
+
+/// An accepted recording stored the way `store_file()` does for a greeting
+/// (msgnum -1, `dir` ending in the greeting's name), replacing any row there.
+fn asterisk_stores_greeting(t: &TestTable, ctx: &str, b: &str, base: &str, like: &str) {
+    let dir = format!("{PREFIX}/{ctx}/{b}/{base}");
+    let audio = fs::read(asterisk_wav49(like)).unwrap();
+    let mut db = t.db();
+    db.transaction(|db| {
+        db.exec(
+            &format!("DELETE FROM {} WHERE dir=? AND msgnum=-1", t.name),
+            &[V::Text(dir.clone())],
+        )?;
+        db.exec(
+            &format!("INSERT INTO {} (dir, msgnum, recording, context, callerid, mailboxuser, mailboxcontext, flag, msg_id) VALUES (?,-1,?,'','',?,?,'','')", t.name),
+            &[
+                V::Text(dir.clone()),
+                V::Bytes(audio.clone()),
+                V::Text(b.into()),
+                V::Text(ctx.into()),
+            ],
+        )
+    })
+    .unwrap();
+}
+
+#[test]
+fn watch_all_reports_greeting_rows_in_the_table() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        let mut cmd = sb.command();
+        cmd.args(t.args());
+        let w = Watching::start(cmd, &["--poll", "0.1", "compta"]);
+        asterisk_stores_greeting(&t, "compta", "2201", "busy", "busy");
+        assert_eq!(
+            w.next_line(),
+            "greeting busy 2201@compta WAV",
+            "{:?}",
+            s.kind
+        );
+        // Re-recorded: the row replaced with other audio.
+        asterisk_stores_greeting(&t, "compta", "2201", "busy", "unavail");
+        assert_eq!(
+            w.next_line(),
+            "greeting busy 2201@compta WAV",
+            "{:?}",
+            s.kind
+        );
+        // Outside the scope: never reported.
+        asterisk_stores_greeting(&t, "finance", "2101", "unavail", "unavail");
+        let src = asterisk_wav49("temp");
+        let run = |a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            sb.run(&refs).ok();
+        };
+        run(&[
+            "greeting",
+            "set",
+            "2202@compta",
+            "temp",
+            src.to_str().unwrap(),
+            "--until",
+            "2099-01-02",
+        ]);
+        assert_eq!(
+            w.next_line(),
+            "greeting temp 2202@compta WAV",
+            "{:?}",
+            s.kind
+        );
+        run(&["greeting", "rm", "2201@compta", "busy"]);
+        assert_eq!(
+            w.next_line(),
+            "greeting-removed busy 2201@compta",
+            "{:?}",
+            s.kind
+        );
+        assert!(w.next(Duration::from_millis(800)).is_none(), "{:?}", s.kind);
+    }
+}
+
+#[test]
+fn greeting_rows_list_play_and_export_what_sox_decodes() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        let kinds = [
+            ("unavail", "unavail"),
+            ("busy", "busy"),
+            ("name", "greet"),
+            ("temp", "temp"),
+        ];
+        for (_, base) in kinds {
+            asterisk_stores_greeting(&t, "compta", "2201", base, base);
+        }
+        let run = |a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            sb.run(&refs)
+        };
+        let ls = run(&["--format", "json", "greeting", "ls", "2201@compta"]).ok();
+        let rows = ls.json_lines();
+        assert_eq!(rows.len(), 4, "{}", ls.stdout);
+        for ((kind, base), row) in kinds.iter().zip(&rows) {
+            let want = sox_samples(&asterisk_wav49(base));
+            assert_eq!(row["greeting"], *kind);
+            assert_eq!(
+                row["files"][0]["duration"].as_f64().unwrap(),
+                want.len() as f64 / 8000.0,
+                "{:?} {kind}",
+                s.kind
+            );
+            let out = sb.path().join(format!("{kind}.wav"));
+            run(&[
+                "greeting",
+                "export",
+                "2201@compta",
+                kind,
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .ok();
+            let (rate, got) = read_wav(&out);
+            assert_eq!(rate, 8000);
+            assert_eq!(got, want, "{:?} {kind}", s.kind);
+        }
+        // play reaches ALSA sample-exact from the row's recording.
+        let mut global = t.args();
+        global.push("greeting".into());
+        let global: Vec<&str> = global.iter().map(String::as_str).collect();
+        if let Some((played, captured)) =
+            crate::play::play_captured_with(&sb, &global, &["2201@compta", "busy"])
+        {
+            played.ok();
+            crate::play::assert_same_audio(&captured, &sox_samples(&asterisk_wav49("busy")));
+        }
+        // A box with no greeting row: exit 3, named.
+        let r = run(&["greeting", "export", "2202@compta", "busy", "-o", "-"]);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert!(r.stderr.contains("no busy greeting"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn check_names_greeting_rows_that_play_nothing() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        let run = |a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            sb.run(&refs)
+        };
+        // Asterisk's own recordings: nothing to say.
+        asterisk_stores_greeting(&t, "compta", "2201", "unavail", "unavail");
+        asterisk_stores_greeting(&t, "compta", "2201", "greet", "greet");
+        let clean = run(&["check"]);
+        assert_eq!(clean.code, 0, "{}{}", clean.stdout, clean.stderr);
+        let mut db = t.db();
+        let put = |db: &mut vmtool::store::sql::db::Db, dir: &str, rec: V| {
+            db.exec(
+                &format!(
+                    "UPDATE {} SET recording = ? WHERE dir = ? AND msgnum = -1",
+                    t.name
+                ),
+                &[rec, V::Text(format!("{PREFIX}/{dir}"))],
+            )
+            .unwrap();
+        };
+        asterisk_stores_greeting(&t, "compta", "2202", "busy", "busy");
+        asterisk_stores_greeting(&t, "compta", "2202", "temp", "temp");
+        put(&mut db, "compta/2201/unavail", V::Bytes(Vec::new()));
+        put(&mut db, "compta/2202/busy", V::Null);
+        put(
+            &mut db,
+            "compta/2202/temp",
+            V::Bytes(b"RIFF\x04\x00\x00\x00junk".to_vec()),
+        );
+        drop(db);
+        let r = run(&["check"]);
+        assert_eq!(r.code, 5, "{}{}", r.stdout, r.stderr);
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", r.stdout);
+        assert!(
+            lines[0].starts_with(&format!("{PREFIX}/compta/2201/unavail msgnum -1: the unavail greeting has an empty recording"))
+                && lines[0].contains("vmtool greeting set 2201@compta unavail FILE"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            lines[1]
+                .contains("compta/2202/busy msgnum -1: the busy greeting has no recording (NULL)"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            lines[2].contains("compta/2202/temp msgnum -1: the temp greeting has not"),
+            "{}",
+            r.stdout
+        );
+        // The greeting rows are no messages: ls is as before, empty.
+        assert_eq!(run(&["--format", "json", "ls"]).ok().stdout, "");
+    }
+}
+
+#[test]
+fn report_lists_forgotten_temp_greetings() {
+    let sb = Sandbox::greetings();
+    let touch = |when: &str, rel: &str| {
+        let st = std::process::Command::new("touch")
+            .args(["-d", when])
+            .args(["WAV", "gsm", "wav"].map(|e| gdir(&sb, &format!("{rel}.{e}"))))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    // Every greeting recorded long ago; 1202's temp greeting 20 days before "now".
+    for g in ["unavail", "busy", "greet"] {
+        touch("@1780000000", &format!("compta/1202/{g}"));
+    }
+    touch("@1780000000", "finance/1101/unavail");
+    touch("@1790000000", "compta/1202/temp");
+    let now = (1790000000 + 20 * 86400).to_string();
+    let env = [("VMTOOL_NOW", now.as_str()), ("TZ", "UTC")];
+    let r = sb.run_env(&env, &["report", "--no-check"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "compta/1202  temp greeting set 20 d ago (2026-09-21 14:13 UTC), played instead of unavail and busy: remove it with `vmtool greeting rm 1202@compta temp` if it is out of date [temp-greeting]"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("finance/1101  temp"), "{}", r.stdout);
+    // A month is allowed: nothing needs attention.
+    let r = sb.run_env(&env, &["report", "--no-check", "--temp-older-than", "30"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("Nothing needs attention."),
+        "{}",
+        r.stdout
+    );
+    // With an end date still to come it is meant to stay; once the date has
+    // passed and `greeting expire` did not run, it needs attention again.
+    fs::write(
+        gdir(&sb, "compta/1202/temp.vmtool-until"),
+        format!("until={}\n", 1790000000 + 25 * 86400),
+    )
+    .unwrap();
+    let r = sb.run_env(&env, &["report", "--no-check"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let later = (1790000000 + 26 * 86400).to_string();
+    let r = sb.run_env(
+        &[("VMTOOL_NOW", later.as_str()), ("TZ", "UTC")],
+        &["--format", "json", "report", "--no-check"],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let temps: Vec<&serde_json::Value> = j["attention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "temp-greeting")
+        .collect();
+    assert_eq!(temps.len(), 1, "{}", r.stdout);
+    assert_eq!(temps[0]["at"], "compta/1202");
+    assert!(
+        temps[0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("past its end date (2026-10-16 14:13 UTC)"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn report_lists_forgotten_temp_greeting_rows() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        // Boxes the table knows: those with messages.
+        t.load_fixture();
+        let src = asterisk_wav49("temp");
+        let go = |now: &str, a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            sb.run_env(&[("VMTOOL_NOW", now), ("TZ", "UTC")], &refs)
+        };
+        // Set on 2026-09-21 with no end date; 2202's until 2026-10-01.
+        let set = |b: &str, until: &[&str]| {
+            let mut a = vec!["greeting", "set", b, "temp", src.to_str().unwrap()];
+            a.extend_from_slice(until);
+            // The row's origtime is the set's clock.
+            let mut db = t.db();
+            go("1790000000", &a).ok();
+            db.exec(
+                &format!(
+                    "UPDATE {} SET origtime = 1790000000 WHERE msgnum = -1",
+                    t.name
+                ),
+                &[],
+            )
+            .unwrap();
+        };
+        set("2201@compta", &[]);
+        set("2202@compta", &["--until", "2026-10-01"]);
+        let now = (1790000000 + 20 * 86400).to_string();
+        let r = go(&now, &["--format", "json", "report", "--no-check"]);
+        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let mut temps: Vec<String> = j["attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "temp-greeting")
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a["at"].as_str().unwrap(),
+                    a["what"].as_str().unwrap()
+                )
+            })
+            .collect();
+        temps.sort();
+        assert_eq!(temps.len(), 2, "{temps:?}");
+        assert!(
+            temps[0].starts_with("compta/2201 temp greeting set 20 d ago"),
+            "{temps:?}"
+        );
+        assert!(
+            temps[1].starts_with("compta/2202 temp greeting past its end date"),
+            "{temps:?}"
+        );
+    }
+}

@@ -75,11 +75,15 @@ and temp_age_days.";
 const REPORT_HELP: &str = "\
 Needs attention (exit 1): an INBOX full (callers hear \"mailbox full\") or at --near-full
 percent of maxmsg, an unheard message older than --unheard-older-than, a stale lock
-(Asterisk drops messages for that folder after 5 s), problems `vmtool check` finds.
+(Asterisk drops messages for that folder after 5 s), problems `vmtool check` finds,
+a temp greeting (played instead of unavail and busy) past its --until date or, with no
+end date to come, set more than --temp-older-than days ago (Asterisk's tempgreetwarn
+only reminds the owner, at login).
 Nothing: exit 0. The text is for mail; --format json gives one document for monitoring.
 Examples:
   vmtool report                                  # daily cron mail (MAILTO=admin)
   vmtool report compta --unheard-older-than 2d   # one context, stricter
+  vmtool report --temp-older-than 30             # holiday greetings may stay a month
   vmtool --format json report --no-check         # for a monitoring probe";
 const WATCH_HELP: &str = "\
 A new message is reported once, as soon as Asterisk has renamed its .txt into
@@ -87,11 +91,18 @@ INBOX or Urgent and released the folder lock; renumbering, moves and unread are
 not new messages. Output: one line per event, or one JSON object per line
 (--format json: the ls fields plus \"event\" and, for moves, \"from_folder\").
 
+With --all, greetings too (spec §7.4): \"greeting\" once a greeting's files are
+renamed into the box directory (Asterisk records <name>.tmp.<ext> and renames
+each format when the owner accepts it; vmtool greeting set does the same) or,
+in SQL, its msgnum -1 row is new or different; \"greeting-removed\" once none is
+left. JSON: context, box, event, greeting (unavail, busy, name, temp), formats.
+
 --exec runs CMD with these environment variables (never through a shell):
-  VMTOOL_EVENT (new, read, moved, deleted, mailbox-created), VMTOOL_CONTEXT,
-  VMTOOL_BOX, VMTOOL_FOLDER, VMTOOL_NUMBER, VMTOOL_FROM_FOLDER, VMTOOL_MSG_PATH,
-  VMTOOL_CALLERID, VMTOOL_CALLERID_NAME, VMTOOL_CALLERID_NUM, VMTOOL_DURATION,
-  VMTOOL_ORIGTIME, VMTOOL_DATE, VMTOOL_MSG_ID, VMTOOL_URGENT
+  VMTOOL_EVENT (new, read, moved, deleted, mailbox-created, greeting,
+  greeting-removed), VMTOOL_CONTEXT, VMTOOL_BOX, VMTOOL_FOLDER, VMTOOL_NUMBER,
+  VMTOOL_FROM_FOLDER, VMTOOL_MSG_PATH, VMTOOL_CALLERID, VMTOOL_CALLERID_NAME,
+  VMTOOL_CALLERID_NUM, VMTOOL_DURATION, VMTOOL_ORIGTIME, VMTOOL_DATE,
+  VMTOOL_MSG_ID, VMTOOL_URGENT, VMTOOL_GREETING, VMTOOL_GREETING_FORMATS
 e.g. vmtool watch --exec notify-send \"Voicemail\"";
 const ARCHIVE_HELP: &str = concat!(
     "Messages are selected by origtime (never file mtimes), from every folder except

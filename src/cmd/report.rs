@@ -18,6 +18,9 @@ pub struct ReportArgs {
     /// An INBOX at or above this percentage of maxmsg needs attention (Asterisk refuses new messages at maxmsg)
     #[arg(long, value_name = "PERCENT", default_value = "90", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub near_full: u8,
+    /// A temp greeting set more than DAYS days ago, with no --until date still to come, needs attention (a forgotten "on holiday" greeting)
+    #[arg(long, value_name = "DAYS", default_value_t = 14)]
+    pub temp_older_than: u32,
     /// Leave out the check of the spool (stale locks, damaged messages)
     #[arg(long)]
     pub no_check: bool,
@@ -54,6 +57,7 @@ pub fn exec(
         now: setup.env.now(),
         unheard_after: i64::try_from(a.unheard_older_than).unwrap_or(i64::MAX),
         near_full: f64::from(a.near_full) / 100.0,
+        temp_greeting_after: i64::from(a.temp_older_than) * 86_400,
     };
     let conf = setup.vmconf.as_ref();
     let mut digest = report::collect(
@@ -62,6 +66,18 @@ pub fn exec(
         &|mb| crate::ops::maxmsg_of(conf, mb),
         &opts,
     );
+    match setup.store.temp_greetings(&boxes) {
+        Ok(temps) => digest.attention.extend(
+            temps
+                .iter()
+                .filter_map(|t| report::temp_greeting_attention(t, &opts)),
+        ),
+        Err(e) => digest.attention.push(Attention {
+            kind: "unreadable".into(),
+            at: "greetings".into(),
+            what: e.to_string(),
+        }),
+    }
     if !a.no_check {
         let found =
             super::check::run_check(setup, g, &a.targets, rep, false, false, a.stale_after)?;

@@ -7,6 +7,7 @@ use crate::metadata::Metadata;
 use crate::render::{sanitize, MessageRow};
 use crate::scan::MsgFiles;
 use crate::spool::{Context, Folder, MailboxId, MsgNum};
+use crate::store::greeting::Kind;
 use crate::store::watch::Scope;
 use crate::store::MailboxStore;
 use crate::target::Target;
@@ -23,7 +24,7 @@ pub struct WatchArgs {
     /// Contexts or boxes to watch (default: the whole spool, including boxes created later)
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Also report messages read (INBOX/Urgent -> Old), moved, deleted, and new boxes
+    /// Also report messages read (INBOX/Urgent -> Old), moved, deleted, new boxes, and greetings recorded or removed
     #[arg(long)]
     pub all: bool,
     /// Exit after this many events (e.g. 1: wait for the next voicemail)
@@ -50,7 +51,31 @@ fn kind_name(k: EventKind) -> &'static str {
         EventKind::Moved => "moved",
         EventKind::Deleted => "deleted",
         EventKind::MailboxCreated => "mailbox-created",
+        EventKind::Greeting(_) => "greeting",
+        EventKind::GreetingRemoved(_) => "greeting-removed",
     }
+}
+
+/// A greeting event's greeting (`unavail`, `busy`, `name`, `temp`) and the
+/// formats it has now.
+fn greeting_of(setup: &Setup, ev: &WatchEvent) -> Option<(Kind, Vec<String>)> {
+    let g = match ev.kind {
+        EventKind::Greeting(g) | EventKind::GreetingRemoved(g) => g,
+        _ => return None,
+    };
+    let kind = Kind::parse(g.base()).ok()?;
+    let mut formats = Vec::new();
+    if let EventKind::Greeting(_) = ev.kind {
+        let mb = MailboxId::new(Context::new(&ev.mailbox.0).ok()?, &ev.mailbox.1).ok()?;
+        if let Ok(gs) = setup.store.greetings(&mb, &[]) {
+            formats = gs
+                .into_iter()
+                .find(|x| x.kind == kind)
+                .map(|x| x.files.into_iter().map(|f| f.ext).collect())
+                .unwrap_or_default();
+        }
+    }
+    Some((kind, formats))
 }
 
 /// Runs `--exec` commands: at most `jobs` at once, at most `queue` waiting.
@@ -153,12 +178,20 @@ fn row_of(setup: &Setup, m: &SeenMessage) -> Option<MessageRow> {
     Some(row)
 }
 
-fn env_of(ev: &WatchEvent, row: Option<&MessageRow>) -> Vec<(String, String)> {
+fn env_of(
+    ev: &WatchEvent,
+    row: Option<&MessageRow>,
+    greeting: Option<&(Kind, Vec<String>)>,
+) -> Vec<(String, String)> {
     let mut env = vec![
         ("VMTOOL_EVENT".to_string(), kind_name(ev.kind).to_string()),
         ("VMTOOL_CONTEXT".into(), ev.mailbox.0.clone()),
         ("VMTOOL_BOX".into(), ev.mailbox.1.clone()),
     ];
+    if let Some((kind, formats)) = greeting {
+        env.push(("VMTOOL_GREETING".into(), kind.name().into()));
+        env.push(("VMTOOL_GREETING_FORMATS".into(), formats.join(",")));
+    }
     if let Some(from) = &ev.from {
         env.push(("VMTOOL_FROM_FOLDER".into(), from.folder.clone()));
     }
@@ -236,6 +269,7 @@ pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporte
         };
         seen += 1;
         let row = ev.message.as_ref().and_then(|m| row_of(setup, m));
+        let greeting = greeting_of(setup, &ev);
         let line = match setup.format {
             Format::Json => {
                 let mut v = match &row {
@@ -247,6 +281,10 @@ pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporte
                     if let Some(f) = &ev.from {
                         o.insert("from_folder".into(), f.folder.clone().into());
                         o.insert("from_number".into(), format!("{:04}", f.number).into());
+                    }
+                    if let Some((kind, formats)) = &greeting {
+                        o.insert("greeting".into(), kind.name().into());
+                        o.insert("formats".into(), formats.clone().into());
                     }
                 }
                 v.to_string()
@@ -281,7 +319,18 @@ pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporte
                             if r.urgent { "  URGENT" } else { "" }
                         )
                     }
-                    None => format!("{}/{}", ev.mailbox.0, ev.mailbox.1),
+                    None => match &greeting {
+                        Some((kind, formats)) if formats.is_empty() => {
+                            format!("{}/{} {kind}", ev.mailbox.0, ev.mailbox.1)
+                        }
+                        Some((kind, formats)) => format!(
+                            "{}/{} {kind} ({})",
+                            ev.mailbox.0,
+                            ev.mailbox.1,
+                            formats.join(", ")
+                        ),
+                        None => format!("{}/{}", ev.mailbox.0, ev.mailbox.1),
+                    },
                 };
                 format!("{when}  {:8} {}", kind_name(ev.kind), sanitize(&what))
             }
@@ -289,7 +338,7 @@ pub fn exec(setup: &Setup, a: &WatchArgs, out: &mut dyn Write, rep: &mut Reporte
         writeln!(out, "{line}").map_err(out_err)?;
         out.flush().map_err(out_err)?;
         if let Some(x) = &exec {
-            x.submit(env_of(&ev, row.as_ref()), rep);
+            x.submit(env_of(&ev, row.as_ref(), greeting.as_ref()), rep);
         }
     }
     if let Some(x) = exec {

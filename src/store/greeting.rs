@@ -739,6 +739,58 @@ impl Store {
     }
 }
 
+/// A box's temporary greeting, as a report needs it (no audio read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempGreeting {
+    pub mailbox: MailboxId,
+    /// When it was set (the newest mtime of its files; on the table its
+    /// `origtime`, which Asterisk may leave empty).
+    pub set_at: Option<i64>,
+    /// Its end date (`--until`).
+    pub until: Option<i64>,
+}
+
+/// The temp greeting of `mb` on the file spool, if it has one.
+fn temp_of(spool: &Spool, mb: &MailboxId) -> Option<TempGreeting> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = spool.mailbox_dir(mb);
+    let mut found = false;
+    let mut set_at: Option<i64> = None;
+    for e in fs::read_dir(&dir).ok()?.flatten() {
+        let is_temp = e
+            .file_name()
+            .to_str()
+            .and_then(classify)
+            .is_some_and(|(k, tmp, _)| k == Kind::Temp && !tmp);
+        // Regular files only (the spool is untrusted input).
+        let Ok(md) = fs::symlink_metadata(e.path()) else {
+            continue;
+        };
+        if is_temp && md.file_type().is_file() {
+            found = true;
+            set_at = Some(set_at.map_or(md.mtime(), |t| t.max(md.mtime())));
+        }
+    }
+    found.then(|| TempGreeting {
+        mailbox: mb.clone(),
+        set_at,
+        until: read_until(&dir),
+    })
+}
+
+impl Store {
+    /// The temporary greetings of `boxes` (one query on the table).
+    pub fn temp_greetings(&self, boxes: &[MailboxId]) -> Result<Vec<TempGreeting>, Error> {
+        match self {
+            Store::File(f) => Ok(boxes
+                .iter()
+                .filter_map(|mb| temp_of(f.spool(), mb))
+                .collect()),
+            Store::Sql(s) => s.temp_greetings(boxes),
+        }
+    }
+}
+
 /// The file to decode: the one asked for, else the best of those there.
 pub(crate) fn pick_ext(
     mb: &MailboxId,

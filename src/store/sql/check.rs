@@ -112,6 +112,7 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
             fixed: false,
         });
     }
+    greeting_rows(store, &mut db, &prefix, &mut out)?;
     let sql = format!(
         "SELECT dir, COUNT(*) FROM {} WHERE dir NOT LIKE ? GROUP BY dir",
         t.name
@@ -199,4 +200,58 @@ pub fn check(store: &SqlStore, conf: Option<&VoicemailConf>) -> Result<Vec<Findi
         }
     }
     Ok(out)
+}
+
+/// Greeting rows (`msgnum` -1, spec §10.1): a recording that is missing,
+/// empty or not audio of the table's format (the first of `format=`) plays
+/// nothing; Asterisk then falls back to the recorded name or the generic
+/// prompt, or plays silence.
+fn greeting_rows(
+    store: &SqlStore,
+    db: &mut super::db::Db,
+    prefix: &str,
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let t: &Table = &store.table;
+    let format = crate::audio::AudioFormat::from_extension(&store.ext);
+    let sql = format!(
+        "SELECT dir, recording FROM {} WHERE dir LIKE ? AND msgnum = -1 ORDER BY dir",
+        t.name
+    );
+    // One row at a time: recordings are not all held at once.
+    db.query_each(&sql, &[V::Text(Table::like(prefix))], &mut |r| {
+        let dir = r[0].text().unwrap_or_default();
+        let parts: Vec<&str> = dir[prefix.len().min(dir.len())..].split('/').collect();
+        let (ctx, bx, kind) = match parts.as_slice() {
+            [c, b, k] => match crate::store::greeting::Kind::parse(k) {
+                Ok(kind) if *k == kind.base() => (*c, *b, kind),
+                _ => return,
+            },
+            _ => return,
+        };
+        let problem = match &r[1] {
+            super::db::Cell::Null => Some("no recording (NULL)".to_string()),
+            super::db::Cell::Bytes(b) if b.is_empty() => Some("an empty recording".to_string()),
+            // The audio is on the servers' disks (odbc_audio_on_disk).
+            super::db::Cell::Bytes(b) if b.as_slice() == super::AUDMAGIC => None,
+            super::db::Cell::Bytes(b) => {
+                match crate::audio::probe(std::io::Cursor::new(b), format.clone(), b.len() as u64) {
+                    Ok(i) => i.warnings.first().cloned(),
+                    Err(e) => Some(format!("not {} audio: {e}", format.name())),
+                }
+            }
+            super::db::Cell::Int(_) => Some("a recording that is not audio".to_string()),
+        };
+        if let Some(p) = problem {
+            out.push(Finding {
+                at: format!("{dir} msgnum -1"),
+                problem: format!(
+                    "the {kind} greeting has {p}: callers hear no greeting from it; fix: vmtool greeting set {bx}@{ctx} {kind} FILE, or re-record it by phone"
+                ),
+                fixed: false,
+            });
+        }
+    })
+    .map_err(db_err(t, "cannot check"))?;
+    Ok(())
 }

@@ -13,7 +13,9 @@ use super::SqlStore;
 use crate::audio::{self, AudioFormat};
 use crate::error::{Error, Result};
 use crate::spool::MailboxId;
-use crate::store::greeting::{ext_of_token, pick_ext, Greeting, GreetingFile, Kind, SetOptions};
+use crate::store::greeting::{
+    ext_of_token, pick_ext, Greeting, GreetingFile, Kind, SetOptions, TempGreeting,
+};
 use crate::store::Decoded;
 use std::path::PathBuf;
 
@@ -199,6 +201,47 @@ impl SqlStore {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Every temp greeting row of `boxes`, in one query (no recording read).
+    pub fn temp_greetings(&self, boxes: &[MailboxId]) -> Result<Vec<TempGreeting>> {
+        let t = &self.table;
+        let cat = if t.has_category { "category" } else { "NULL" };
+        let sql = format!(
+            "SELECT dir, {}, {cat} FROM {} WHERE dir LIKE ? AND msgnum = -1",
+            t.text_cast("origtime"),
+            t.name
+        );
+        let mut found = std::collections::HashMap::new();
+        self.db()
+            .query_each(
+                &sql,
+                &[V::Text(super::table::Table::like(&format!(
+                    "{}/",
+                    t.prefix
+                )))],
+                &mut |r| {
+                    let Some(d) = r[0].text().filter(|d| d.ends_with("/temp")) else {
+                        return;
+                    };
+                    let until: Option<i64> = r[2]
+                        .text()
+                        .and_then(|c| c.strip_prefix(UNTIL_TAG)?.trim().parse().ok());
+                    found.insert(d, (r[1].int(), until));
+                },
+            )
+            .map_err(db_err(t, "cannot read the greetings"))?;
+        Ok(boxes
+            .iter()
+            .filter_map(|mb| {
+                let (set_at, until) = *found.get(&self.greeting_dir(mb, Kind::Temp))?;
+                Some(TempGreeting {
+                    mailbox: mb.clone(),
+                    set_at,
+                    until,
+                })
+            })
+            .collect())
     }
 
     pub fn decode_greeting(

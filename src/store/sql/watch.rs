@@ -7,7 +7,7 @@
 use super::table::{MsgRow, Table};
 use super::SqlStore;
 use crate::error::{Error, Result};
-use crate::watch::{EventKind, MessageKey, SeenMessage, WatchEvent};
+use crate::watch::{EventKind, Greeting, MessageKey, SeenMessage, WatchEvent};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,6 +27,8 @@ pub struct SqlPoller<'a> {
     queue: VecDeque<WatchEvent>,
     next_poll: Instant,
     primed: bool,
+    /// Greeting rows, with `all_events` only (boxed: most watches have none).
+    greetings: Box<GreetingPoll>,
 }
 
 fn identity(r: &MsgRow) -> String {
@@ -59,6 +61,7 @@ impl<'a> SqlPoller<'a> {
             queue: VecDeque::new(),
             next_poll: Instant::now(),
             primed: false,
+            greetings: Box::default(),
         }
     }
 
@@ -128,6 +131,9 @@ impl<'a> SqlPoller<'a> {
         }
         for k in changed {
             self.refresh_box(&k)?;
+        }
+        if self.all_events {
+            self.poll_greetings()?;
         }
         self.primed = true;
         Ok(())
@@ -213,4 +219,175 @@ impl<'a> SqlPoller<'a> {
         }
         Ok(())
     }
+}
+
+// ---- greetings: rows with msgnum -1, dir `<box>/<unavail|busy|greet|temp>` (spec §10.1) ----
+//
+// Reading `recording` at every poll is what a poll must not do: on MariaDB even
+// LENGTH() reads the whole blob (20,000 greetings of 64 KB: about 10 s a
+// poll). So every poll reads the other columns only (on PostgreSQL also
+// `xmin`, new with every insert or update of a row), which shows rows that come,
+// go or are rewritten by vmtool (origtime) or on PostgreSQL by anyone; and on
+// MariaDB, where Asterisk can rewrite a greeting leaving every other column
+// as it was, each poll also hashes the recordings of a few rows in turn.
+
+/// Greeting rows whose recordings are hashed per poll, on MariaDB.
+const HASHED_PER_POLL: usize = 16;
+
+/// What the poller knows of the greeting rows.
+#[derive(Debug, Default)]
+struct GreetingPoll {
+    /// By `dir`.
+    rows: BTreeMap<String, GreetingRow>,
+    /// The last row whose recording was hashed (MariaDB).
+    cursor: String,
+}
+
+/// What the poller knows of one greeting row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GreetingRow {
+    /// Its columns other than `recording` (and on PostgreSQL `xmin`).
+    columns: String,
+    /// MD5 of the recording, once its turn came (MariaDB).
+    hash: Option<String>,
+}
+
+impl SqlPoller<'_> {
+    /// Compares the greeting rows with the last poll: a row new or different
+    /// is a greeting recorded, a row gone one removed.
+    fn poll_greetings(&mut self) -> Result<()> {
+        let t: &Table = &self.store.table;
+        let pg = t.kind == super::db::Kind::Postgres;
+        let version = if pg { "CAST(xmin AS TEXT)" } else { "''" };
+        let cat = if t.has_category { "category" } else { "NULL" };
+        let sql = format!(
+            "SELECT dir, {}, {}, msg_id, {cat}, {version} FROM {} WHERE dir LIKE ? AND msgnum = -1",
+            t.text_cast("origtime"),
+            t.text_cast("duration"),
+            t.name
+        );
+        let mut now: BTreeMap<String, GreetingRow> = BTreeMap::new();
+        let mut db = self.store.db();
+        for s in &self.scope {
+            db.query_each(&sql, &[super::db::V::Text(Table::like(s))], &mut |r| {
+                let Some(d) = r[0].text() else { return };
+                if d.starts_with(s.as_str()) && greeting_place(t, &d).is_some() {
+                    let cell = |i: usize| r[i].text().unwrap_or_else(|| "NULL".into());
+                    let columns = format!(
+                        "{}/{}/{}/{}/{}",
+                        cell(1),
+                        cell(2),
+                        cell(3),
+                        cell(4),
+                        cell(5)
+                    );
+                    now.insert(
+                        d,
+                        GreetingRow {
+                            columns,
+                            hash: None,
+                        },
+                    );
+                }
+            })
+            .map_err(|e| Error::Failed(format!("cannot poll table {}: {e}", t.name)))?;
+        }
+        // Unchanged columns: the recording's hash known so far still holds.
+        for (d, row) in now.iter_mut() {
+            if let Some(old) = self
+                .greetings
+                .rows
+                .get(d)
+                .filter(|o| o.columns == row.columns)
+            {
+                row.hash.clone_from(&old.hash);
+            }
+        }
+        let mut changed: Vec<(String, EventKind)> = Vec::new();
+        if !pg && !now.is_empty() {
+            // The next few rows after the last one hashed, round the table.
+            let next: Vec<String> = now
+                .range::<String, _>((
+                    std::ops::Bound::Excluded(&self.greetings.cursor),
+                    std::ops::Bound::Unbounded,
+                ))
+                .chain(now.iter())
+                .map(|(d, _)| d.clone())
+                .take(HASHED_PER_POLL.min(now.len()))
+                .collect();
+            let marks = vec!["?"; next.len()].join(", ");
+            let sql = format!(
+                "SELECT dir, MD5(recording) FROM {} WHERE msgnum = -1 AND dir IN ({marks})",
+                t.name
+            );
+            let params: Vec<super::db::V> =
+                next.iter().map(|d| super::db::V::Text(d.clone())).collect();
+            db.query_each(&sql, &params, &mut |r| {
+                let (Some(d), hash) = (r[0].text(), r[1].text()) else {
+                    return;
+                };
+                if let Some(row) = now.get_mut(&d) {
+                    let before = row.hash.replace(hash.unwrap_or_default());
+                    if before.is_some() && before != row.hash {
+                        if let Some((_, g)) = greeting_place(t, &d) {
+                            changed.push((d.clone(), EventKind::Greeting(g)));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Failed(format!("cannot poll table {}: {e}", t.name)))?;
+            if let Some(last) = next.last() {
+                self.greetings.cursor.clone_from(last);
+            }
+        }
+        drop(db);
+        if self.primed {
+            for d in now.keys() {
+                let columns_changed = self
+                    .greetings
+                    .rows
+                    .get(d)
+                    .is_none_or(|o| o.columns != now[d].columns);
+                if columns_changed && !changed.iter().any(|(c, _)| c == d) {
+                    if let Some((_, g)) = greeting_place(t, d) {
+                        changed.push((d.clone(), EventKind::Greeting(g)));
+                    }
+                }
+            }
+            for d in self.greetings.rows.keys() {
+                if !now.contains_key(d) {
+                    if let Some((_, g)) = greeting_place(t, d) {
+                        changed.push((d.clone(), EventKind::GreetingRemoved(g)));
+                    }
+                }
+            }
+            changed.sort_by(|a, b| a.0.cmp(&b.0));
+            let at = SystemTime::now();
+            for (d, kind) in changed {
+                if let Some((mailbox, _)) = greeting_place(t, &d) {
+                    self.queue.push_back(WatchEvent {
+                        kind,
+                        message: None,
+                        from: None,
+                        mailbox,
+                        at,
+                    });
+                }
+            }
+        }
+        self.greetings.rows = now;
+        Ok(())
+    }
+}
+
+/// The box and greeting of a greeting row's `dir`.
+fn greeting_place(t: &Table, dir: &str) -> Option<(BoxKey, Greeting)> {
+    let rest = dir.strip_prefix(&t.prefix)?.strip_prefix('/')?;
+    let mut it = rest.split('/');
+    let (c, b, g) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() || c.is_empty() || b.is_empty() {
+        return None;
+    }
+    let g = Greeting::ALL.into_iter().find(|x| x.base() == g)?;
+    Some(((c.to_string(), b.to_string()), g))
 }
