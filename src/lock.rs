@@ -464,6 +464,21 @@ impl Drop for FolderLock {
     }
 }
 
+/// `VMTOOL_TEST_TRACE=<file>`: one line per rename and unlink (pid, what,
+/// paths) and per recovery, appended with `O_APPEND`, for the soak test's
+/// autopsies. Never set in production.
+pub(crate) fn test_trace(line: std::fmt::Arguments) {
+    static LOG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    if let Some(path) = LOG.get_or_init(|| std::env::var_os("VMTOOL_TEST_TRACE").map(PathBuf::from))
+    {
+        use std::io::Write as _;
+        let line = format!("{} {line}\n", std::process::id());
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
 /// `VMTOOL_TEST_LOCK_LOG=<file>`: appends "<µs held> <folder>" per release, for the
 /// lock-hold measurements in BENCHMARKS.md (never set in production).
 fn log_hold(dir: &Path, since: Instant) {
@@ -575,7 +590,10 @@ fn lockfile_acquire(dir: &Path, timeout: Duration) -> Result<Held, LockError> {
     let mut next_owner_check = start;
     loop {
         match fs::hard_link(&helper, &lock) {
-            Ok(()) => return Ok(Held::Lockfile { helper, stamp }),
+            Ok(()) => {
+                test_trace(format_args!("locked {}", dir.display()));
+                return Ok(Held::Lockfile { helper, stamp });
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Only a regular file can be a lock someone made and will remove.
@@ -622,7 +640,10 @@ fn lockfile_release(dir: &Path, helper: &Path, stamp: Stamp) -> Result<(), LockE
     };
     let res = match fs::symlink_metadata(&lock) {
         // Still our inode (the helper pins it): ours to remove.
-        Ok(m) if Stamp::of(&m) == stamp => match fs::remove_file(&lock) {
+        Ok(m) if Stamp::of(&m) == stamp => match {
+            test_trace(format_args!("unlock {}", dir.display()));
+            fs::remove_file(&lock)
+        } {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Err(broken()),
             Err(e) => Err(io_err(dir, "remove the lock in")(e)),
@@ -1059,6 +1080,7 @@ fn break_lock_if(
         std::process::id(),
         random_u64()
     ));
+    test_trace(format_args!("break {}", dir.display()));
     match fs::rename(&lock, &aside) {
         Ok(()) => {}
         Err(e) if is_not_found(&e) => return Ok(BreakOutcome::NoLock),

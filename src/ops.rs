@@ -208,6 +208,20 @@ const STAGE_PREFIX: &str = ".vmtool-stage-";
 /// `$VMTOOL_TEST_PAUSE_FILE.paused` and waits (up to a minute) until
 /// `$VMTOOL_TEST_PAUSE_FILE` exists, so a test can act in between. Set only by
 /// tests, never by accident.
+use crate::lock::test_trace as trace;
+
+fn traced_rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+    let (from, to) = (from.as_ref(), to.as_ref());
+    trace(format_args!("rename {} {}", from.display(), to.display()));
+    fs::rename(from, to)
+}
+
+fn traced_remove(path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref();
+    trace(format_args!("unlink {}", path.display()));
+    fs::remove_file(path)
+}
+
 pub(crate) fn failpoint(step: &str) {
     if let Some(want) = std::env::var_os("VMTOOL_TEST_KILL_AT") {
         if want == step {
@@ -532,9 +546,9 @@ impl Engine<'_> {
         let mut staged: Vec<(String, PathBuf)> = Vec::new();
         let cleanup = |staged: &[(String, PathBuf)]| {
             for (_, p) in staged {
-                let _ = fs::remove_file(p);
+                let _ = traced_remove(p);
             }
-            let _ = fs::remove_file(&intent_path);
+            let _ = traced_remove(&intent_path);
         };
         for (ext, from) in files {
             let from = from.clone();
@@ -552,7 +566,7 @@ impl Engine<'_> {
                     intent.files.push((ext.clone(), hex(&sum)));
                 }
                 Err(e) => {
-                    let _ = fs::remove_file(&to);
+                    let _ = traced_remove(&to);
                     cleanup(&staged);
                     return Err(OpError::Io {
                         action: "copy",
@@ -623,7 +637,7 @@ impl Engine<'_> {
         let (audio, txt): (Vec<_>, Vec<_>) = staged.iter().partition(|(ext, _)| ext != "txt");
         for (ext, staged_at) in audio.iter().chain(txt.iter()) {
             let to = self.spool.msg_file(dmb, dfolder, num, ext);
-            fs::rename(staged_at, &to).map_err(OpError::io("rename into", &to))?;
+            traced_rename(staged_at, &to).map_err(OpError::io("rename into", &to))?;
             failpoint(if ext == "txt" {
                 "renamed-txt"
             } else {
@@ -636,11 +650,11 @@ impl Engine<'_> {
             // The .txt first, then the audio (vm_delete()), still under both locks:
             // nobody who locks ever sees the message twice.
             let txt = self.file_of(&from, "txt")?;
-            fs::remove_file(&txt).map_err(OpError::io("remove", &txt))?;
+            traced_remove(&txt).map_err(OpError::io("remove", &txt))?;
             failpoint("removed-src-txt");
             for (ext, _) in intent.files.iter().filter(|(e, _)| e != "txt") {
                 let p = self.file_of(&from, ext)?;
-                match fs::remove_file(&p) {
+                match traced_remove(&p) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(OpError::io("remove", &p)(e)),
@@ -658,7 +672,7 @@ impl Engine<'_> {
             fsutil::sync_dir(&src_dir).map_err(OpError::io("sync", &src_dir))?;
         }
         fsutil::sync_dir(&dst_tmp).map_err(OpError::io("sync", &dst_tmp))?;
-        fs::remove_file(&intent_path).map_err(OpError::io("remove", &intent_path))?;
+        traced_remove(&intent_path).map_err(OpError::io("remove", &intent_path))?;
         fsutil::sync_dir(&src_tmp).map_err(OpError::io("sync", &src_tmp))?;
         Ok(dest)
     }
@@ -796,7 +810,7 @@ impl Engine<'_> {
                 let perms = Perms::observe(dir).map_err(OpError::io("read", dir))?;
                 fsutil::create_dir_like(&qdir, &perms).map_err(OpError::io("create", &qdir))?;
                 let to = qdir.join(format!("{}-{}-{name}", folder.dir_name(), unique_id()));
-                fs::rename(e.path(), &to).map_err(OpError::io("quarantine", e.path()))?;
+                traced_rename(e.path(), &to).map_err(OpError::io("quarantine", e.path()))?;
             }
         }
         Ok(())
@@ -818,12 +832,12 @@ impl Engine<'_> {
             Ok(v)
         };
         for name in files_of(0)?.iter().rev() {
-            fs::remove_file(dir.join(name)).map_err(OpError::io("remove", dir.join(name)))?;
+            traced_remove(dir.join(name)).map_err(OpError::io("remove", dir.join(name)))?;
         }
         for n in 1..=x {
             for name in files_of(n)? {
                 let to = dir.join(format!("{}{}", stem(n - 1), &name[7..]));
-                fs::rename(dir.join(&name), &to).map_err(OpError::io("rename", &to))?;
+                traced_rename(dir.join(&name), &to).map_err(OpError::io("rename", &to))?;
             }
         }
         Ok(())
@@ -843,11 +857,11 @@ impl Engine<'_> {
         };
         // The .txt first, then the audio (vm_delete()).
         let txt = self.file_of(&at, "txt")?;
-        fs::remove_file(&txt).map_err(OpError::io("remove", &txt))?;
+        traced_remove(&txt).map_err(OpError::io("remove", &txt))?;
         failpoint("removed-src-txt");
         for (ext, _) in intent.files.iter().filter(|(e, _)| e != "txt") {
             let p = self.file_of(&at, ext)?;
-            match fs::remove_file(&p) {
+            match traced_remove(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(OpError::io("remove", &p)(e)),
@@ -878,7 +892,7 @@ impl Engine<'_> {
         for (ext, sum) in files {
             if self.file_is(at, &ext, &sum) {
                 let p = self.file_of(at, &ext)?;
-                fs::remove_file(&p).map_err(OpError::io("remove", &p))?;
+                traced_remove(&p).map_err(OpError::io("remove", &p))?;
                 any = true;
             }
         }
@@ -936,14 +950,14 @@ impl Engine<'_> {
         let txt = self.file_of(&cur.at, "txt")?;
         for ext in cur.exts.iter().filter(|e| *e != "txt") {
             let p = self.file_of(&cur.at, ext)?;
-            match fs::remove_file(&p) {
+            match traced_remove(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(OpError::io("remove", &p)(e)),
             }
         }
         failpoint("removed-src-audio");
-        fs::remove_file(&txt).map_err(OpError::io("remove", &txt))?;
+        traced_remove(&txt).map_err(OpError::io("remove", &txt))?;
         lock.release()?;
         Ok(())
     }
@@ -975,7 +989,7 @@ impl Engine<'_> {
         }
         let intent_path = self.write_intent(&tmp, &intent, &perms)?;
         let r = self.remove_source(src, &intent);
-        let _ = fs::remove_file(&intent_path);
+        let _ = traced_remove(&intent_path);
         r
     }
 
@@ -1062,7 +1076,8 @@ impl Engine<'_> {
                 }
             };
             let what = self.recover_one(&intent)?;
-            fs::remove_file(&path).map_err(OpError::io("remove", &path))?;
+            trace(format_args!("recovered {what}"));
+            traced_remove(&path).map_err(OpError::io("remove", &path))?;
             done.push(what);
         }
         // Temp names of intent records torn by a kill during write_atomic.
@@ -1070,7 +1085,7 @@ impl Engine<'_> {
         if let Ok(rd) = fs::read_dir(self.spool.tmp_dir(mb)) {
             for e in rd.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&torn) {
-                    let _ = fs::remove_file(e.path());
+                    let _ = traced_remove(e.path());
                 }
             }
         }
@@ -1120,7 +1135,7 @@ impl Engine<'_> {
             if let Ok(rd) = fs::read_dir(self.spool.tmp_dir(&dmb)) {
                 for e in rd.flatten() {
                     if e.file_name().to_string_lossy().starts_with(&prefix) {
-                        let _ = fs::remove_file(e.path());
+                        let _ = traced_remove(e.path());
                     }
                 }
             }
@@ -1335,7 +1350,7 @@ impl Engine<'_> {
     pub fn remove_leftovers(&self, mb: &MailboxId) -> Vec<PathBuf> {
         let mut removed = Vec::new();
         for p in self.leftovers(mb) {
-            if fs::remove_file(&p).is_ok() {
+            if traced_remove(&p).is_ok() {
                 removed.push(p);
             }
         }
@@ -1378,7 +1393,7 @@ impl Engine<'_> {
             for ext in &exts {
                 let from = self.spool.msg_file(mb, folder, m.num, ext);
                 let dest = self.spool.msg_file(mb, folder, to, ext);
-                fs::rename(&from, &dest).map_err(OpError::io("rename", &from))?;
+                traced_rename(&from, &dest).map_err(OpError::io("rename", &from))?;
             }
             lock.release()?;
             fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))?;

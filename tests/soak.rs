@@ -103,6 +103,21 @@ fn files_of(dir: &Path, num: u16) -> Vec<String> {
     v
 }
 
+/// With `VMTOOL_TEST_TRACE` set (kept runs), the "Asterisk" actors log their
+/// renames and locks into the file vmtool traces into.
+fn sim_trace(what: std::fmt::Arguments) {
+    if let Some(path) = std::env::var_os("VMTOOL_TEST_TRACE") {
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "sim {what}");
+        }
+    }
+}
+
+fn sim_rename(from: &Path, to: &Path) {
+    sim_trace(format_args!("rename {} {}", from.display(), to.display()));
+    fs::rename(from, to).unwrap();
+}
+
 /// Asterisk's `ast_lock_path_lockfile()` (spec §6.2): helper `.lock-%08x` by
 /// O_EXCL, `link()` to `.lock` until 5 s have passed (retrying every 1 ms
 /// rather than spinning: the machine is shared), helper unlinked. `Err` with
@@ -118,7 +133,10 @@ fn asterisk_lock(dir: &Path, rng: &mut Rng) -> Result<(), String> {
     let start = Instant::now();
     let res = loop {
         match fs::hard_link(&helper, dir.join(".lock")) {
-            Ok(()) => break Ok(()),
+            Ok(()) => {
+                sim_trace(format_args!("locked {}", dir.display()));
+                break Ok(());
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if start.elapsed() >= Duration::from_secs(5) {
                     let holder = fs::read_to_string(dir.join(".lock")).unwrap_or_default();
@@ -138,6 +156,7 @@ fn asterisk_lock(dir: &Path, rng: &mut Rng) -> Result<(), String> {
 }
 
 fn asterisk_unlock(dir: &Path) {
+    sim_trace(format_args!("unlock {}", dir.display()));
     let _ = fs::remove_file(dir.join(".lock"));
 }
 
@@ -221,17 +240,15 @@ fn deposit(
     }
     let next = msg_nums(&inbox).last().map_or(0, |l| l + 1);
     for (ext, _) in &t.audio {
-        fs::rename(
-            tmp.join(format!("{stem}.{ext}")),
-            inbox.join(format!("msg{next:04}.{ext}")),
-        )
-        .unwrap();
+        sim_rename(
+            &tmp.join(format!("{stem}.{ext}")),
+            &inbox.join(format!("msg{next:04}.{ext}")),
+        );
     }
-    fs::rename(
-        tmp.join(format!("{stem}.txt")),
-        inbox.join(format!("msg{next:04}.txt")),
-    )
-    .unwrap();
+    sim_rename(
+        &tmp.join(format!("{stem}.txt")),
+        &inbox.join(format!("msg{next:04}.txt")),
+    );
     asterisk_unlock(&inbox);
     Ok(id)
 }
@@ -267,7 +284,7 @@ fn resequence(vm: &Path, rng: &mut Rng, stats: &Stats) -> Result<(), String> {
             let mut files = files_of(&dir, num);
             files.sort_by_key(|f| f.ends_with(".txt"));
             for f in files {
-                fs::rename(dir.join(&f), dir.join(format!("msg{dest:04}{}", &f[7..]))).unwrap();
+                sim_rename(&dir.join(&f), &dir.join(format!("msg{dest:04}{}", &f[7..])));
             }
             stats.reseqs.fetch_add(1, Ordering::SeqCst);
         }
@@ -435,6 +452,10 @@ fn soak(secs: u64, workers: u64, seed: u64, reseq: bool, mode: &str) {
     let sb = Arc::new(Sandbox::team2());
     let vm = sb.voicemail();
     let lock_log = sb.path().join("lock-holds.log");
+    if std::env::var_os("VMTOOL_SOAK_KEEP").is_some() {
+        // Read by vmtool children and by the actors above.
+        std::env::set_var("VMTOOL_TEST_TRACE", sb.path().join("trace.log"));
+    }
     // Work and Family exist in every box; their absence is not what is tested.
     for (c, m) in BOXES {
         for f in FOLDERS {
