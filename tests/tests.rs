@@ -4,6 +4,7 @@ mod ami;
 mod ami_server;
 mod util;
 
+mod add_format;
 mod archive;
 mod change;
 mod check;

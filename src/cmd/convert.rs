@@ -1,4 +1,6 @@
-//! `vmtool convert`: messages out as standard WAV files (16-bit PCM, mono), and
+//! `vmtool convert`: messages out as WAV (16-bit PCM, mono), FLAC, MP3 or Ogg
+//! Vorbis with the caller and date as tags (`audio::export`); `--add-format`
+//! writes a missing Asterisk format next to messages in the spool; and
 //! the pieces `play` shares with it: which messages a target means, which of a
 //! message's audio files to use, decoding it whole, and resampling.
 //!

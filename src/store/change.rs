@@ -560,7 +560,7 @@ fn insert_row(
             .filter(|x| *x != "txt")
             .collect();
         return Err(Error::Failed(format!(
-            "{label}: the archive holds .{} but the table keeps .{} (the first format= of voicemail.conf); convert it first, or restore into a file spool; not restored",
+            "{label}: the archive holds .{} but the table keeps .{} (the first format= of voicemail.conf); --fill-formats makes it from the archived audio; not restored",
             have.join(", ."),
             sql.ext
         )));
