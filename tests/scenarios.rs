@@ -573,10 +573,17 @@ fn restore_fills_missing_formats_on_every_store() {
             s.run(&["convert", "--add-format", "wav49", "2102@finance/Work"])
                 .ok();
         }
+        // (The table restores at highest+2: the number is read back.)
+        let rows = s
+            .run(&["--format", "json", "ls", "finance/2102/Work"])
+            .ok()
+            .json_lines();
+        assert_eq!(rows.len(), 1, "{}: {rows:?}", s.name);
+        let n = rows[0]["number"].as_str().unwrap().to_string();
         let out = s
             .command()
             .args(["convert", "--stdout", "--from-format", "WAV"])
-            .arg("finance/2102/Work/0")
+            .arg(format!("finance/2102/Work/{n}"))
             .output()
             .unwrap();
         assert!(
