@@ -12,6 +12,7 @@ mod contention;
 mod deposit;
 mod docs;
 mod example;
+mod export;
 mod fixture;
 mod fuzz_replay;
 mod greeting;
