@@ -135,8 +135,13 @@ fn add_format_refuses_formats_it_cannot_write() {
     assert!(r.stderr.contains("g729"), "{}", r.stderr);
     assert_eq!(tree_state(&sb.voicemail()), before);
     // Not with export options.
-    let r = sb.run(&["convert", "--add-format", "gsm", "--stdout", "finance"]);
-    assert_eq!(r.code, 2);
+    for opt in [&["--stdout"][..], &["--to", "mp3"]] {
+        let mut args = vec!["convert", "--add-format", "gsm"];
+        args.extend_from_slice(opt);
+        args.push("finance");
+        assert_eq!(sb.run(&args).code, 2, "{opt:?}");
+    }
+    assert_eq!(tree_state(&sb.voicemail()), before);
 }
 
 #[test]

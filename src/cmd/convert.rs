@@ -79,7 +79,7 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub utc: bool,
     /// Instead of exporting: add this format (a format= token: wav49, gsm, wav, wav16, ulaw, alaw, sln…) to each message that lacks it, in the spool, made from its best audio; existing files are never rewritten
-    #[arg(long, value_name = "FMT", conflicts_with_all = ["stdout", "out_dir", "name", "force", "rate", "utc", "from_format"])]
+    #[arg(long, value_name = "FMT", conflicts_with_all = ["stdout", "out_dir", "name", "force", "rate", "utc", "from_format", "to"])]
     pub add_format: Option<String>,
 }
 
