@@ -141,3 +141,50 @@ pub fn message_txt(mb: &MailboxId, h: &Header, msg_id: &str) -> Vec<u8> {
     .to_metadata()
     .to_asterisk_bytes()
 }
+
+/// The files of `formats` (`format=` tokens) that a message's `files`
+/// (`(extension, path)`, its `.txt` among them) lack, made from the best of
+/// its audio: `(extension, bytes)`, in `format=` order. Empty when none is
+/// missing. For a restore into a spool whose `format=` differs.
+pub fn missing_formats(
+    files: &[(String, std::path::PathBuf)],
+    formats: &[String],
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let missing: Vec<String> = formats
+        .iter()
+        .filter(|t| !files.iter().any(|(x, _)| x == ext_of(t)))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let exts: Vec<String> = files
+        .iter()
+        .map(|(x, _)| x.clone())
+        .filter(|x| x != "txt")
+        .collect();
+    let Some(best) = crate::audio::preferred_format(&exts) else {
+        return Err(format!(
+            "no audio vmtool can decode to make .{} from (it has {})",
+            missing
+                .iter()
+                .map(|t| ext_of(t))
+                .collect::<Vec<_>>()
+                .join(", ."),
+            if exts.is_empty() {
+                "no audio".to_string()
+            } else {
+                format!(".{}", exts.join(", ."))
+            }
+        ));
+    };
+    let path = &files.iter().find(|(x, _)| *x == best).expect("listed").1;
+    let (rate, samples) =
+        crate::audio::decode_all(path, &best).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pcm = Pcm {
+        rate,
+        samples,
+        channels: 1,
+    };
+    Ok(encode_formats(&pcm, &missing)?.files)
+}

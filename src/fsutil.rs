@@ -462,6 +462,22 @@ pub fn write_atomic(path: &Path, data: &[u8], perms: &Perms) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Renames `from` to `to` unless `to` exists (`renameat2(RENAME_NOREPLACE)`,
+/// or link + unlink where the file system lacks it): an existing file is
+/// never replaced. `AlreadyExists` when it is there.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            fs::hard_link(from, to)?;
+            let _ = fs::remove_file(from);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `syncfs()` of the file system holding `path`: one call makes a whole batch
 /// of new files and renames durable.
 pub fn sync_fs(path: &Path) -> io::Result<()> {

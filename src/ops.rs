@@ -493,6 +493,125 @@ impl Engine<'_> {
         )
     }
 
+    /// Adds audio files a message lacks (`convert --add-format`), `files`
+    /// being `(extension, bytes)`: staged in the box's `tmp/` with no lock
+    /// held, then, under the folder lock, renamed in next to the message
+    /// found by its `.txt` bytes wherever Asterisk renumbered it. A file
+    /// that exists is never replaced (the rename refuses to). Returns where
+    /// the message is and the extensions added. `source` is the audio file
+    /// they were made from, `(extension, SHA-256 hex)`: it must still hold
+    /// those bytes under the lock, or nothing is added.
+    pub fn add_files(
+        &self,
+        loc: &Located,
+        source: (&str, &str),
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(MsgRef, Vec<String>)> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Err(OpError::Refused("interrupted".into()));
+        }
+        let mb = loc.at.mailbox_id()?;
+        let dir = self.dir_of(&loc.at)?;
+        self.refuse_links(&dir)?;
+        let _guard = self.guard(&mb)?;
+        self.break_dead_locks(&mb);
+        self.recover_locked(&mb)?;
+        let tmp = self.mailbox_tmp(&mb)?;
+        let perms = Perms::observe(&dir).map_err(OpError::io("read", &dir))?;
+        let tmp_perms = Perms::observe(&tmp).map_err(OpError::io("read", &tmp))?;
+        let id = unique_id();
+        let mut intent = Intent {
+            id: id.clone(),
+            op: "add-format".into(),
+            src: loc.at.clone(),
+            files: Vec::new(),
+            dest_context: Some(mb.context.to_string()),
+            dest_mailbox: Some(mb.mailbox().to_string()),
+            dest_folder: None,
+            dest_num: None,
+            state: "staged".into(),
+            src_ino: None,
+        };
+        let intent_path = self.write_intent(&tmp, &intent, &tmp_perms)?;
+        failpoint("staged-intent");
+        let mut staged: Vec<(String, PathBuf)> = Vec::new();
+        let cleanup = |staged: &[(String, PathBuf)]| {
+            for (_, p) in staged {
+                let _ = fs::remove_file(p);
+            }
+            let _ = fs::remove_file(&intent_path);
+        };
+        for (ext, bytes) in files {
+            let to = tmp.join(format!("{STAGE_PREFIX}{id}.{ext}"));
+            match fsutil::write_hashed(&mut bytes.as_slice(), &to, &perms, true) {
+                Ok(sum) => {
+                    staged.push((ext.clone(), to));
+                    intent.files.push((ext.clone(), hex(&sum)));
+                }
+                Err(e) => {
+                    cleanup(&staged);
+                    return Err(OpError::io("write", to)(e));
+                }
+            }
+            failpoint("staged-file");
+        }
+        fsutil::sync_dir(&tmp).map_err(OpError::io("sync", &tmp))?;
+        self.write_intent(&tmp, &intent, &tmp_perms)?;
+        failpoint("staged-all");
+
+        let lock = match FolderLock::acquire(&dir, &self.lock) {
+            Ok(l) => l,
+            Err(e) => {
+                cleanup(&staged);
+                return Err(e.into());
+            }
+        };
+        failpoint("locked");
+        let Some((at, exts)) = self.find_in_folder(&loc.at, &hex(&loc.txt_sha))? else {
+            drop(lock);
+            cleanup(&staged);
+            return Err(OpError::Gone(format!(
+                "{} is gone or changed since it was listed (moved, deleted or rewritten by someone else); nothing was added",
+                loc.at
+            )));
+        };
+        if !self.file_is(&at, source.0, source.1) {
+            drop(lock);
+            cleanup(&staged);
+            return Err(OpError::Gone(format!(
+                "{at}: its .{} changed since it was read; nothing was added",
+                source.0
+            )));
+        }
+        intent.src = at.clone();
+        intent.state = "committing".into();
+        self.write_intent(&tmp, &intent, &tmp_perms)?;
+        failpoint("committing");
+        let mut added = Vec::new();
+        for (ext, staged_at) in &staged {
+            if exts.contains(ext) {
+                continue;
+            }
+            let to = self.file_of(&at, ext)?;
+            match fsutil::rename_noreplace(staged_at, &to) {
+                Ok(()) => added.push(ext.clone()),
+                // Someone else added it meanwhile: theirs stays.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    drop(lock);
+                    cleanup(&staged);
+                    return Err(OpError::io("rename into", to)(e));
+                }
+            }
+            failpoint("renamed-audio");
+        }
+        lock.release()?;
+        fsutil::sync_dir(&dir).map_err(OpError::io("sync", &dir))?;
+        cleanup(&staged);
+        fsutil::sync_dir(&tmp).map_err(OpError::io("sync", &tmp))?;
+        Ok((at, added))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn stage_commit(
         &self,
@@ -1101,6 +1220,11 @@ impl Engine<'_> {
             .map(|(_, s)| s.clone());
         let dest = intent_dest(intent)?;
         let done = match (intent.op.as_str(), intent.state.as_str(), dest) {
+            // Each added file was renamed in whole or not at all; only the
+            // staged copies are left to drop (below).
+            ("add-format", _, _) => format!(
+                "{src}: an interrupted add-format left only whole files; staged copies removed"
+            ),
             ("delete", _, _) => {
                 let dir = self.dir_of(src)?;
                 let _lock = FolderLock::acquire(&dir, &self.lock)?;

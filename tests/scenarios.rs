@@ -487,3 +487,183 @@ fn deposit_and_broadcast_on_every_store() {
         );
     }
 }
+
+/// `convert --add-format` on every store: the file spool gets the new file
+/// next to each message; the table, which holds one recording per message,
+/// refuses and says why, changing nothing.
+#[test]
+fn add_format_on_every_store() {
+    for s in stores() {
+        let before = s.run(&["--format", "json", "ls", "finance"]).ok().stdout;
+        let r = s.run(&["convert", "--add-format", "ulaw", "finance"]);
+        let rows = s
+            .run(&["--format", "json", "ls", "finance"])
+            .ok()
+            .json_lines();
+        if s.table.is_none() {
+            assert_eq!(r.code, 0, "{}: {}", s.name, r.stderr);
+            assert_eq!(r.stdout.lines().count(), rows.len(), "{}", s.name);
+            for row in &rows {
+                assert!(
+                    row["formats"].as_array().unwrap().contains(&"ulaw".into()),
+                    "{}: {row}",
+                    s.name
+                );
+            }
+        } else {
+            assert_eq!(r.code, 1, "{}: {}{}", s.name, r.stdout, r.stderr);
+            assert!(
+                r.stderr.contains("one recording per message"),
+                "{}: {}",
+                s.name,
+                r.stderr
+            );
+            let now = s.run(&["--format", "json", "ls", "finance"]).ok().stdout;
+            assert_eq!(now, before, "{}", s.name);
+        }
+    }
+}
+
+/// `restore --fill-formats` on every store: an archived message that lacks
+/// the store's first format (the table's recording) is restored with it,
+/// made from its other audio; without the option the table refuses it.
+#[test]
+fn restore_fills_missing_formats_on_every_store() {
+    // The archive, from a file spool, of two messages; one lost its .WAV.
+    let src = Sandbox::team2();
+    let inbox = src.voicemail().join("finance/2101/INBOX");
+    std::fs::remove_file(inbox.join("msg0000.WAV")).unwrap();
+    let arch = src.path().join("archive");
+    src.run(&[
+        "--no-ami",
+        "archive",
+        "--keep",
+        "--include-new",
+        "--older-than",
+        "2030-01-01",
+        "--to",
+        arch.to_str().unwrap(),
+        "finance/2101/INBOX",
+    ])
+    .ok();
+    let arch = arch.to_str().unwrap();
+    let mut audio_by_store: Vec<(&str, Vec<u8>)> = Vec::new();
+    for s in stores() {
+        let restore = |extra: &[&str]| {
+            let mut a = vec!["restore", "--from", arch, "--to", "2102@finance/Work"];
+            a.extend_from_slice(extra);
+            a.push("finance/2101/INBOX/0");
+            s.run(&a)
+        };
+        let r = restore(&[]);
+        if s.table.is_some() {
+            assert_eq!(r.code, 1, "{}: {}", s.name, r.stderr);
+            assert!(
+                r.stderr.contains("--fill-formats") || r.stderr.contains("the table keeps .WAV"),
+                "{}: {}",
+                s.name,
+                r.stderr
+            );
+            let r = restore(&["--fill-formats"]);
+            assert_eq!(r.code, 0, "{}: {}", s.name, r.stderr);
+        } else {
+            assert_eq!(r.code, 0, "{}: {}", s.name, r.stderr);
+            assert!(r.stderr.contains("no .WAV"), "{}: {}", s.name, r.stderr);
+            // Restored without it; --add-format makes it now.
+            s.run(&["convert", "--add-format", "wav49", "2102@finance/Work"])
+                .ok();
+        }
+        // (The table restores at highest+2: the number is read back.)
+        let rows = s
+            .run(&["--format", "json", "ls", "finance/2102/Work"])
+            .ok()
+            .json_lines();
+        assert_eq!(rows.len(), 1, "{}: {rows:?}", s.name);
+        let n = rows[0]["number"].as_str().unwrap().to_string();
+        let out = s
+            .command()
+            .args(["convert", "--stdout", "--from-format", "WAV"])
+            .arg(format!("finance/2102/Work/{n}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            s.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        audio_by_store.push((s.name, out.stdout));
+    }
+    // The same .WAV, made from the same .wav, whichever store keeps it.
+    for (name, a) in &audio_by_store[1..] {
+        assert!(a == &audio_by_store[0].1, "{name}: audio differs");
+    }
+}
+
+/// A deposit SIGKILLed in the middle of its commit, on every store (the file
+/// spool between staging and renames, the table inside its transaction):
+/// nothing of it is visible meanwhile or after, and the rerun completes with
+/// one message per box.
+#[test]
+fn deposit_killed_mid_commit_on_every_store() {
+    for s in stores() {
+        let input = s.sb.path().join("notice.wav");
+        let st = Command::new("sox")
+            .args(["-D", "-n", "-r", "8000", "-c", "1", "-b", "16"])
+            .arg(&input)
+            .args(["synth", "1.5", "sine", "300-3000", "vol", "0.5"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let input = input.to_str().unwrap();
+        let args = ["deposit", "finance", input, "--callerid", "Reception <100>"];
+        let before = s.ids();
+        let step = if s.table.is_some() {
+            "sql-locked"
+        } else {
+            "committing"
+        };
+        let resume = s.sb.path().join("resume");
+        let mut child = s
+            .command()
+            .env("VMTOOL_TEST_PAUSE_AT", step)
+            .env("VMTOOL_TEST_PAUSE_FILE", &resume)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let paused = s.sb.path().join("resume.paused");
+        let t = std::time::Instant::now();
+        while !paused.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{}: never paused",
+                s.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Mid-commit: nobody sees the message yet.
+        assert_eq!(s.ids(), before, "{}: half-visible", s.name);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert_eq!(s.ids(), before, "{}: visible after the kill", s.name);
+        let r = s.run(&args);
+        assert_eq!(r.code, 0, "{}: {}", s.name, r.stderr);
+        let after = s.ids();
+        for b in ["finance/2101/INBOX", "finance/2102/INBOX"] {
+            let new = after[b].len() - before.get(b).map_or(0, |v| v.len());
+            assert_eq!(new, 1, "{}: {b}", s.name);
+        }
+        // And once more: nothing new.
+        let r = s.run(&args);
+        assert_eq!(
+            r.stdout.matches("already holds this message").count(),
+            2,
+            "{}: {}",
+            s.name,
+            r.stdout
+        );
+        assert_eq!(s.ids(), after, "{}", s.name);
+    }
+}

@@ -4,6 +4,7 @@ mod ami;
 mod ami_server;
 mod util;
 
+mod add_format;
 mod archive;
 mod change;
 mod check;
@@ -11,6 +12,7 @@ mod contention;
 mod deposit;
 mod docs;
 mod example;
+mod export;
 mod fixture;
 mod fuzz_replay;
 mod greeting;

@@ -20,6 +20,7 @@ use std::path::Path;
 
 mod decode;
 pub mod encode;
+pub mod export;
 pub mod g711;
 pub mod gsm;
 pub mod input;

@@ -76,6 +76,9 @@ pub struct RestoreArgs {
     /// Print what would be restored and change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Also write the formats of voicemail.conf's format= that a message lacks, made from its best audio (the spool's format= changed since it was archived)
+    #[arg(long)]
+    pub fill_formats: bool,
 }
 
 /// A message old enough: where it is, its `.txt` and its listing row.
@@ -596,6 +599,7 @@ pub fn exec_restore(
             a.from.display()
         )));
     }
+    let formats = changer.formats();
     let (mut done, mut changed) = (0usize, BTreeSet::new());
     for e in entries {
         if INTERRUPTED.load(Ordering::SeqCst) {
@@ -644,12 +648,35 @@ pub fn exec_restore(
             done += 1;
             continue;
         }
-        let files = match archive::entry_files(&a.from, &e) {
+        let mut files = match archive::entry_files(&a.from, &e) {
             Ok(f) => f,
             Err(err) => {
                 rep.error(&err);
                 continue;
             }
+        };
+        // Kept until the insert has copied what it made.
+        let _made = if a.fill_formats {
+            match fill_formats(&mut files, &formats, &label) {
+                Ok(dir) => dir,
+                Err(err) => {
+                    rep.error(&err);
+                    continue;
+                }
+            }
+        } else {
+            let lacks: Vec<&str> = formats
+                .iter()
+                .map(|t| crate::deposit::ext_of(t))
+                .filter(|x| !files.iter().any(|(f, _)| f == x))
+                .collect();
+            if !lacks.is_empty() && !setup.quiet {
+                rep.warn(&format!(
+                    "{label}: the archive has no .{} that format= lists (--fill-formats writes it)",
+                    lacks.join(", .")
+                ));
+            }
+            None
         };
         match changer.insert(&files, &mb, &folder, &label) {
             Ok(at) => {
@@ -666,6 +693,30 @@ pub fn exec_restore(
         notify_asterisk(setup, g, &changed, rep);
     }
     Ok(rep.finish(done))
+}
+
+/// Adds to an archive entry's `files` the formats of `format=` it lacks,
+/// written into a temporary directory (returned: it must outlive the insert).
+fn fill_formats(
+    files: &mut Vec<(String, PathBuf)>,
+    formats: &[String],
+    label: &str,
+) -> Result<Option<tempfile::TempDir>> {
+    let made = crate::deposit::missing_formats(files, formats)
+        .map_err(|e| Error::Failed(format!("{label}: {e}; not restored")))?;
+    if made.is_empty() {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("vmtool-restore-")
+        .tempdir()
+        .map_err(|e| Error::io("create", std::env::temp_dir(), e))?;
+    for (ext, bytes) in made {
+        let p = dir.path().join(format!("msg.{ext}"));
+        std::fs::write(&p, bytes).map_err(|e| Error::io("write", &p, e))?;
+        files.push((ext, p));
+    }
+    Ok(Some(dir))
 }
 
 /// Sizes for people: 0.0 MB for a few small messages says nothing.

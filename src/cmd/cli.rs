@@ -163,8 +163,11 @@ Examples:
   vmtool deposit --all closed-friday.wav";
 
 const CONVERT_HELP: &str = concat!(
-    "Writes standard WAV files: 16-bit PCM, mono, at the source's rate or --rate
-(resampled with a band-limited FFT resampler, never by repeating samples). The
+    "Writes mono files at the source's rate or --rate (resampled with a band-limited
+FFT resampler, never by repeating samples): 16-bit PCM WAV, FLAC (lossless), MP3
+or Ogg Vorbis, chosen by --to or the --name extension; FLAC and Ogg carry Vorbis
+comments, MP3 an ID3v2.4 tag: TITLE, ARTIST (the caller), DATE (origtime in the
+box's zone), COMMENT (where the message was, its msg_id). The
 source file is chosen as for play (.wav > .wav16 > .sln* > .WAV > .gsm > G.711)
 unless --from-format EXT names one. A box or context converts every message in it.
 
@@ -173,11 +176,19 @@ File names come from --name TEMPLATE; fields: {context} {box} {folder} {number}
 (name, else number, else unknown) {callerid_num} {msg_id} {duration} {format}.
 Names are made filesystem-safe; an existing file is never replaced without
 --force; each file is written to a temporary name in DIR and renamed when done.
---stdout writes a single message as WAV to standard output (for pipes).
+--stdout writes a single message to standard output (for pipes).
 Each failure is reported and the batch goes on (exit 1 at the end).
+
+--add-format FMT writes into the spool instead: each message lacking FMT (a
+format= token) gets it, encoded from its best audio as Asterisk would write it,
+staged in the box's tmp/ and renamed in under the folder lock next to the
+message, found by identity wherever Asterisk renumbered it; files that exist
+are never rewritten. The ODBC table keeps one recording per message: refused.
 
 e.g. vmtool convert compta/1202/INBOX -o /tmp/vm --rate 16000
      vmtool convert compta/1202/Old/0 --stdout | aplay
+     vmtool convert compta/1202 --to mp3 -o /tmp/vm
+     vmtool convert --add-format wav16 compta
 
 ",
     targets_text!()
@@ -414,7 +425,7 @@ pub enum Command {
     /// Play messages on the sound card; a new message played to the end is marked heard (-> Old)
     #[command(after_help = PLAY_HELP)]
     Play(PlayArgs),
-    /// Export messages as standard WAV files (16-bit PCM, mono), or one to standard output
+    /// Export messages as WAV, FLAC, MP3 or Ogg Vorbis (tagged), or one to standard output; or add a missing format to messages in the spool (--add-format)
     #[command(after_help = CONVERT_HELP)]
     Convert(ConvertArgs),
     /// Put an audio file into boxes as a new message, as Asterisk makes one (every format= format; several boxes or a context = a broadcast)

@@ -1,4 +1,6 @@
-//! `vmtool convert`: messages out as standard WAV files (16-bit PCM, mono), and
+//! `vmtool convert`: messages out as WAV (16-bit PCM, mono), FLAC, MP3 or Ogg
+//! Vorbis with the caller and date as tags (`audio::export`); `--add-format`
+//! writes a missing Asterisk format next to messages in the spool; and
 //! the pieces `play` shares with it: which messages a target means, which of a
 //! message's audio files to use, decoding it whole, and resampling.
 //!
@@ -9,6 +11,7 @@
 //! replacing an existing file unless asked to.
 
 use super::prelude::*;
+use crate::audio::export::{self, ExportFormat, Tags};
 use crate::audio::{self, AudioError, AudioFormat};
 use crate::error::{Error, Exit, Result};
 use crate::listing::Zone;
@@ -20,7 +23,7 @@ use crate::store::MailboxStore;
 use crate::target::{self, Target};
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -35,17 +38,27 @@ fn parse_rate(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("\"{s}\" is not one of 8000, 16000, 44100, 48000"))
 }
 
+fn parse_export(s: &str) -> Result<ExportFormat, String> {
+    ExportFormat::from_name(s).ok_or_else(|| format!("\"{s}\" is not one of wav, flac, mp3, ogg"))
+}
+
+/// The default `--name`: its `.wav` follows `--to`.
+const DEFAULT_NAME: &str = "{context}-{box}-{folder}-{date}-{caller}.wav";
+
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// Messages, folders, boxes or contexts
     #[arg(value_name = "TARGET", required = true)]
     pub targets: Vec<String>,
-    /// Directory to write the WAV files into (created if missing)
+    /// Directory to write the files into (created if missing)
     #[arg(short = 'o', long = "out-dir", value_name = "DIR", default_value = ".")]
     pub out_dir: PathBuf,
-    /// Write one message as WAV to standard output instead of files
+    /// Write one message to standard output instead of files (WAV unless --to says otherwise)
     #[arg(long, conflicts_with_all = ["out_dir", "name", "force"])]
     pub stdout: bool,
+    /// Output format: wav, flac, mp3 or ogg (Ogg Vorbis), tagged with the caller and the date [default: the --name extension, else wav]
+    #[arg(long, value_name = "FMT", value_parser = parse_export)]
+    pub to: Option<ExportFormat>,
     /// Sample rate of the output: 8000, 16000, 44100 or 48000 [default: the source's]
     #[arg(long, value_name = "HZ", value_parser = parse_rate)]
     pub rate: Option<u32>,
@@ -53,7 +66,7 @@ pub struct ConvertArgs {
     #[arg(
         long,
         value_name = "TEMPLATE",
-        default_value = "{context}-{box}-{folder}-{date}-{caller}.wav"
+        default_value = DEFAULT_NAME
     )]
     pub name: String,
     /// Replace existing files
@@ -65,6 +78,9 @@ pub struct ConvertArgs {
     /// Dates in file names in UTC instead of the mailbox's zone
     #[arg(long)]
     pub utc: bool,
+    /// Instead of exporting: add this format (a format= token: wav49, gsm, wav, wav16, ulaw, alaw, sln…) to each message that lacks it, in the spool, made from its best audio; existing files are never rewritten
+    #[arg(long, value_name = "FMT", conflicts_with_all = ["stdout", "out_dir", "name", "force", "rate", "utc", "from_format", "to"])]
+    pub add_format: Option<String>,
 }
 
 /// One message picked by the targets, with its metadata when readable.
@@ -366,21 +382,7 @@ pub fn resample(input: &[i16], from: u32, to: u32) -> std::result::Result<Vec<i1
 
 /// Writes 16-bit mono samples as a standard WAV file into `w`.
 pub fn write_wav<W: Write + io::Seek>(w: W, rate: u32, samples: &[i16]) -> hound::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wr = hound::WavWriter::new(w, spec)?;
-    {
-        let mut i16w = wr.get_i16_writer(samples.len() as u32);
-        for &s in samples {
-            i16w.write_sample(s);
-        }
-        i16w.flush()?;
-    }
-    wr.finalize()
+    crate::audio::export::write_wav(w, rate, samples)
 }
 
 /// The fields a name template may use.
@@ -552,7 +554,10 @@ pub fn write_wav_file(dest: &Path, rate: u32, samples: &[i16], force: bool) -> R
             dest.display()
         )));
     }
-    match write_file_atomic(dest, rate, samples, force) {
+    let mut buf = io::Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
+    write_wav(&mut buf, rate, samples)
+        .map_err(|e| Error::Failed(format!("cannot encode WAV: {e}")))?;
+    match write_file_atomic(dest, buf.get_ref(), force) {
         Ok(()) => Ok(()),
         Err(WriteError::Exists) => Err(Error::Failed(format!(
             "{} exists: give --force to replace it",
@@ -567,15 +572,10 @@ enum WriteError {
     Io(io::Error),
 }
 
-/// Writes `samples` as WAV to `dest` through a temporary file in the same
-/// directory (synced, then renamed). Without `force` an existing `dest` is never
+/// Writes `data` to `dest` through a temporary file in the same directory
+/// (synced, then renamed). Without `force` an existing `dest` is never
 /// replaced, not even one created meanwhile (rename without replace).
-fn write_file_atomic(
-    dest: &Path,
-    rate: u32,
-    samples: &[i16],
-    force: bool,
-) -> std::result::Result<(), WriteError> {
+fn write_file_atomic(dest: &Path, data: &[u8], force: bool) -> std::result::Result<(), WriteError> {
     match fs::symlink_metadata(dest) {
         Ok(_) if !force => return Err(WriteError::Exists),
         // --force replaces a file, never a device, FIFO or link (`-o /dev/null`
@@ -601,11 +601,7 @@ fn write_file_atomic(
             .create_new(true)
             .open(&tmp)
             .map_err(WriteError::Io)?;
-        let clone = file.try_clone().map_err(WriteError::Io)?;
-        write_wav(BufWriter::new(clone), rate, samples).map_err(|e| match e {
-            hound::Error::IoError(e) => WriteError::Io(e),
-            other => WriteError::Io(io::Error::other(other.to_string())),
-        })?;
+        (&file).write_all(data).map_err(WriteError::Io)?;
         file.sync_all().map_err(WriteError::Io)?;
         drop(file);
         if force {
@@ -671,6 +667,56 @@ fn progress_bar(len: usize, show: bool) -> indicatif::ProgressBar {
     pb
 }
 
+/// The output format and the name template: `--to`, else the template's
+/// extension, else WAV; the default template's `.wav` follows `--to`.
+fn output_format(a: &ConvertArgs) -> Result<(ExportFormat, String)> {
+    let named = ExportFormat::from_path(Path::new(&a.name));
+    match (a.to, named) {
+        (Some(to), _) if a.name == DEFAULT_NAME => Ok((
+            to,
+            format!(
+                "{}.{}",
+                DEFAULT_NAME.trim_end_matches(".wav"),
+                to.extension()
+            ),
+        )),
+        (Some(to), Some(n)) if to != n => Err(Error::Usage(format!(
+            "--to {} but --name {:?} ends in .{}: give one format",
+            to.extension(),
+            a.name,
+            n.extension()
+        ))),
+        (Some(to), _) => Ok((to, a.name.clone())),
+        (None, n) => Ok((n.unwrap_or(ExportFormat::Wav), a.name.clone())),
+    }
+}
+
+/// What the tags of an exported message say: the caller, the date in the
+/// box's zone, a title, and where it came from.
+fn tags_of(p: &Picked, zone: Zone) -> Tags {
+    let meta = p.meta.as_ref();
+    let caller = caller_text(meta);
+    let date = meta
+        .and_then(|m| m.origtime())
+        .and_then(|t| zone.format(t, "%Y-%m-%dT%H:%M:%S"));
+    let title = Some(format!(
+        "Voicemail for {}@{} from {}",
+        p.mb.mailbox(),
+        p.mb.context,
+        caller.as_deref().unwrap_or("an unknown caller")
+    ));
+    let comment = Some(match meta.and_then(|m| m.msg_id()) {
+        Some(id) => format!("{} (msg_id {id})", p.describe()),
+        None => p.describe(),
+    });
+    Tags {
+        caller,
+        date,
+        title,
+        comment,
+    }
+}
+
 /// Decodes and resamples one message: (rate, samples).
 fn render_audio(
     setup: &Setup,
@@ -692,11 +738,22 @@ fn render_audio(
 
 pub fn exec(
     setup: &Setup,
+    g: &GlobalArgs,
     a: &ConvertArgs,
     out: &mut dyn Write,
     rep: &mut Reporter,
 ) -> Result<Exit> {
+    if let Some(token) = &a.add_format {
+        return exec_add_format(setup, g, a, token, out, rep);
+    }
     check_template(&a.name).map_err(Error::Usage)?;
+    let (format, template) = output_format(a)?;
+    if !format.available() {
+        return Err(Error::Usage(format!(
+            "--to {}: this vmtool was built without mp3 and ogg export (the `export` feature); write wav or flac",
+            format.extension()
+        )));
+    }
     let targets = setup.resolve_all(&a.targets, rep);
     let picked = pick_messages(setup, &targets, BoxScope::AllFolders, true, rep);
     if a.stdout {
@@ -710,15 +767,17 @@ pub fn exec(
             return Ok(rep.finish(0));
         };
         if io::IsTerminal::is_terminal(&io::stdout()) {
-            return Err(Error::Usage(
-                "--stdout writes binary WAV data: redirect it to a file or a pipe".into(),
-            ));
+            return Err(Error::Usage(format!(
+                "--stdout writes binary {} data: redirect it to a file or a pipe",
+                format.extension().to_uppercase()
+            )));
         }
         let (_, rate, samples) = render_audio(setup, p, a, rep)?;
-        let mut buf = io::Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
-        write_wav(&mut buf, rate, &samples)
-            .map_err(|e| Error::Failed(format!("cannot encode WAV: {e}")))?;
-        out.write_all(buf.get_ref()).map_err(out_err)?;
+        let mut buf = Vec::with_capacity(44 + 2 * samples.len());
+        let tags = tags_of(p, setup.zone_for(&p.mb, a.utc));
+        export::export(format, rate, &samples, &tags, &mut buf)
+            .map_err(|e| Error::Failed(format!("{}: {e}", p.describe())))?;
+        out.write_all(&buf).map_err(out_err)?;
         out.flush().map_err(out_err)?;
         return Ok(rep.finish(1));
     }
@@ -740,11 +799,14 @@ pub fn exec(
         let result = (|| -> Result<PathBuf> {
             let (ext, rate, samples) = pb.suspend(|| render_audio(setup, p, a, rep))?;
             let zone = setup.zone_for(&p.mb, a.utc);
-            let name = render_template(&a.name, &|k| field_value(p, zone, &ext, k))
+            let name = render_template(&template, &|k| field_value(p, zone, &ext, k))
                 .map_err(Error::Usage)?;
             let name = unique_in_run(&name, &used);
             let dest = dir.join(&name);
-            match write_file_atomic(&dest, rate, &samples, a.force) {
+            let mut data = Vec::with_capacity(44 + 2 * samples.len());
+            export::export(format, rate, &samples, &tags_of(p, zone), &mut data)
+                .map_err(|e| Error::Failed(format!("{}: {e}", p.describe())))?;
+            match write_file_atomic(&dest, &data, a.force) {
                 Ok(()) => {
                     used.insert(name);
                     Ok(dest)
@@ -771,6 +833,131 @@ pub fn exec(
     }
     pb.finish_and_clear();
     Ok(rep.finish(done))
+}
+
+/// `convert --add-format FMT`: the format each picked message lacks, made
+/// from its best audio and put next to it by the store (staged, renamed in
+/// under the folder lock, found by identity). A message that has it is left
+/// alone; one that is gone meanwhile is skipped with a warning.
+fn exec_add_format(
+    setup: &Setup,
+    g: &GlobalArgs,
+    a: &ConvertArgs,
+    token: &str,
+    out: &mut dyn Write,
+    rep: &mut Reporter,
+) -> Result<Exit> {
+    check_file_storage(setup)?;
+    let changer = changer_for(setup, g)?;
+    changer.add_formats_supported()?;
+    let ext = crate::deposit::ext_of(token);
+    let fmt = AudioFormat::from_extension(ext);
+    if !(audio::encodable(&fmt) && fmt.sample_rate().is_some()) {
+        return Err(Error::Usage(format!(
+            "--add-format {token}: vmtool cannot write that format (it writes wav49, gsm, wav, wav16, ulaw, alaw and sln*); nothing was changed"
+        )));
+    }
+    let formats = setup
+        .vmconf
+        .as_ref()
+        .map(|c| c.general.format.clone())
+        .unwrap_or_default();
+    if !formats.is_empty()
+        && !formats.iter().any(|f| crate::deposit::ext_of(f) == ext)
+        && !setup.quiet
+    {
+        rep.warn(&format!(
+            "format={} does not list {token}: Asterisk will play the new files but never write {token} itself",
+            formats.join("|")
+        ));
+    }
+    let targets = setup.resolve_all(&a.targets, rep);
+    let picked = pick_messages(setup, &targets, BoxScope::AllFolders, true, rep);
+    let (mut added, mut had) = (0usize, 0usize);
+    for p in &picked {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            rep.note("interrupted: every message done so far is complete");
+            return Ok(Exit::Interrupted);
+        }
+        if p.files.audio.iter().any(|x| x == ext) {
+            had += 1;
+            continue;
+        }
+        match add_one(setup, &changer, p, token, ext, rep) {
+            Ok(Some(at)) => {
+                added += 1;
+                if !setup.quiet {
+                    writeln!(out, "added .{ext} to {at}").map_err(out_err)?;
+                }
+            }
+            Ok(None) => had += 1,
+            Err(Error::NotFound(m)) => rep.warn(&format!("{m}; skipped")),
+            Err(e) => rep.error(&e),
+        }
+    }
+    if had > 0 && !setup.quiet {
+        rep.note(&format!(
+            "{had} message{} already had .{ext} (left as {})",
+            if had == 1 { "" } else { "s" },
+            if had == 1 { "it was" } else { "they were" }
+        ));
+    }
+    Ok(rep.finish(added + had))
+}
+
+/// One message of `--add-format`: `Some(where)` when added, `None` when
+/// someone else added it meanwhile.
+fn add_one(
+    setup: &Setup,
+    changer: &crate::store::change::Changer,
+    p: &Picked,
+    token: &str,
+    ext: &str,
+    rep: &mut Reporter,
+) -> Result<Option<String>> {
+    if !p.files.txt {
+        return Err(Error::Failed(format!(
+            "{}: audio without .txt (Asterisk does not see it); see `vmtool check`; nothing was added",
+            p.describe()
+        )));
+    }
+    let source = choose_source(p, None)?;
+    // Identity first, then the bytes: the store adds the files only if both
+    // are still what was read, wherever Asterisk renumbered the message.
+    let found = changer.locate(&p.mb, &p.folder, p.files.num)?;
+    let bytes = changer.audio_bytes(&found, &source)?;
+    let sum = crate::fsutil::hex(&sha2::Digest::finalize(
+        <sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes),
+    ));
+    let where_ = || PathBuf::from(format!("{}.{source}", p.describe()));
+    let mut dec = audio::Decoder::new(
+        io::Cursor::new(&bytes[..]),
+        AudioFormat::from_extension(&source),
+    )
+    .map_err(|e| Error::Audio {
+        path: where_(),
+        source: e,
+    })?;
+    let mut samples = Vec::new();
+    while dec.next_block(&mut samples).map_err(|e| Error::Audio {
+        path: where_(),
+        source: e,
+    })? > 0
+    {}
+    if !setup.quiet {
+        for w in dec.warnings() {
+            rep.warn(&format!("{}: {w}", where_().display()));
+        }
+    }
+    let pcm = crate::audio::input::Pcm {
+        rate: dec.sample_rate(),
+        samples,
+        channels: 1,
+    };
+    let rec = crate::deposit::encode_formats(&pcm, &[token.to_string()])
+        .map_err(|e| Error::Failed(format!("{}: {e}", p.describe())))?;
+    let (at, exts) = changer.add_formats(&found, (&source, &sum), &rec.files)?;
+    Ok(exts.iter().any(|x| x == ext).then(|| at.to_string()))
 }
 
 #[cfg(test)]

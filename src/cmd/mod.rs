@@ -508,7 +508,7 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
                 Command::Purge(a) => archive::exec_purge(s, g, a, out, r),
                 Command::Restore(a) => archive::exec_restore(s, g, a, out, r),
                 Command::Play(a) => play::exec(s, g, a, out, r),
-                Command::Convert(a) => convert::exec(s, a, out, r),
+                Command::Convert(a) => convert::exec(s, g, a, out, r),
                 Command::Deposit(a) => deposit::exec(s, g, a, out, r),
                 Command::Greeting(a) => greeting::exec(s, g, a, out, r),
                 Command::Completions { .. } | Command::Man { .. } | Command::Serve(_) => {

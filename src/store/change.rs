@@ -368,6 +368,74 @@ impl<'a> Changer<'a> {
         }
     }
 
+    /// The audio formats (`format=` tokens) a message of this store is kept
+    /// in: every one of `format=` in a file spool, the first alone in the
+    /// table (its recording).
+    pub fn formats(&self) -> Vec<String> {
+        match &self.inner {
+            Inner::Files(_) => self
+                .conf
+                .map(|c| c.general.format.clone())
+                .unwrap_or_default(),
+            Inner::Sql(e) => vec![e.store.ext.clone()],
+        }
+    }
+
+    /// Whether messages can be given more audio formats. The table holds one
+    /// recording per message (its `recording` column, in the first
+    /// `format=`): Asterisk's ODBC storage writes that one file back to disk
+    /// to play it and transcodes it on the fly, so there is no second format
+    /// to add and nothing Asterisk would read.
+    pub fn add_formats_supported(&self) -> Result<()> {
+        match &self.inner {
+            Inner::Files(_) => Ok(()),
+            Inner::Sql(e) => Err(Error::Failed(format!(
+                "the voicemail table {} keeps one recording per message, in the first format= of voicemail.conf (.{}); Asterisk plays it in any other format by transcoding, so there is no format to add; nothing was changed",
+                e.store.table.name, e.store.ext
+            ))),
+        }
+    }
+
+    /// The bytes of one audio file of a message as found (file store; the
+    /// table's single recording cannot be given formats).
+    pub fn audio_bytes(&self, m: &Found, ext: &str) -> Result<Vec<u8>> {
+        match (&self.inner, m) {
+            (Inner::Files(_), Found::File(loc)) => {
+                let (mb, folder, num) = (loc.at.mailbox_id()?, loc.at.folder()?, loc.at.msg_num()?);
+                let path = self.store.spool().msg_file(&mb, &folder, num, ext);
+                crate::fsutil::read_capped(&path, crate::fsutil::MAX_AUDIO_BYTES)
+                    .map_err(|e| Error::io("read", &path, e))
+            }
+            (Inner::Sql(_), Found::Sql(_)) => {
+                self.add_formats_supported()?;
+                Err(mismatch(m))
+            }
+            _ => Err(mismatch(m)),
+        }
+    }
+
+    /// Adds audio files a message lacks (`convert --add-format`), `files`
+    /// being `(extension, bytes)`, to the message found by identity wherever
+    /// it is in its folder now. Files that exist are never rewritten.
+    /// Returns where the message is and the extensions added. `source` is
+    /// `(extension, SHA-256 hex)` of the audio they were made from (read by
+    /// [`Self::audio_bytes`]): if that file changed meanwhile, nothing is added.
+    pub fn add_formats(
+        &self,
+        m: &Found,
+        source: (&str, &str),
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(MsgRef, Vec<String>)> {
+        match (&self.inner, m) {
+            (Inner::Files(e), Found::File(loc)) => Ok(e.add_files(loc, source, files)?),
+            (Inner::Sql(_), Found::Sql(_)) => {
+                self.add_formats_supported()?;
+                Err(mismatch(m))
+            }
+            _ => Err(mismatch(m)),
+        }
+    }
+
     /// Finishes or undoes what an interrupted run left in the box (file
     /// spool; a table has nothing half-done). Errors are left to the next
     /// change, which recovers first too.
@@ -492,7 +560,7 @@ fn insert_row(
             .filter(|x| *x != "txt")
             .collect();
         return Err(Error::Failed(format!(
-            "{label}: the archive holds .{} but the table keeps .{} (the first format= of voicemail.conf); convert it first, or restore into a file spool; not restored",
+            "{label}: the archive holds .{} but the table keeps .{} (the first format= of voicemail.conf); --fill-formats makes it from the archived audio; not restored",
             have.join(", ."),
             sql.ext
         )));
