@@ -1434,3 +1434,66 @@ VMTOOL_SPOOL="$SPOOL" comp vmtool mv compta/1202/INBOX/0 fin
         "{stdout}"
     );
 }
+
+/// `watch` gives a Latin-1 caller's bytes under the same name: JSON's
+/// `callerid_base64` and --exec's VMTOOL_CALLERID_BASE64.
+#[test]
+fn watch_keeps_bytes_that_are_not_utf8() {
+    use std::io::BufRead;
+    let sb = Sandbox::example();
+    let seen = sb.path().join("seen");
+    let mut child = sb
+        .command()
+        .args([
+            "-v",
+            "--format",
+            "json",
+            "watch",
+            "--max-events",
+            "1",
+            "--exec",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg(format!(
+            "printf %s \"$VMTOOL_CALLERID_BASE64\" > {}",
+            seen.display()
+        ))
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("watching") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "watch exited early");
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    // A deposit the way Asterisk makes one: audio, then the .txt, at highest+1.
+    let inbox = sb.voicemail().join("compta/1201/INBOX");
+    let tmp = sb.voicemail().join("compta/1201/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::copy(inbox.join("msg0000.wav"), tmp.join("x.wav")).unwrap();
+    std::fs::copy(inbox.join("msg0000.txt"), tmp.join("x.txt")).unwrap();
+    set_txt_line(
+        &tmp.join("x.txt"),
+        "callerid",
+        b"callerid=\"Ren\xe9\" <0612345678>",
+    );
+    std::fs::rename(tmp.join("x.wav"), inbox.join("msg0003.wav")).unwrap();
+    std::fs::rename(tmp.join("x.txt"), inbox.join("msg0003.txt")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let ev: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let want = "IlJlbukiIDwwNjEyMzQ1Njc4Pg==";
+    assert_eq!(ev["callerid_base64"], want, "{ev}");
+    // --exec runs after the event is printed: wait for its file.
+    let t = std::time::Instant::now();
+    while !seen.exists() && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), want);
+}

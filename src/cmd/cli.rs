@@ -93,7 +93,8 @@ not new messages. Output: one line per event, or one JSON object per line
   VMTOOL_EVENT (new, read, moved, deleted, mailbox-created), VMTOOL_CONTEXT,
   VMTOOL_BOX, VMTOOL_FOLDER, VMTOOL_NUMBER, VMTOOL_FROM_FOLDER, VMTOOL_MSG_PATH,
   VMTOOL_CALLERID, VMTOOL_CALLERID_NAME, VMTOOL_CALLERID_NUM, VMTOOL_DURATION,
-  VMTOOL_ORIGTIME, VMTOOL_DATE, VMTOOL_MSG_ID, VMTOOL_URGENT
+  VMTOOL_ORIGTIME, VMTOOL_DATE, VMTOOL_MSG_ID, VMTOOL_URGENT, VMTOOL_CALLERID_BASE64
+  (the callerid= bytes in base64 when they are not UTF-8, else empty)
 e.g. vmtool watch --exec notify-send \"Voicemail\"";
 const ARCHIVE_HELP: &str = concat!(
     "Messages are selected by origtime (never file mtimes), from every folder except
