@@ -1497,3 +1497,23 @@ fn watch_keeps_bytes_that_are_not_utf8() {
     }
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), want);
 }
+
+/// A CSV with no rows still has its header line (ls, boxes).
+#[test]
+fn an_empty_csv_still_has_its_header() {
+    let sb = Sandbox::example();
+    let r = sb.run(&["--format", "csv", "ls", "--caller", "nobody-calls"]);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("context,box,folder,number,"),
+        "{}",
+        r.stdout
+    );
+    let empty = Sandbox::empty();
+    let r = empty.run(&["--format", "csv", "boxes"]).ok();
+    assert!(
+        r.stdout.starts_with("context,box,owner,new,"),
+        "{}",
+        r.stdout
+    );
+}

@@ -22,6 +22,25 @@ pub struct BoxesArgs {
     pub temp_older_than: u32,
 }
 
+const CSV_HEADER: [&str; 16] = [
+    "context",
+    "box",
+    "owner",
+    "new",
+    "old",
+    "urgent",
+    "inbox",
+    "folders",
+    "maxmsg",
+    "full",
+    "configured",
+    "directory",
+    "bytes",
+    "greetings",
+    "temp_age_days",
+    "owner_base64",
+];
+
 /// One mailbox line of `boxes`.
 #[derive(Debug, serde::Serialize)]
 struct BoxRow {
@@ -243,28 +262,7 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                 }
                 Format::Csv => {
                     if rows == 1 {
-                        render::csv_record(
-                            &mut table,
-                            &[
-                                "context",
-                                "box",
-                                "owner",
-                                "new",
-                                "old",
-                                "urgent",
-                                "inbox",
-                                "folders",
-                                "maxmsg",
-                                "full",
-                                "configured",
-                                "directory",
-                                "bytes",
-                                "greetings",
-                                "temp_age_days",
-                                "owner_base64",
-                            ],
-                        )
-                        .map_err(out_err)?;
+                        render::csv_record(&mut table, &CSV_HEADER).map_err(out_err)?;
                     }
                     let folders = row
                         .folders
@@ -351,6 +349,10 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                 }
             }
         }
+    }
+    // A CSV with no rows still has its header.
+    if setup.format == Format::Csv && rows == 0 {
+        render::csv_record(&mut table, &CSV_HEADER).map_err(out_err)?;
     }
     table.flush().map_err(out_err)?;
     Ok(rep.finish(rows))

@@ -266,6 +266,10 @@ pub fn exec(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) 
         }
         listed = rows.len();
     }
+    // A CSV with no rows still has its header.
+    if setup.format == Format::Csv {
+        w.header().map_err(out_err)?;
+    }
     w.finish().map_err(out_err)?;
     Ok(rep.finish(listed))
 }
@@ -385,6 +389,10 @@ pub(crate) fn ls_archive(
             w.write(row).map_err(out_err)?;
         }
         n = rows.len();
+    }
+    // A CSV with no rows still has its header.
+    if setup.format == Format::Csv {
+        w.header().map_err(out_err)?;
     }
     w.finish().map_err(out_err)?;
     Ok(rep.finish(n.max(1)))
