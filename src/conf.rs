@@ -64,6 +64,8 @@ pub struct Category {
 pub struct Var {
     pub name: String,
     pub value: String,
+    /// The value's bytes when they are not UTF-8 (`value` has U+FFFD there).
+    pub raw: Option<Vec<u8>>,
     /// Written as `key => value`.
     pub object: bool,
     /// Copied from a base category by `[name](base)`.
@@ -662,9 +664,14 @@ impl Loader {
             if let Some(replace) = vars.iter().rposition(|v| v.name == key) {
                 let old_value = vars[replace].value.clone();
                 let old_name = vars[replace].name.clone();
-                let mut joined = old_value.clone().into_bytes();
+                let mut joined = vars[replace]
+                    .raw
+                    .clone()
+                    .unwrap_or_else(|| old_value.clone().into_bytes());
                 joined.extend_from_slice(parts.raw_value);
-                let joined = lossy(ast_strip(&joined));
+                let joined_bytes = ast_strip(&joined);
+                let joined = lossy(joined_bytes);
+                let joined_raw = not_utf8(joined_bytes);
                 // ast_variable_update(): the last var with that name (any case) and
                 // that old value (any case) gets the result.
                 let slot = vars.iter().rposition(|v| {
@@ -675,6 +682,7 @@ impl Loader {
                     let v = &mut vars[slot];
                     v.name = old_name;
                     v.value = joined;
+                    v.raw = joined_raw;
                     v.inherited = false;
                 }
                 return Ok(());
@@ -688,6 +696,7 @@ impl Loader {
         self.categories[cat].vars.push(Var {
             name: key,
             value: lossy(parts.value()),
+            raw: not_utf8(parts.value()),
             object: parts.object,
             inherited: false,
             file: file.to_path_buf(),
@@ -699,6 +708,16 @@ impl Loader {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The bytes, kept only when they are not UTF-8 (`lossy` changed them).
+fn not_utf8(b: &[u8]) -> Option<Vec<u8>> {
+    std::str::from_utf8(b).is_err().then(|| b.to_vec())
+}
+
+/// `c_truncate` on bytes: what Asterisk keeps of a value that is not UTF-8.
+pub(crate) fn c_truncate_bytes(b: &[u8], size: usize) -> Vec<u8> {
+    b[..b.len().min(size.saturating_sub(1))].to_vec()
 }
 
 /// `ast_copy_string()` into a `char[size]`: at most `size - 1` bytes (cut on a

@@ -214,6 +214,9 @@ pub struct MailboxConf {
     pub mailbox: String,
     pub password: String,
     pub fullname: String,
+    /// The full name's bytes when they are not UTF-8 (`fullname` has U+FFFD
+    /// there); Asterisk prints these bytes.
+    pub fullname_raw: Option<Vec<u8>>,
     pub email: String,
     pub pager: String,
     /// The `key=value` pairs handed to `apply_option()`, in order (nested
@@ -379,6 +382,7 @@ impl VoicemailConf {
             mailbox: c_truncate(mailbox, FIELD),
             password: String::new(),
             fullname: String::new(),
+            fullname_raw: None,
             email: String::new(),
             pager: String::new(),
             options: Vec::new(),
@@ -454,6 +458,13 @@ impl VoicemailConf {
         mb.password = c_truncate(password, FIELD);
         if let Some(f) = fields.next() {
             mb.fullname = c_truncate(f, FIELD);
+            // The same field of the bytes (a ',' is one byte in both).
+            mb.fullname_raw = v.raw.as_deref().and_then(|raw| {
+                let f = raw.splitn(5, |&b| b == b',').nth(1)?;
+                std::str::from_utf8(f)
+                    .is_err()
+                    .then(|| crate::conf::c_truncate_bytes(f, FIELD))
+            });
         }
         if let Some(f) = fields.next() {
             mb.email = f.to_string();
@@ -516,6 +527,10 @@ impl VoicemailConf {
                     mb.email = value.to_string();
                 } else if is("fullname") {
                     mb.fullname = c_truncate(value, FIELD);
+                    mb.fullname_raw = v
+                        .raw
+                        .as_deref()
+                        .map(|raw| crate::conf::c_truncate_bytes(raw, FIELD));
                 } else if is("uniqueid") || is("context") {
                     // uniqueid is not used by vmtool; context is replaced by userscontext.
                 } else {

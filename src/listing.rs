@@ -9,7 +9,7 @@ use crate::spool::{Folder, MailboxId};
 use chrono::{DateTime, Local, Utc};
 
 /// Display zone for dates.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Zone {
     Utc,
     Local,
@@ -120,6 +120,10 @@ pub trait MetaFields {
     fn duration(&self) -> Option<u64>;
     fn flag_urgent(&self) -> bool;
     fn msg_id(&self) -> Option<&str>;
+    /// The callerid= bytes when they are not UTF-8.
+    fn callerid_bytes(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl MetaFields for Metadata {
@@ -137,6 +141,9 @@ impl MetaFields for Metadata {
     }
     fn msg_id(&self) -> Option<&str> {
         Metadata::msg_id(self)
+    }
+    fn callerid_bytes(&self) -> Option<&[u8]> {
+        self.get_bytes("callerid")
     }
 }
 
@@ -178,6 +185,9 @@ pub fn message_row_from(
         formats: files.audio.clone(),
         path,
         state: files.state(),
+        callerid_base64: meta
+            .and_then(|m| m.callerid_bytes())
+            .map(crate::render::base64),
         short_date,
     }
 }

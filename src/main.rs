@@ -12,6 +12,8 @@ use vmtool::cmd::{self, cli::Cli, Environment};
 use vmtool::error::Exit;
 
 fn main() -> ExitCode {
+    // A completion script asking for candidates: answered, then exit.
+    cmd::complete_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version: clap ignores a failed write; a full disk must not pass as success.

@@ -33,6 +33,9 @@ pub enum MetaError {
 pub struct Field {
     pub key: String,
     pub value: String,
+    /// The value's bytes when they are not UTF-8 (`value` then holds U+FFFD
+    /// in their place): a Latin-1 caller name is kept as Asterisk wrote it.
+    pub raw: Option<Vec<u8>>,
 }
 
 /// The parsed content of a `msgNNNN.txt`.
@@ -122,20 +125,23 @@ impl Metadata {
                     let key = text(var.key, &mut lossy);
                     if var.append {
                         if let Some(f) = m.fields.iter_mut().rev().find(|f| f.key == key) {
-                            let mut joined = std::mem::take(&mut f.value).into_bytes();
+                            let mut joined = match f.raw.take() {
+                                Some(raw) => raw,
+                                None => std::mem::take(&mut f.value).into_bytes(),
+                            };
                             joined.extend_from_slice(var.raw_value);
-                            f.value = text(dialect::ast_strip(&joined), &mut lossy);
+                            (f.value, f.raw) = text_raw(dialect::ast_strip(&joined), &mut lossy);
                             continue;
                         }
                     }
-                    let value = text(var.value(), &mut lossy);
+                    let (value, raw) = text_raw(var.value(), &mut lossy);
                     match m
                         .fields
                         .iter_mut()
                         .find(|f| f.key.eq_ignore_ascii_case(&key))
                     {
-                        Some(f) => f.value = value,
-                        None => m.fields.push(Field { key, value }),
+                        Some(f) => (f.value, f.raw) = (value, raw),
+                        None => m.fields.push(Field { key, value, raw }),
                     }
                 }
             }
@@ -168,10 +174,11 @@ impl Metadata {
             .iter_mut()
             .find(|f| f.key.eq_ignore_ascii_case(key))
         {
-            Some(f) => f.value = value,
+            Some(f) => (f.value, f.raw) = (value, None),
             None => self.fields.push(Field {
                 key: key.to_string(),
                 value,
+                raw: None,
             }),
         }
     }
@@ -191,6 +198,14 @@ impl Metadata {
 
     pub fn callerid_raw(&self) -> Option<&str> {
         self.get("callerid")
+    }
+
+    /// A value's bytes when they are not UTF-8 (else `None`: `get` is exact).
+    pub fn get_bytes(&self, key: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|f| f.key.eq_ignore_ascii_case(key))
+            .and_then(|f| f.raw.as_deref())
     }
 
     pub fn callerid(&self) -> Option<CallerId> {
@@ -248,43 +263,53 @@ impl Metadata {
     /// `\`, a key ending in `+` a blank before `=` (else `+=`), and a value
     /// starting with `>` a blank after `=` (else `=>`).
     pub fn to_asterisk_bytes(&self) -> Vec<u8> {
-        fn push_escaped(out: &mut String, s: &str) {
-            for c in s.chars() {
-                match c {
-                    ';' => out.push_str("\\;"),
-                    '\r' | '\n' => {}
-                    _ => out.push(c),
+        // Byte-wise: a value that is not UTF-8 is written as it was read.
+        fn push_escaped(out: &mut Vec<u8>, s: &[u8]) {
+            for &b in s {
+                match b {
+                    b';' => out.extend_from_slice(b"\\;"),
+                    b'\r' | b'\n' => {}
+                    _ => out.push(b),
                 }
             }
         }
-        let mut out = String::from(";\n; Message Information file\n;\n[message]\n");
+        let mut out = b";\n; Message Information file\n;\n[message]\n".to_vec();
         for f in &self.fields {
             if f.key.starts_with(['[', '#', '\\', '=']) {
-                out.push('\\');
+                out.push(b'\\');
             }
-            push_escaped(&mut out, &f.key);
+            push_escaped(&mut out, f.key.as_bytes());
             if f.key.ends_with('+') {
-                out.push(' ');
+                out.push(b' ');
             }
-            out.push('=');
-            if f.value.starts_with('>') {
-                out.push(' ');
+            out.push(b'=');
+            let value = f.raw.as_deref().unwrap_or(f.value.as_bytes());
+            if value.starts_with(b">") {
+                out.push(b' ');
             }
-            push_escaped(&mut out, &f.value);
-            out.push('\n');
+            push_escaped(&mut out, value);
+            out.push(b'\n');
         }
-        out.into_bytes()
+        out
     }
 }
 
 /// Bytes as text; invalid UTF-8 is replaced (and noted) so a message with a
 /// Latin-1 caller name stays readable.
 fn text(bytes: &[u8], lossy: &mut bool) -> String {
+    text_raw(bytes, lossy).0
+}
+
+/// `text`, and the bytes themselves when they are not UTF-8.
+fn text_raw(bytes: &[u8], lossy: &mut bool) -> (String, Option<Vec<u8>>) {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
+        Ok(s) => (s.to_string(), None),
         Err(_) => {
             *lossy = true;
-            String::from_utf8_lossy(bytes).into_owned()
+            (
+                String::from_utf8_lossy(bytes).into_owned(),
+                Some(bytes.to_vec()),
+            )
         }
     }
 }
@@ -375,6 +400,25 @@ pub fn explain(key: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_kept_and_written_back() {
+        let data = b"[message]\ncallerid=\"Ren\xe9\" <06>\nmsg_id=1-2\n";
+        let m = Metadata::parse(data).unwrap();
+        assert_eq!(m.callerid_raw(), Some("\"Ren\u{FFFD}\" <06>"));
+        assert_eq!(
+            m.get_bytes("callerid"),
+            Some(b"\"Ren\xe9\" <06>".as_slice())
+        );
+        assert_eq!(m.get_bytes("msg_id"), None);
+        let out = m.to_asterisk_bytes();
+        assert!(out.windows(4).any(|w| w == b"Ren\xe9"), "{out:?}");
+        assert_eq!(
+            Metadata::parse(&out).unwrap().get_bytes("callerid"),
+            m.get_bytes("callerid")
+        );
+    }
+
     use super::*;
 
     const FIXTURE_MSG: &str = ";\n; Message Information file\n;\n[message]\norigmailbox=2202\ncontext=leave-compta\nexten=2202\nrdnis=unknown\npriority=2\ncallerchan=Local/2202@leave-compta-0000000c;2\ncallerid=\"Karim Benali\" <+33612345670>\norigdate=Thu Nov 26 10:34:20 AM UTC 2026\norigtime=1795689259\ncategory=\nmsg_id=1795689259-0000000b\nflag=\nduration=3\n";

@@ -27,6 +27,10 @@ pub struct MessageRow {
     pub formats: Vec<String>,
     pub path: String,
     pub state: crate::scan::MsgState,
+    /// The callerid= bytes in base64 when they are not UTF-8 (the text
+    /// fields then show U+FFFD in their place), else null.
+    #[serde(default)]
+    pub callerid_base64: Option<String>,
     /// `YYYY-MM-DD HH:MM` in the display zone, for tables.
     #[serde(skip)]
     pub short_date: String,
@@ -52,6 +56,7 @@ pub struct MessageRowRef<'a> {
     pub formats: &'a [String],
     pub path: &'a str,
     pub state: crate::scan::MsgState,
+    pub callerid_base64: Option<&'a str>,
 }
 
 /// A JSON string as serde_json writes it; most need no escape and are
@@ -124,10 +129,13 @@ fn json_line(out: &mut Vec<u8>, r: &MessageRowRef<'_>) {
     out.extend_from_slice(b"],\"path\":");
     json_str(out, r.path);
     out.extend_from_slice(match r.state {
-        crate::scan::MsgState::Complete => b",\"state\":\"complete\"}\n".as_slice(),
-        crate::scan::MsgState::Phantom => b",\"state\":\"phantom\"}\n".as_slice(),
-        crate::scan::MsgState::Orphan => b",\"state\":\"orphan\"}\n".as_slice(),
+        crate::scan::MsgState::Complete => b",\"state\":\"complete\"".as_slice(),
+        crate::scan::MsgState::Phantom => b",\"state\":\"phantom\"".as_slice(),
+        crate::scan::MsgState::Orphan => b",\"state\":\"orphan\"".as_slice(),
     });
+    out.extend_from_slice(b",\"callerid_base64\":");
+    json_opt_str(out, r.callerid_base64);
+    out.extend_from_slice(b"}\n");
 }
 
 /// Makes untrusted text safe for a terminal: control characters (C0, DEL, C1,
@@ -172,12 +180,28 @@ pub fn csv_record<W: Write, S: AsRef<[u8]>>(out: &mut W, fields: &[S]) -> io::Re
     w.flush()
 }
 
+/// Bytes as standard base64 (padded), for JSON and CSV fields that must keep
+/// bytes that are not UTF-8.
+pub fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// Seconds as `m:ss` (hours as `h:mm:ss`).
 pub fn duration_text(secs: u64) -> String {
     if secs >= 3600 {
         format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
     } else {
         format!("{}:{:02}", secs / 60, secs % 60)
+    }
+}
+
+/// Measured seconds: `3.52 s`, and from an hour on `1:02:05 (3725.00 s)`.
+pub fn seconds_text(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{} ({secs:.2} s)", duration_text(secs as u64))
+    } else {
+        format!("{secs:.2} s")
     }
 }
 
@@ -239,7 +263,7 @@ pub fn fit(s: &str, width: usize) -> String {
     out
 }
 
-const CSV_COLS: [&str; 15] = [
+const CSV_COLS: [&str; 16] = [
     "context",
     "box",
     "folder",
@@ -255,6 +279,7 @@ const CSV_COLS: [&str; 15] = [
     "formats",
     "path",
     "state",
+    "callerid_base64",
 ];
 
 /// Streaming writer for message listings in the three formats.
@@ -265,6 +290,8 @@ pub struct MessageWriter<W: Write> {
     header_done: bool,
     /// One JSON line at a time (`write_json_ref`).
     line: Vec<u8>,
+    /// Table DATE width: wider when dates carry their zone.
+    date_width: usize,
 }
 
 const TABLE_COLS: [(&str, usize); 9] = [
@@ -288,7 +315,14 @@ impl<W: Write> MessageWriter<W> {
             style,
             header_done: false,
             line: Vec::new(),
+            date_width: 16,
         }
+    }
+
+    /// Room in the DATE column for a zone after the time (`2026-11-01 08:00 CET`).
+    pub fn with_zoned_dates(mut self) -> Self {
+        self.date_width = 22;
+        self
     }
 
     /// A writer for rows only (the header is someone else's): for workers
@@ -300,6 +334,7 @@ impl<W: Write> MessageWriter<W> {
             style,
             header_done: true,
             line: Vec::new(),
+            date_width: 16,
         }
     }
 
@@ -315,6 +350,7 @@ impl<W: Write> MessageWriter<W> {
             Format::Table => {
                 let mut h = String::new();
                 for (name, w) in TABLE_COLS {
+                    let w = if name == "DATE" { self.date_width } else { w };
                     if w == 0 {
                         h.push_str(name);
                     } else {
@@ -399,7 +435,7 @@ impl<W: Write> MessageWriter<W> {
             fit(&sanitize(&mailbox), 16),
             fit(&sanitize(&row.folder), 7),
             fit(&row.number, 4),
-            fit(date, 16),
+            fit(date, self.date_width),
             fit(&sanitize(name), 22),
             fit(&sanitize(num), 14),
             fit(&dur, 7),
@@ -431,6 +467,7 @@ impl<W: Write> MessageWriter<W> {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
+                opt(&row.callerid_base64),
             ],
         )
     }
@@ -481,6 +518,7 @@ mod tests {
             formats: vec!["wav".into(), "WAV".into()],
             path: "/var/spool/asterisk/voicemail/ctx0/1000/INBOX/msg0001".into(),
             state: crate::scan::MsgState::Complete,
+            callerid_base64: Some("IlpvXOki".into()),
             short_date: "2026-09-21 14:13".into(),
         };
         for _ in 0..2 {
@@ -500,6 +538,7 @@ mod tests {
                 formats: &row.formats,
                 path: &row.path,
                 state: row.state,
+                callerid_base64: row.callerid_base64.as_deref(),
             };
             let owned = serde_json::to_string(&row).unwrap();
             assert_eq!(serde_json::to_string(&r).unwrap(), owned);
@@ -517,6 +556,7 @@ mod tests {
                 state: crate::scan::MsgState::Phantom,
                 origtime: Some(-5),
                 duration: Some(u64::MAX),
+                callerid_base64: None,
                 ..row
             };
         }
@@ -528,5 +568,7 @@ mod tests {
         assert_eq!(fit("abcdefghij", 5), "abcd…");
         assert_eq!(duration_text(20), "0:20");
         assert_eq!(duration_text(3725), "1:02:05");
+        assert_eq!(seconds_text(3.5), "3.50 s");
+        assert_eq!(seconds_text(3725.25), "1:02:05 (3725.25 s)");
     }
 }

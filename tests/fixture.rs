@@ -243,7 +243,7 @@ fn ls_csv() {
     let mut lines = run.stdout.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "context,box,folder,number,msg_id,callerid,callerid_name,callerid_num,origtime,date,duration,urgent,formats,path,state"
+        "context,box,folder,number,msg_id,callerid,callerid_name,callerid_num,origtime,date,duration,urgent,formats,path,state,callerid_base64"
     );
     let row = lines.nth(1).unwrap();
     assert!(row.starts_with("compta,2202,INBOX,0001,1795689259-0000000b,\"\"\"Karim Benali\"\" <+33612345670>\",Karim Benali,+33612345670,1795689259,"), "{row}");

@@ -1129,3 +1129,391 @@ fn every_command_honours_or_refuses_the_format() {
         );
     }
 }
+
+/// Replaces the `key=` line of a `.txt` with `line` (bytes, any encoding).
+fn set_txt_line(txt: &Path, key: &str, line: &[u8]) {
+    let data = std::fs::read(txt).unwrap();
+    let mut out = Vec::new();
+    for l in data.split_inclusive(|&b| b == b'\n') {
+        if l.starts_with(format!("{key}=").as_bytes()) {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(l);
+        }
+    }
+    std::fs::write(txt, out).unwrap();
+}
+
+/// Boxes in different zones (1102@finance has tz=european, the others local
+/// time, UTC here): each date of a table says its zone, in the box's own
+/// time; one zone alone, or --utc, keeps the short column. An hour-long
+/// message shows h:mm:ss in every listing.
+#[test]
+fn dates_say_their_zone_when_boxes_are_in_different_zones() {
+    let sb = Sandbox::example();
+    let urgent = sb.voicemail().join("finance/1102/Urgent/msg0000.txt");
+    set_txt_line(&urgent, "duration", b"duration=3725");
+    let json = sb.run(&["--format", "json", "ls"]).ok().json_lines();
+    let table = sb.run(&["ls"]).ok().stdout;
+    let header = table.lines().next().unwrap();
+    let col = |line: &str, what: &str| line[..line.find(what).unwrap()].chars().count();
+    for row in &json {
+        let (mbox, folder, num) = (
+            row["box"].as_str().unwrap(),
+            row["folder"].as_str().unwrap(),
+            row["number"].as_str().unwrap(),
+        );
+        let line = table
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("{mbox}@"))
+                    && l.contains(&format!(" {folder} "))
+                    && l.contains(&format!(" {num} "))
+            })
+            .unwrap_or_else(|| panic!("{mbox}/{folder}/{num} not in\n{table}"));
+        // The date in the box's zone, as JSON's RFC 3339 says, then the zone.
+        let date = row["date"].as_str().unwrap();
+        let shown = format!("{} {}", &date[..10], &date[11..16]);
+        let zone = if mbox == "1102" {
+            if date.ends_with("+02:00") {
+                "CEST"
+            } else {
+                "CET"
+            }
+        } else {
+            "UTC"
+        };
+        assert!(line.contains(&format!("{shown} {zone} ")), "{line}");
+        // Columns stay under their headings.
+        assert_eq!(col(line, &shown), col(header, "DATE"), "{line}");
+    }
+    let long = table.lines().find(|l| l.contains("Urgent")).unwrap();
+    assert!(long.contains(" 1:02:05 "), "{long}");
+    assert_eq!(col(long, "1:02:05"), col(header, "DUR"), "{table}");
+    // The same with --sort (rows gathered) and in show.
+    let sorted = sb
+        .run(&["ls", "--sort", "duration", "--reverse", "--limit", "2"])
+        .ok()
+        .stdout;
+    let first = sorted.lines().nth(1).unwrap();
+    assert!(
+        first.contains(" CEST ") && first.contains(" 1:02:05 "),
+        "{sorted}"
+    );
+    let show = sb.run(&["show", "finance/1102/Urgent/0"]).ok().stdout;
+    assert!(show.contains("duration: 1:02:05 (3725 s"), "{show}");
+    // One zone: no zone names, the short column.
+    for args in [
+        &["ls", "finance/1101"][..],
+        &["ls", "--utc"],
+        &["ls", "compta"],
+    ] {
+        let out = sb.run(args).ok().stdout;
+        assert!(
+            !out.contains(" UTC ") && !out.contains(" CE"),
+            "{args:?}\n{out}"
+        );
+        let h = out.lines().next().unwrap();
+        assert_eq!(col(h, "CALLER") - col(h, "DATE"), 17, "{args:?}\n{out}");
+    }
+    // greeting ls lists boxes of both zones: its dates say theirs too.
+    let g = sb.run(&["greeting", "ls"]).ok().stdout;
+    let line = g.lines().find(|l| l.contains("unavail")).unwrap();
+    assert!(line.trim_end().ends_with(" UTC"), "{g}");
+    let g = sb.run(&["greeting", "ls", "compta"]).ok().stdout;
+    assert!(!g.contains(" UTC"), "{g}");
+}
+
+/// A caller name in Latin-1 (not UTF-8): the text fields show U+FFFD and
+/// `callerid_base64` keeps the exact bytes, under the same name in ls, show,
+/// CSV, the archive manifest and `ls --archive`; `boxes --like-asterisk`
+/// prints a Latin-1 owner byte for byte, padded by bytes as Asterisk does.
+#[test]
+fn bytes_that_are_not_utf8_are_kept() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+    let sb = Sandbox::example();
+    let raw: &[u8] = b"\"Ren\xe9 Dupr\xe9\" <0612345678>";
+    let txt = sb.voicemail().join("compta/1202/Old/msg0001.txt");
+    set_txt_line(&txt, "callerid", &[b"callerid=".as_slice(), raw].concat());
+    let conf = sb.path().join("etc/voicemail.conf");
+    let text = std::fs::read(&conf).unwrap();
+    let text = String::from_utf8(text)
+        .unwrap()
+        .replace("1202 => 5190,David Roux", "1202 => 5190,@OWNER@");
+    let (a, b) = text.split_once("@OWNER@").unwrap();
+    std::fs::write(
+        &conf,
+        [a.as_bytes(), b"Fran\xe7ois Roux", b.as_bytes()].concat(),
+    )
+    .unwrap();
+
+    let rows = sb
+        .run(&["--format", "json", "ls", "compta/1202/Old"])
+        .ok()
+        .json_lines();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        if r["number"] == "0001" {
+            assert_eq!(b64(r["callerid_base64"].as_str().unwrap()), raw);
+            assert_eq!(r["callerid_name"], "Ren\u{FFFD} Dupr\u{FFFD}");
+            assert_eq!(r["callerid_num"], "0612345678");
+        } else {
+            assert!(r["callerid_base64"].is_null(), "{r}");
+        }
+    }
+    let show = sb
+        .run(&["--format", "json", "show", "compta/1202/Old/1"])
+        .ok()
+        .json_lines();
+    assert_eq!(b64(show[0]["callerid_base64"].as_str().unwrap()), raw);
+    let csv = sb
+        .run(&["--format", "csv", "ls", "compta/1202/Old"])
+        .ok()
+        .stdout;
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",state,callerid_base64"),
+        "{csv}"
+    );
+    let line = csv.lines().find(|l| l.contains(",0001,")).unwrap();
+    assert_eq!(b64(line.rsplit(',').next().unwrap()), raw, "{line}");
+    assert!(
+        csv.lines()
+            .find(|l| l.contains(",0000,"))
+            .unwrap()
+            .ends_with(','),
+        "{csv}"
+    );
+
+    // The archive: the manifest keeps the field, ls --archive shows it.
+    let arch = sb.path().join("archive");
+    sb.run(&[
+        "--no-ami",
+        "archive",
+        "--older-than",
+        "1d",
+        "--to",
+        arch.to_str().unwrap(),
+        "compta/1202",
+    ])
+    .ok();
+    let manifest = std::fs::read_to_string(arch.join("manifest.jsonl")).unwrap();
+    assert!(
+        manifest.lines().any(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["callerid_base64"].as_str().is_some_and(|s| b64(s) == raw)
+        }),
+        "{manifest}"
+    );
+    let listed = sb
+        .run(&[
+            "--format",
+            "json",
+            "ls",
+            "--archive",
+            arch.to_str().unwrap(),
+        ])
+        .ok()
+        .json_lines();
+    assert!(
+        listed
+            .iter()
+            .any(|r| r["callerid_base64"].as_str().is_some_and(|s| b64(s) == raw)),
+        "{listed:?}"
+    );
+
+    // voicemail show users: the owner's own bytes, padded to 25 bytes.
+    let out = sb
+        .command()
+        .args(["boxes", "--like-asterisk"])
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let want = [
+        b"compta     1202  Fran\xe7ois Roux".as_slice(),
+        &[b' '; 12],
+        b" ",
+    ]
+    .concat();
+    assert!(
+        out.stdout.windows(want.len()).any(|w| w == want.as_slice()),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let boxes = sb
+        .run(&["--format", "json", "boxes", "1202@compta"])
+        .ok()
+        .json_lines();
+    assert_eq!(
+        b64(boxes[0]["owner_base64"].as_str().unwrap()),
+        b"Fran\xe7ois Roux"
+    );
+    assert_eq!(boxes[0]["owner"], "Fran\u{FFFD}ois Roux");
+    // The man page says how.
+    let man = std::fs::read_to_string(repo_root().join("man/vmtool-ls.1")).unwrap();
+    assert!(
+        man.contains("callerid_base64"),
+        "vmtool-ls.1 does not document callerid_base64"
+    );
+}
+
+/// The completion scripts complete the spool's contexts, boxes (ctx/box and
+/// box@ctx), folders and numbers, as bash runs them (`complete -p` gives the
+/// function, called with COMP_WORDS like a TAB would).
+#[test]
+fn bash_completes_targets_from_the_spool() {
+    let sb = Sandbox::example();
+    let bin = sb.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vmtool"), bin.join("vmtool")).unwrap();
+    let spool = sb.path().join("spool");
+    let script = r#"
+set -u
+source <(vmtool completions bash)
+fn=$(complete -p vmtool | sed -E 's/.* -F ([^ ]+) .*/\1/')
+comp() {
+    COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+    COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMP_TYPE=9; COMPREPLY=()
+    "$fn" vmtool "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+    echo "$*| ${COMPREPLY[*]}"
+}
+comp vmtool --spool "$SPOOL" ls comp
+comp vmtool --spool "$SPOOL" ls compta/
+comp vmtool --spool "$SPOOL" ls compta/1202/
+comp vmtool --spool "$SPOOL" ls compta/1202/Old/
+comp vmtool --spool "$SPOOL" ls 120
+comp vmtool --spool "$SPOOL" ls 1202@compta/I
+comp vmtool --spool "$SPOOL" ls --folder O
+comp vmtool --spool "$SPOOL" unlock --stale finance/1102/U
+comp vmtool --spool "$SPOOL" l
+VMTOOL_SPOOL="$SPOOL" comp vmtool mv compta/1202/INBOX/0 fin
+"#;
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", script])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("SPOOL", &spool)
+        .env_remove("VMTOOL_SPOOL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_once("| ").unwrap().1)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "compta/",
+            "compta/1201/ compta/1202/",
+            "compta/1202/INBOX/ compta/1202/Old/",
+            "compta/1202/Old/0 compta/1202/Old/1",
+            "1201@compta 1202@compta",
+            "1202@compta/INBOX/",
+            "Old",
+            "finance/1102/Urgent/",
+            "ls",
+            "finance/",
+        ],
+        "{stdout}"
+    );
+}
+
+/// `watch` gives a Latin-1 caller's bytes under the same name: JSON's
+/// `callerid_base64` and --exec's VMTOOL_CALLERID_BASE64.
+#[test]
+fn watch_keeps_bytes_that_are_not_utf8() {
+    use std::io::BufRead;
+    let sb = Sandbox::example();
+    let seen = sb.path().join("seen");
+    let mut child = sb
+        .command()
+        .args([
+            "-v",
+            "--format",
+            "json",
+            "watch",
+            "--max-events",
+            "1",
+            "--exec",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg(format!(
+            "printf %s \"$VMTOOL_CALLERID_BASE64\" > {}",
+            seen.display()
+        ))
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("watching") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "watch exited early");
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    // A deposit the way Asterisk makes one: audio, then the .txt, at highest+1.
+    let inbox = sb.voicemail().join("compta/1201/INBOX");
+    let tmp = sb.voicemail().join("compta/1201/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::copy(inbox.join("msg0000.wav"), tmp.join("x.wav")).unwrap();
+    std::fs::copy(inbox.join("msg0000.txt"), tmp.join("x.txt")).unwrap();
+    set_txt_line(
+        &tmp.join("x.txt"),
+        "callerid",
+        b"callerid=\"Ren\xe9\" <0612345678>",
+    );
+    std::fs::rename(tmp.join("x.wav"), inbox.join("msg0003.wav")).unwrap();
+    std::fs::rename(tmp.join("x.txt"), inbox.join("msg0003.txt")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let ev: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let want = "IlJlbukiIDwwNjEyMzQ1Njc4Pg==";
+    assert_eq!(ev["callerid_base64"], want, "{ev}");
+    // --exec runs after the event is printed: wait for its file.
+    let t = std::time::Instant::now();
+    while !seen.exists() && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), want);
+}
+
+/// A CSV with no rows still has its header line (ls, boxes).
+#[test]
+fn an_empty_csv_still_has_its_header() {
+    let sb = Sandbox::example();
+    let r = sb.run(&["--format", "csv", "ls", "--caller", "nobody-calls"]);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("context,box,folder,number,"),
+        "{}",
+        r.stdout
+    );
+    let empty = Sandbox::empty();
+    let r = empty.run(&["--format", "csv", "boxes"]).ok();
+    assert!(
+        r.stdout.starts_with("context,box,owner,new,"),
+        "{}",
+        r.stdout
+    );
+}

@@ -22,6 +22,25 @@ pub struct BoxesArgs {
     pub temp_older_than: u32,
 }
 
+const CSV_HEADER: [&str; 16] = [
+    "context",
+    "box",
+    "owner",
+    "new",
+    "old",
+    "urgent",
+    "inbox",
+    "folders",
+    "maxmsg",
+    "full",
+    "configured",
+    "directory",
+    "bytes",
+    "greetings",
+    "temp_age_days",
+    "owner_base64",
+];
+
 /// One mailbox line of `boxes`.
 #[derive(Debug, serde::Serialize)]
 struct BoxRow {
@@ -48,6 +67,8 @@ struct BoxRow {
     greetings: Vec<&'static str>,
     /// Days since the temp greeting was set.
     temp_age_days: Option<i64>,
+    /// The owner's bytes in base64 when they are not UTF-8.
+    owner_base64: Option<String>,
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -123,6 +144,9 @@ fn box_row(
         bytes: (bytes && exists).then(|| dir_bytes(&setup.store.spool().mailbox_dir(mb))),
         greetings: gs.iter().map(|g| g.kind.name()).collect(),
         temp_age_days,
+        owner_base64: conf
+            .and_then(|c| c.fullname_raw.as_deref())
+            .map(render::base64),
     })
 }
 
@@ -238,27 +262,7 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                 }
                 Format::Csv => {
                     if rows == 1 {
-                        render::csv_record(
-                            &mut table,
-                            &[
-                                "context",
-                                "box",
-                                "owner",
-                                "new",
-                                "old",
-                                "urgent",
-                                "inbox",
-                                "folders",
-                                "maxmsg",
-                                "full",
-                                "configured",
-                                "directory",
-                                "bytes",
-                                "greetings",
-                                "temp_age_days",
-                            ],
-                        )
-                        .map_err(out_err)?;
+                        render::csv_record(&mut table, &CSV_HEADER).map_err(out_err)?;
                     }
                     let folders = row
                         .folders
@@ -284,6 +288,7 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
                             row.bytes.map(|b| b.to_string()).unwrap_or_default(),
                             row.greetings.join(" "),
                             row.temp_age_days.map(|d| d.to_string()).unwrap_or_default(),
+                            row.owner_base64.clone().unwrap_or_default(),
                         ],
                     )
                     .map_err(out_err)?;
@@ -345,6 +350,10 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
             }
         }
     }
+    // A CSV with no rows still has its header.
+    if setup.format == Format::Csv && rows == 0 {
+        render::csv_record(&mut table, &CSV_HEADER).map_err(out_err)?;
+    }
     table.flush().map_err(out_err)?;
     Ok(rep.finish(rows))
 }
@@ -363,19 +372,19 @@ fn show_users_like_asterisk(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write) -
             "voicemail show users takes at most one context".into(),
         ));
     }
-    let pad = |s: &str, w: usize, right: bool| -> Vec<u8> {
+    let pad = |s: &[u8], w: usize, right: bool| -> Vec<u8> {
         let mut v = Vec::new();
         let fill = w.saturating_sub(s.len());
         if right {
             v.extend(std::iter::repeat_n(b' ', fill));
         }
-        v.extend_from_slice(s.as_bytes());
+        v.extend_from_slice(s);
         if !right {
             v.extend(std::iter::repeat_n(b' ', fill));
         }
         v
     };
-    let line = |cols: [&str; 5]| -> Vec<u8> {
+    let line = |cols: [&[u8]; 5]| -> Vec<u8> {
         let mut v = Vec::new();
         for (i, (c, w)) in cols.iter().zip([10, 5, 25, 10, 6]).enumerate() {
             if i > 0 {
@@ -392,7 +401,7 @@ fn show_users_like_asterisk(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write) -
             return Ok(Exit::NotFound);
         }
     }
-    out.write_all(&line(["Context", "Mbox", "User", "Zone", "NewMsg"]))
+    out.write_all(&line([b"Context", b"Mbox", b"User", b"Zone", b"NewMsg"]))
         .map_err(out_err)?;
     let mut n = 0;
     for m in vc
@@ -405,12 +414,14 @@ fn show_users_like_asterisk(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write) -
             Err(_) => 0,
         };
         let zone = m.tz.clone().unwrap_or_default();
+        // The name's own bytes, as Asterisk prints them (Latin-1 stays Latin-1).
+        let user = m.fullname_raw.as_deref().unwrap_or(m.fullname.as_bytes());
         out.write_all(&line([
-            &m.context,
-            &m.mailbox,
-            &m.fullname,
-            &zone,
-            &new.to_string(),
+            m.context.as_bytes(),
+            m.mailbox.as_bytes(),
+            user,
+            zone.as_bytes(),
+            new.to_string().as_bytes(),
         ]))
         .map_err(out_err)?;
         n += 1;

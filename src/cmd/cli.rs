@@ -70,8 +70,10 @@ Columns:
   FOLDERS / STATE  messages per folder, the greetings the box has (greetings:unavail,busy,
                    name,temp), a temp greeting older than --temp-older-than days, then
                    FULL, not in voicemail.conf, no directory yet
-JSON and CSV add inbox (INBOX alone), folders, full, configured, directory, greetings
-and temp_age_days.";
+JSON and CSV add inbox (INBOX alone), folders, full, configured, directory, greetings,
+temp_age_days and owner_base64 (the owner's bytes in base64 when voicemail.conf has
+them in another encoding than UTF-8, e.g. Latin-1; owner then shows U+FFFD).
+--like-asterisk prints those bytes as they are, as Asterisk does.";
 const REPORT_HELP: &str = "\
 Needs attention (exit 1): an INBOX full (callers hear \"mailbox full\") or at --near-full
 percent of maxmsg, an unheard message older than --unheard-older-than, a stale lock
@@ -102,7 +104,9 @@ left. JSON: context, box, event, greeting (unavail, busy, name, temp), formats.
   greeting-removed), VMTOOL_CONTEXT, VMTOOL_BOX, VMTOOL_FOLDER, VMTOOL_NUMBER,
   VMTOOL_FROM_FOLDER, VMTOOL_MSG_PATH, VMTOOL_CALLERID, VMTOOL_CALLERID_NAME,
   VMTOOL_CALLERID_NUM, VMTOOL_DURATION, VMTOOL_ORIGTIME, VMTOOL_DATE,
-  VMTOOL_MSG_ID, VMTOOL_URGENT, VMTOOL_GREETING, VMTOOL_GREETING_FORMATS
+  VMTOOL_MSG_ID, VMTOOL_URGENT, VMTOOL_CALLERID_BASE64 (the callerid= bytes in
+  base64 when they are not UTF-8, else empty), VMTOOL_GREETING,
+  VMTOOL_GREETING_FORMATS
 e.g. vmtool watch --exec notify-send \"Voicemail\"";
 const ARCHIVE_HELP: &str = concat!(
     "Messages are selected by origtime (never file mtimes), from every folder except
@@ -216,7 +220,12 @@ and the archive manifest):
   formats                         audio file extensions present (case kept)
   path                            the .txt file
   state                           complete or phantom
-CSV has the same columns, with a header line."
+  callerid_base64                 the callerid= bytes in base64 when they are not
+                                  UTF-8 (e.g. a Latin-1 name), else null
+Text that is not UTF-8 shows U+FFFD in callerid and callerid_name (tables too);
+callerid_base64 keeps the exact bytes. CSV has the same columns, in UTF-8, with
+a header line (also when no message matches). Dates in a table are the box's
+time; when the listed boxes are in different zones each date says its zone."
 );
 const LONG_HELP: &str = concat!(
     targets_text!(),
@@ -246,10 +255,11 @@ Untrusted spool:
     name = "vmtool",
     version = env!("VMTOOL_VERSION"),
     about = "Manage Asterisk voicemail spools the way Asterisk itself does",
-    long_about = "vmtool reads and manages the voicemail that Asterisk's app_voicemail keeps in \
-                  <astspooldir>/voicemail/<context>/<box>/<Folder>/msgNNNN.{txt,wav,WAV,gsm}: \
-                  listings and counts that agree with Asterisk's own, every field of a message, \
-                  and (in later commands) safe changes under Asterisk's folder locks.",
+    long_about = "vmtool reads and manages the voicemail that Asterisk's app_voicemail keeps \
+                  as files (<astspooldir>/voicemail/<context>/<box>/<Folder>/ msgNNNN.txt, \
+                  .wav, .WAV, .gsm) or in its ODBC table: listings and counts that agree with \
+                  Asterisk's own, every field of a message, and safe changes under Asterisk's \
+                  folder locks.",
     after_help = exit_text!(),
     after_long_help = LONG_HELP
 )]

@@ -230,7 +230,14 @@ fn ls(
         .map_err(out_err)?;
     }
     let mut ok = 0;
-    for mb in boxes(setup, &a.targets, false, rep) {
+    let listed = boxes(setup, &a.targets, false, rep);
+    // Boxes in different zones: each date says its zone.
+    let date_fmt = if setup.zones_differ(&listed, a.utc) {
+        "%Y-%m-%d %H:%M %Z"
+    } else {
+        "%Y-%m-%d %H:%M"
+    };
+    for mb in listed {
         recover(setup, &mb, t, rep);
         let gs = match setup.store.greetings(&mb, &formats) {
             Ok(gs) => gs,
@@ -241,7 +248,7 @@ fn ls(
         };
         ok += 1;
         let zone = setup.zone_for(&mb, a.utc);
-        let date = |t: Option<i64>| t.and_then(|t| zone.format(t, "%Y-%m-%d %H:%M"));
+        let date = |t: Option<i64>| t.and_then(|t| zone.format(t, date_fmt));
         if gs.is_empty() {
             match setup.format {
                 Format::Json => {
@@ -331,7 +338,7 @@ fn ls(
                         mb.to_string(),
                         gr.kind.name().into(),
                         exts.join(" "),
-                        secs.map(|s| format!("{s:.1}s")).unwrap_or_default(),
+                        secs.map(seconds_cell).unwrap_or_default(),
                         date(gr.set_at()).unwrap_or_default(),
                         gr.missing.join(" "),
                         notes.join("; "),
@@ -344,6 +351,15 @@ fn ls(
         w.write(out, setup).map_err(out_err)?;
     }
     Ok(rep.finish(ok))
+}
+
+/// `12.3s`, and from an hour on `h:mm:ss` like every other duration.
+fn seconds_cell(s: f64) -> String {
+    if s >= 3600.0 {
+        crate::render::duration_text(s as u64)
+    } else {
+        format!("{s:.1}s")
+    }
 }
 
 /// The length of a greeting: its longest file (codecs round down to frames).

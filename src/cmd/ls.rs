@@ -175,15 +175,25 @@ pub fn exec(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) 
     } else {
         setup.resolve_all(&a.targets, rep)
     };
+    // Boxes in different zones: a table's dates say their zone (rows are
+    // rendered as JSON and read back to get it).
+    let zoned = setup.format == Format::Table && zones_differ(setup, &targets, a.utc);
     let mut w = MessageWriter::new(
         io::BufWriter::with_capacity(1 << 16, out),
         setup.format,
         setup.style,
     );
+    if zoned {
+        w = w.with_zoned_dates();
+    }
     // Sorting, a limit or --urgent: rows are gathered (as JSON, the one
     // rendering that reads back whole) and written at the end.
     let gather = a.sort.is_some() || a.reverse || a.limit.is_some() || a.urgent;
-    let render_as = if gather { Format::Json } else { setup.format };
+    let render_as = if gather || zoned {
+        Format::Json
+    } else {
+        setup.format
+    };
     let mut rows: Vec<render::MessageRow> = Vec::new();
     let mut listed = 0usize;
     for t in &targets {
@@ -233,7 +243,13 @@ pub fn exec(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) 
                         rep.error(e);
                     }
                     if gather {
-                        gather_rows(setup, a, &part.bytes, &mut rows)?;
+                        gather_rows(setup, a, &part.bytes, &mut rows, zoned)?;
+                    } else if zoned {
+                        let mut part_rows = Vec::new();
+                        gather_rows(setup, a, &part.bytes, &mut part_rows, zoned)?;
+                        for row in &part_rows {
+                            w.write(row).map_err(out_err)?;
+                        }
                     } else {
                         w.write_rendered(&part.bytes).map_err(out_err)?;
                     }
@@ -249,6 +265,10 @@ pub fn exec(setup: &Setup, a: &LsArgs, out: &mut dyn Write, rep: &mut Reporter) 
             w.write(row).map_err(out_err)?;
         }
         listed = rows.len();
+    }
+    // A CSV with no rows still has its header.
+    if setup.format == Format::Csv {
+        w.header().map_err(out_err)?;
     }
     w.finish().map_err(out_err)?;
     Ok(rep.finish(listed))
@@ -268,13 +288,39 @@ fn order_rows(a: &LsArgs, rows: &mut Vec<render::MessageRow>) {
     rows.truncate(a.limit.unwrap_or(usize::MAX));
 }
 
+/// Whether the boxes of these targets show dates in more than one zone. Only
+/// box names are read, and only when voicemail.conf gives boxes other zones.
+fn zones_differ(setup: &Setup, targets: &[Target], utc: bool) -> bool {
+    let Some(vc) = setup.vmconf.as_ref().filter(|_| !utc) else {
+        return false;
+    };
+    // A box voicemail.conf gives no zone shows local time: when no box has
+    // another zone, the listing has one zone whatever it lists.
+    let local = super::Zone::local();
+    let one_zone = vc.mailboxes.iter().all(|m| {
+        vc.zone_timezone(m)
+            .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+            .is_none_or(|tz| super::Zone::Named(tz) == local)
+    });
+    if one_zone {
+        return false;
+    }
+    let mut boxes = Vec::new();
+    for t in targets {
+        boxes.extend(setup.mailboxes_of(t).unwrap_or_default());
+    }
+    setup.zones_differ(&boxes, utc)
+}
+
 /// Reads back one box's rows (JSON lines), keeps the urgent ones if asked,
-/// and gives each its table date in the box's zone.
+/// and gives each its table date in the box's zone (with the zone's name
+/// after it when `zoned`).
 fn gather_rows(
     setup: &Setup,
     a: &LsArgs,
     bytes: &[u8],
     rows: &mut Vec<render::MessageRow>,
+    zoned: bool,
 ) -> Result<()> {
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let mut row: render::MessageRow = serde_json::from_slice(line)
@@ -283,10 +329,14 @@ fn gather_rows(
             .ok()
             .and_then(|c| MailboxId::new(c, &row.mailbox).ok())
             .map_or(super::Zone::Utc, |mb| setup.zone_for(&mb, a.utc));
-        row.short_date = row
-            .origtime
-            .and_then(|t| zone.stamps(t))
-            .map_or_else(|| "?".into(), |s| s.1);
+        let date = |t| {
+            if zoned {
+                zone.format(t, "%Y-%m-%d %H:%M %Z")
+            } else {
+                zone.stamps(t).map(|s| s.1)
+            }
+        };
+        row.short_date = row.origtime.and_then(date).unwrap_or_else(|| "?".into());
         rows.push(row);
     }
     Ok(())
@@ -339,6 +389,10 @@ pub(crate) fn ls_archive(
             w.write(row).map_err(out_err)?;
         }
         n = rows.len();
+    }
+    // A CSV with no rows still has its header.
+    if setup.format == Format::Csv {
+        w.header().map_err(out_err)?;
     }
     w.finish().map_err(out_err)?;
     Ok(rep.finish(n.max(1)))

@@ -11,6 +11,7 @@ mod change;
 mod check;
 pub mod cli;
 mod completions;
+pub use completions::complete_if_asked;
 mod convert;
 mod count;
 mod deposit;
@@ -329,6 +330,23 @@ impl Setup {
             vc.zone_timezone(m)?.parse::<chrono_tz::Tz>().ok()
         });
         named.map_or_else(Zone::local, Zone::Named)
+    }
+
+    /// Whether these boxes' dates are shown in more than one zone: then each
+    /// date in a table says its zone.
+    pub fn zones_differ<'a>(
+        &self,
+        boxes: impl IntoIterator<Item = &'a MailboxId>,
+        utc: bool,
+    ) -> bool {
+        if utc || self.vmconf.is_none() {
+            return false;
+        }
+        let mut first = None;
+        boxes.into_iter().any(|mb| {
+            let z = self.zone_for(mb, false);
+            *first.get_or_insert(z) != z
+        })
     }
 
     fn configured_boxes(&self, name: &str) -> Vec<MailboxId> {

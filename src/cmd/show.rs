@@ -220,7 +220,7 @@ fn show_one(
     }
     for (ext, fmt, size, dur, err) in &audio {
         let d = match (dur, err) {
-            (Some(d), _) => format!("{d:.2} s"),
+            (Some(d), _) => render::seconds_text(*d),
             (None, Some(_)) => "cannot measure".into(),
             (None, None) => "?".into(),
         };
@@ -390,7 +390,7 @@ pub fn show_archive(
                 .ok()
                 .and_then(|p| crate::audio::probe_file(&p, ext).ok())
                 .and_then(|i| i.duration_secs())
-                .map(|d| format!("{d:.2} s"))
+                .map(render::seconds_text)
                 .unwrap_or_default();
             writeln!(
                 out,

@@ -204,6 +204,8 @@ fn env_of(
             ("VMTOOL_CALLERID".into(), opt(&r.callerid)),
             ("VMTOOL_CALLERID_NAME".into(), opt(&r.callerid_name)),
             ("VMTOOL_CALLERID_NUM".into(), opt(&r.callerid_num)),
+            // Text that is not UTF-8 shows U+FFFD above: its bytes, as in JSON.
+            ("VMTOOL_CALLERID_BASE64".into(), opt(&r.callerid_base64)),
             (
                 "VMTOOL_DURATION".into(),
                 r.duration.map(|d| d.to_string()).unwrap_or_default(),

@@ -111,6 +111,8 @@ pub(super) fn sql_folder(
                 } else {
                     MsgState::Phantom
                 },
+                // The table's text comes from the server as UTF-8.
+                callerid_base64: None,
             };
             // Writing into a Vec cannot fail.
             let _ = w.write_json_ref(&row);
