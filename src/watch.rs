@@ -40,8 +40,8 @@
 //! * **Slow path (snapshots).** Any event in a mailbox marks it dirty; once it has been quiet for
 //!   `debounce` and no folder is locked, it is rescanned and diffed against its snapshot, and the
 //!   snapshot is replaced by what is on disk now (memory follows the spool, not its history).
-//!   A snapshot keeps 24 bytes per message ([`Rec`]: identity and origtime fingerprints, the
-//!   file's stamp), not its `.txt`; only `all_events` keeps the `.txt`s, in an unlinked
+//!   A snapshot keeps 16 bytes per message ([`Rec`]: identity and origtime fingerprints),
+//!   not its `.txt`; only `all_events` keeps the `.txt`s, in an unlinked
 //!   temporary file ([`TxtStore`]), to show a message that is gone.
 //!   The diff also reports New for messages the fast path could not see (lost events).
 //! * **New directories.** inotify misses files created right after `mkdir`, so a new context,
@@ -286,29 +286,26 @@ struct Entry {
     identity: String,
     origtime: String,
     txt: Arc<[u8]>,
-    stamp: u64,
 }
 
 impl Entry {
     fn rec(&self, slot: Slot) -> Rec {
         Rec {
             ident: ident_key(&self.identity),
-            stamp: self.stamp,
             orig: orig_key(&self.origtime),
             slot,
         }
     }
 }
 
-/// What a snapshot remembers of one message, 24 bytes however long its `.txt`: enough to
-/// tell new from moved from removed (identity), a rewrite in place (origtime), and whether
-/// the file changed since it was read (stamp).
+/// What a snapshot remembers of one message, 16 bytes however long its `.txt`: enough to
+/// tell new from moved from removed (identity) and a rewrite in place (origtime). Nothing
+/// tells an unchanged file from a changed one, so a rescan reads the mailbox's `.txt`s again
+/// (a rescan is of one mailbox, after an event in it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Rec {
     /// [`ident_key`] of the identity.
     ident: u64,
-    /// [`stamp`] of the version read.
-    stamp: u64,
     /// [`orig_key`] of `origtime`.
     orig: u32,
     slot: Slot,
@@ -464,6 +461,9 @@ impl Watcher {
         }
         let watch_roots = resolve_scope(&root, &opts.scope)?;
 
+        // A watch runs for months next to Asterisk: its heap is what it holds, not rounded
+        // up to 2 MiB huge pages.
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let overflow = Arc::new(Overflow::default());
         let source =
@@ -957,17 +957,8 @@ impl Watcher {
             self.candidates.remove(&path);
             return;
         };
-        let prev = self
-            .mailboxes
-            .get(&c.id)
-            .and_then(|m| m.snapshot.get(slot))
-            .copied();
         let accept_unterminated = waited >= UNTERMINATED_GRACE.min(give_up);
-        match read_entry(At::Path(&path), prev.as_ref(), accept_unterminated) {
-            // The snapshot's own version: already known.
-            ReadOutcome::Same => {
-                self.candidates.remove(&path);
-            }
+        match read_entry(At::Path(&path), accept_unterminated) {
             ReadOutcome::Gone => {
                 // Renamed away (renumbering) or deleted: the new name has its own event.
                 self.candidates.remove(&path);
@@ -1546,36 +1537,6 @@ fn orig_key(origtime: &str) -> u32 {
     }
 }
 
-/// Identifies a version of a file without reading it (size, modification and change times,
-/// inode), so rescans only read changed `.txt`s.
-fn stamp(md: &fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    stamp_of(
-        md.len(),
-        md.ino(),
-        md.dev(),
-        (md.mtime(), md.mtime_nsec()),
-        (md.ctime(), md.ctime_nsec()),
-    )
-}
-
-fn stamp_of(len: u64, ino: u64, dev: u64, mtime: (i64, i64), ctime: (i64, i64)) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    (len, ino, dev, mtime, ctime).hash(&mut h);
-    h.finish()
-}
-
-fn stat_stamp(st: &rustix::fs::Stat) -> u64 {
-    stamp_of(
-        st.st_size as u64,
-        st.st_ino,
-        st.st_dev,
-        (st.st_mtime, st.st_mtime_nsec as i64),
-        (st.st_ctime, st.st_ctime_nsec as i64),
-    )
-}
-
 /// Where a `.txt` is: a name in an open folder (scans), or a path (an event's).
 #[derive(Clone, Copy)]
 enum At<'a> {
@@ -1585,36 +1546,14 @@ enum At<'a> {
 
 enum ReadOutcome {
     Ok(Entry),
-    /// Not changed since `prev` was read.
-    Same,
     Gone,
     Incomplete,
     Failed(io::Error),
 }
 
-/// Reads one `.txt`, unless it has not changed since `prev` was read. Opened the one safe
-/// way (no link followed, regular files only, bounded by its size), so a special file an
-/// event names is never opened further.
-fn read_entry(at: At<'_>, prev: Option<&Rec>, accept_unterminated: bool) -> ReadOutcome {
-    if let Some(p) = prev {
-        let st = match at {
-            At::Dir(dir, name) => {
-                rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|st| {
-                        let regular = crate::fsutil::kind_of_mode(st.st_mode).is_none();
-                        (regular, stat_stamp(&st))
-                    })
-                    .map_err(io::Error::from)
-            }
-            At::Path(path) => fs::symlink_metadata(path).map(|md| (md.is_file(), stamp(&md))),
-        };
-        match st {
-            Ok((true, st)) if st == p.stamp => return ReadOutcome::Same,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return ReadOutcome::Gone,
-            // Changed, or not a regular file any more: the open below says which.
-            _ => {}
-        }
-    }
+/// Reads one `.txt`, opened the one safe way (no link followed, regular files only, bounded
+/// by its size), so a special file an event names is never opened further.
+fn read_entry(at: At<'_>, accept_unterminated: bool) -> ReadOutcome {
     let opened = match at {
         At::Dir(dir, name) => crate::fsutil::open_regular_at(dir, name),
         At::Path(path) => crate::fsutil::open_regular(path),
@@ -1628,9 +1567,6 @@ fn read_entry(at: At<'_>, prev: Option<&Rec>, accept_unterminated: bool) -> Read
         }
         Err(e) => return ReadOutcome::Failed(e),
     };
-    // The version read is the one opened: if it changes after this, the next scan sees a
-    // new stamp.
-    let st = stamp(&md);
     let bytes = match crate::fsutil::Bounded::new(file, &md, crate::fsutil::MAX_TXT_BYTES).and_then(
         |mut b| {
             use std::io::Read;
@@ -1644,18 +1580,17 @@ fn read_entry(at: At<'_>, prev: Option<&Rec>, accept_unterminated: bool) -> Read
     };
     match parse_txt(&bytes) {
         Some(info) if info.terminated || accept_unterminated => {
-            ReadOutcome::Ok(entry_of(info, bytes, st))
+            ReadOutcome::Ok(entry_of(info, bytes))
         }
         _ => ReadOutcome::Incomplete,
     }
 }
 
-fn entry_of(info: TxtInfo, bytes: Vec<u8>, stamp: u64) -> Entry {
+fn entry_of(info: TxtInfo, bytes: Vec<u8>) -> Entry {
     Entry {
         identity: identity(&info, &bytes),
         origtime: info.origtime,
         txt: bytes.into(),
-        stamp,
     }
 }
 
@@ -1716,10 +1651,8 @@ fn scan_mailbox(
             let Some(slot) = Slot::new(folder, number) else {
                 continue;
             };
-            let prev_rec = prev.and_then(|p| p.get(slot));
-            match read_entry(At::Dir(&fd, name), prev_rec, accept_unterminated) {
+            match read_entry(At::Dir(&fd, name), accept_unterminated) {
                 ReadOutcome::Ok(entry) => found.push((entry.rec(slot), Some(entry))),
-                ReadOutcome::Same => found.extend(kept(slot)),
                 ReadOutcome::Gone => {}
                 ReadOutcome::Incomplete => {
                     incomplete += 1;
@@ -1801,7 +1734,7 @@ fn diff(
     let kept = |snap: &Snapshot, slot: Slot| -> Option<Entry> {
         let bytes = txts?.get(snap.txt(slot)?)?;
         let info = parse_txt(&bytes)?;
-        Some(entry_of(info, bytes, 0))
+        Some(entry_of(info, bytes))
     };
     // The message as last seen: announced, or kept.
     let old_message = |ident: u64, slot: Slot| -> Option<SeenMessage> {
@@ -1824,7 +1757,7 @@ fn diff(
             let path = txt_path(&old.dir, slot);
             let bytes = crate::fsutil::read_txt_file(&path).ok()?;
             let info = parse_txt(&bytes)?;
-            Some(entry_of(info, bytes, 0))
+            Some(entry_of(info, bytes))
         })?;
         Some(seen(id, &old.dir, slot, &e))
     };
