@@ -31,10 +31,11 @@
 //!
 //! # Design
 //!
-//! * **Boundary.** The notify callback only converts an event into a small internal value and
-//!   `try_send`s it into a bounded channel ([`CHANNEL_CAPACITY`]); it never blocks and never
-//!   touches the disk. When the channel is full it remembers which mailbox lost an event and
-//!   the engine rescans those mailboxes (all of them on notify's `Rescan` flag).
+//! * **Boundary.** The inotify thread (`watch/inotify.rs`: one watch per context, mailbox and
+//!   directory in a mailbox; no open/read/attribute events) only converts an event into a small
+//!   internal value and `try_send`s it into a bounded channel ([`CHANNEL_CAPACITY`]); it never
+//!   blocks on the engine. When the channel is full it remembers which mailbox lost an event
+//!   and the engine rescans those mailboxes (all of them when the kernel's queue overflowed).
 //! * **Fast path (New).** `msgNNNN.txt` moved into or closed-after-writing in `INBOX`/`Urgent`
 //!   becomes a *candidate*: wait while the folder has a lock (woken by the lock's removal,
 //!   polled as a fallback, emitted anyway with a warning once the lock is older than
@@ -42,6 +43,9 @@
 //! * **Slow path (snapshots).** Any event in a mailbox marks it dirty; once it has been quiet for
 //!   `debounce` and no folder is locked, it is rescanned and diffed against its snapshot, and the
 //!   snapshot is replaced by what is on disk now (memory follows the spool, not its history).
+//!   A snapshot keeps 16 bytes per message ([`Rec`]: identity and origtime fingerprints),
+//!   not its `.txt`; only `all_events` keeps the `.txt`s, in an unlinked
+//!   temporary file ([`TxtStore`]), to show a message that is gone.
 //!   The diff also reports New for messages the fast path could not see (lost events).
 //! * **New directories.** inotify misses files created right after `mkdir`, so a new context,
 //!   mailbox or folder is walked at once and rescanned again after the debounce window.
@@ -54,7 +58,7 @@
 //! mailbox directory (a box given as scope) that is deleted and re-created is not watched
 //! again. Non-UTF-8 context, mailbox and folder names are ignored.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -63,8 +67,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use rayon::prelude::*;
+
+mod inotify;
 use sha2::{Digest, Sha256};
 use walkdir::WalkDir;
 
@@ -77,7 +82,7 @@ pub const FOLDERS: [&str; 12] = [
 const NEW_FOLDERS: [&str; 2] = ["INBOX", "Urgent"];
 /// Lock files of `lockmode=lockfile` and `lockmode=flock` (spec §6.2, §6.3).
 const LOCK_NAMES: [&str; 2] = [".lock", "lock"];
-/// Capacity of the channel between the notify callback and the engine.
+/// Capacity of the channel between the inotify thread and the engine.
 pub const CHANNEL_CAPACITY: usize = 4096;
 /// Fallback re-check of a held lock (its removal event normally wakes us earlier).
 const LOCK_POLL: Duration = Duration::from_millis(50);
@@ -90,6 +95,8 @@ const INCOMPLETE_RETRY: Duration = Duration::from_millis(100);
 const UNTERMINATED_GRACE: Duration = Duration::from_millis(500);
 /// Keeps memory flat when the caller never collects warnings.
 const MAX_WARNINGS: usize = 1000;
+/// Mailboxes read in parallel at a time when the watch starts.
+const START_CHUNK: usize = 64;
 /// Raw events ingested before due work is looked at again.
 const DRAIN_BATCH: usize = 4096;
 // errno values (Linux and the BSDs agree on these two).
@@ -229,10 +236,40 @@ pub enum WatchError {
 
 /// (context, mailbox)
 type BoxId = (String, String);
-/// (folder, number) inside one mailbox.
-type Slot = (String, u16);
 
-/// What the notify callback hands over: already reduced to what the engine uses.
+/// Folder names in byte order. A slot names its folder by an index into this list, so slots
+/// sort as `(folder name, number)` do: the order in which a diff picks a message's place.
+const SLOT_FOLDERS: [&str; 12] = [
+    "Cust1", "Cust2", "Cust3", "Cust4", "Cust5", "Deleted", "Family", "Friends", "INBOX", "Old",
+    "Urgent", "Work",
+];
+
+/// (folder, number) inside one mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Slot {
+    folder: u8,
+    number: u16,
+}
+
+impl Slot {
+    fn new(folder: &str, number: u16) -> Option<Slot> {
+        let folder = SLOT_FOLDERS.iter().position(|f| *f == folder)?;
+        Some(Slot {
+            folder: folder as u8,
+            number,
+        })
+    }
+
+    fn folder(self) -> &'static str {
+        SLOT_FOLDERS[usize::from(self.folder)]
+    }
+
+    fn is_new_folder(self) -> bool {
+        NEW_FOLDERS.contains(&self.folder())
+    }
+}
+
+/// What the inotify thread hands over: already reduced to what the engine uses.
 #[derive(Debug)]
 enum Raw {
     Fs(RawKind, PathBuf),
@@ -250,7 +287,6 @@ enum RawKind {
     /// Closed after writing.
     Written,
     Removed,
-    Changed,
 }
 
 /// Shared with the callback: which mailboxes lost events because the channel was full.
@@ -280,44 +316,92 @@ impl Overflow {
     }
 }
 
-/// Identifies a version of a file without reading it, so rescans only read changed `.txt`s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    ino: u64,
-    ctime: (i64, i64),
-}
-
+/// A message as read from its `.txt`: held only while it is being looked at (an event, the
+/// diff of one mailbox, an announced New); snapshots keep a [`Rec`].
 #[derive(Debug, Clone)]
 struct Entry {
     identity: String,
     origtime: String,
     txt: Arc<[u8]>,
-    stamp: Option<Stamp>,
+}
+
+impl Entry {
+    fn rec(&self, slot: Slot) -> Rec {
+        Rec {
+            ident: ident_key(&self.identity),
+            orig: orig_key(&self.origtime),
+            slot,
+        }
+    }
+}
+
+/// What a snapshot remembers of one message, 16 bytes however long its `.txt`: enough to
+/// tell new from moved from removed (identity) and a rewrite in place (origtime). Nothing
+/// tells an unchanged file from a changed one, so a rescan reads the mailbox's `.txt`s again
+/// (a rescan is of one mailbox, after an event in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rec {
+    /// [`ident_key`] of the identity.
+    ident: u64,
+    /// [`orig_key`] of `origtime`.
+    orig: u32,
+    slot: Slot,
 }
 
 /// The messages of one mailbox as they were at the last scan.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Snapshot {
-    by_slot: BTreeMap<Slot, Entry>,
-    by_identity: HashMap<String, BTreeSet<Slot>>,
+    /// Sorted by slot, one per slot.
+    recs: Vec<Rec>,
+    /// With `all_events`, where each rec's `.txt` is kept (same index), for the event of a
+    /// message that is gone; otherwise empty.
+    txts: Vec<TxtRef>,
 }
 
 impl Snapshot {
-    fn insert(&mut self, slot: Slot, entry: Entry) {
-        let identity = entry.identity.clone();
-        if let Some(old) = self.by_slot.insert(slot.clone(), entry) {
-            if old.identity != identity {
-                if let Some(slots) = self.by_identity.get_mut(&old.identity) {
-                    slots.remove(&slot);
-                    if slots.is_empty() {
-                        self.by_identity.remove(&old.identity);
-                    }
+    fn get(&self, slot: Slot) -> Option<&Rec> {
+        self.position(slot).ok().map(|i| &self.recs[i])
+    }
+
+    fn position(&self, slot: Slot) -> Result<usize, usize> {
+        self.recs.binary_search_by_key(&slot, |r| r.slot)
+    }
+
+    fn txt(&self, slot: Slot) -> Option<TxtRef> {
+        self.position(slot)
+            .ok()
+            .and_then(|i| self.txts.get(i).copied())
+    }
+
+    fn knows(&self, ident: u64) -> bool {
+        self.recs.iter().any(|r| r.ident == ident)
+    }
+
+    /// Puts `rec` at its slot (with its `.txt` when they are kept); returns the `.txt` it
+    /// replaced.
+    fn insert(&mut self, rec: Rec, txt: Option<TxtRef>) -> Option<TxtRef> {
+        match self.position(rec.slot) {
+            Ok(i) => {
+                self.recs[i] = rec;
+                txt.and_then(|t| self.txts.get_mut(i).map(|old| std::mem::replace(old, t)))
+            }
+            Err(i) => {
+                self.recs.insert(i, rec);
+                if let Some(t) = txt {
+                    self.txts.insert(i, t);
                 }
+                None
             }
         }
-        self.by_identity.entry(identity).or_default().insert(slot);
+    }
+
+    /// identity → its slots, the way a diff compares mailboxes.
+    fn by_identity(&self) -> HashMap<u64, BTreeSet<Slot>> {
+        let mut map: HashMap<u64, BTreeSet<Slot>> = HashMap::with_capacity(self.recs.len());
+        for r in &self.recs {
+            map.entry(r.ident).or_default().insert(r.slot);
+        }
+        map
     }
 }
 
@@ -326,7 +410,8 @@ struct MailboxState {
     snapshot: Snapshot,
     /// New events emitted since the last scan: part of the "before" side of the next diff,
     /// so that New followed quickly by a move gives Read/Moved, and never a second New.
-    announced: HashMap<String, (Slot, Entry)>,
+    /// Keyed by [`ident_key`].
+    announced: HashMap<u64, (Slot, Entry)>,
     /// Since when scans keep finding `.txt` files that are still being written.
     incomplete_since: Option<Instant>,
 }
@@ -341,8 +426,8 @@ impl MailboxState {
         }
     }
 
-    fn knows(&self, identity: &str) -> bool {
-        self.snapshot.by_identity.contains_key(identity) || self.announced.contains_key(identity)
+    fn knows(&self, ident: u64) -> bool {
+        self.snapshot.knows(ident) || self.announced.contains_key(&ident)
     }
 }
 
@@ -377,7 +462,7 @@ struct Change {
 pub struct Watcher {
     opts: WatchOptions,
     watch_roots: Vec<PathBuf>,
-    notify: RecommendedWatcher,
+    source: inotify::Source,
     rx: Receiver<Raw>,
     overflow: Arc<Overflow>,
     mailboxes: HashMap<BoxId, MailboxState>,
@@ -391,6 +476,8 @@ pub struct Watcher {
     warned_locks: HashSet<(PathBuf, u64)>,
     /// Greetings with file events, reported once they are quiet (see "greetings" below).
     greetings: HashMap<(BoxId, Greeting), GreetingChange>,
+    /// The snapshots' `.txt`s, kept only when Deleted events need them.
+    txts: Option<TxtStore>,
 }
 
 impl Watcher {
@@ -413,24 +500,21 @@ impl Watcher {
         }
         let watch_roots = resolve_scope(&root, &opts.scope)?;
 
+        // A watch runs for months next to Asterisk: its heap is what it holds, not rounded
+        // up to 2 MiB huge pages.
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let overflow = Arc::new(Overflow::default());
-        let handler = {
-            let overflow = Arc::clone(&overflow);
-            let root = root.clone();
-            move |res: notify::Result<notify::Event>| callback(&tx, &overflow, &root, res)
-        };
-        let mut notify = notify::recommended_watcher(handler).map_err(notify_error)?;
+        let source =
+            inotify::Source::start(&root, tx, Arc::clone(&overflow)).map_err(notify_error)?;
         for dir in &watch_roots {
-            notify
-                .watch(dir, RecursiveMode::Recursive)
-                .map_err(notify_error)?;
+            source.watch(dir).map_err(notify_error)?;
         }
 
         let mut w = Watcher {
             opts,
             watch_roots,
-            notify,
+            source,
             rx,
             overflow,
             mailboxes: HashMap::new(),
@@ -442,29 +526,54 @@ impl Watcher {
             warnings: Vec::new(),
             warned_locks: HashSet::new(),
             greetings: HashMap::new(),
+            txts: None,
         };
+        if w.opts.all_events {
+            w.txts = Some(TxtStore::new());
+        }
         let found = w.discover(true)?;
         let now = Instant::now();
-        for (id, dir) in found {
-            let mut warnings = Vec::new();
-            let scanned = scan_mailbox(&w.opts.root, &dir, None, false, &mut warnings);
-            let mut mb = MailboxState::new(dir);
-            if let Some((snapshot, incomplete)) = scanned {
-                mb.snapshot = snapshot;
-                if incomplete > 0 {
-                    mb.incomplete_since = Some(now);
-                    w.dirty.insert(
-                        id.clone(),
-                        Dirty {
-                            first: now,
-                            due: later(now, INCOMPLETE_RETRY),
+        let root = w.opts.root.clone();
+        let keep_txt = w.txts.is_some();
+        // Mailboxes are read in parallel, a chunk at a time so that what is read but not yet
+        // reduced to records stays small; entries are dropped where they were read unless
+        // their `.txt` is kept.
+        for chunk in found.chunks(START_CHUNK) {
+            let scanned: Vec<_> = chunk
+                .par_iter()
+                .map(|(_, dir)| {
+                    let mut warnings = Vec::new();
+                    let scanned = scan_mailbox(&root, dir, None, false, &mut warnings).map(
+                        |(found, incomplete)| {
+                            let found: Vec<Scanned> = found
+                                .into_iter()
+                                .map(|(r, e)| (r, e.filter(|_| keep_txt)))
+                                .collect();
+                            (found, incomplete)
                         },
                     );
+                    (scanned, warnings)
+                })
+                .collect();
+            for ((id, dir), (scanned, warnings)) in chunk.iter().zip(scanned) {
+                let mut mb = MailboxState::new(dir.clone());
+                if let Some((found, incomplete)) = scanned {
+                    mb.snapshot = build_snapshot(found, &Snapshot::default(), w.txts.as_mut()).0;
+                    if incomplete > 0 {
+                        mb.incomplete_since = Some(now);
+                        w.dirty.insert(
+                            id.clone(),
+                            Dirty {
+                                first: now,
+                                due: later(now, INCOMPLETE_RETRY),
+                            },
+                        );
+                    }
                 }
-            }
-            w.mailboxes.insert(id, mb);
-            for msg in warnings {
-                w.warn(msg);
+                w.mailboxes.insert(id.clone(), mb);
+                for msg in warnings {
+                    w.warn(msg);
+                }
             }
         }
         Ok(w)
@@ -643,6 +752,7 @@ impl Watcher {
             self.rescan(&id, now);
         }
         self.process_greetings(now);
+        self.compact_txts();
     }
 
     /// Debounce: due `delay` after the latest event, but not later than a bound after the
@@ -744,7 +854,7 @@ impl Watcher {
             // Directories created while events were lost have no inotify watch yet; watching
             // the roots again adds them (existing watches are kept).
             for dir in self.watch_roots.clone() {
-                if let Err(e) = self.notify.watch(&dir, RecursiveMode::Recursive) {
+                if let Err(e) = self.source.watch(&dir) {
                     let msg = advice(&e);
                     self.warn(msg);
                 }
@@ -889,14 +999,12 @@ impl Watcher {
         }
         let give_up = self.opts.lock_stale_after;
         let waited = now.saturating_duration_since(c.first);
-        let slot: Slot = (c.folder.clone(), c.number);
-        let prev = self
-            .mailboxes
-            .get(&c.id)
-            .and_then(|m| m.snapshot.by_slot.get(&slot))
-            .cloned();
+        let Some(slot) = Slot::new(&c.folder, c.number) else {
+            self.candidates.remove(&path);
+            return;
+        };
         let accept_unterminated = waited >= UNTERMINATED_GRACE.min(give_up);
-        match read_entry(&path, prev.as_ref(), accept_unterminated) {
+        match read_entry(At::Path(&path), accept_unterminated) {
             ReadOutcome::Gone => {
                 // Renamed away (renumbering) or deleted: the new name has its own event.
                 self.candidates.remove(&path);
@@ -933,33 +1041,38 @@ impl Watcher {
         let Some(mb) = self.mailboxes.get_mut(id) else {
             return;
         };
+        let ident = ident_key(&entry.identity);
         // Renumbering, a move, "unread" or a save into INBOX: the message was already here.
-        if mb.knows(&entry.identity) {
+        if mb.knows(ident) {
             return;
         }
         // Same slot, same origtime, other identity: the .txt was rewritten in place
         // (add_message_id() adds a msg_id, spec §3.5), not a new message.
         if mb
             .snapshot
-            .by_slot
-            .get(&slot)
-            .is_some_and(|e| e.origtime == entry.origtime)
+            .get(slot)
+            .is_some_and(|r| r.orig == orig_key(&entry.origtime))
         {
-            mb.snapshot.insert(slot, entry);
+            let txt = self.txts.as_mut().map(|t| t.put(&entry.txt));
+            if let Some(old) = mb.snapshot.insert(entry.rec(slot), txt) {
+                if let Some(t) = self.txts.as_mut() {
+                    t.release(old);
+                }
+            }
             return;
         }
         let rewritten = mb
             .announced
             .iter()
             .find(|(_, (s, e))| *s == slot && e.origtime == entry.origtime)
-            .map(|(identity, _)| identity.clone());
+            .map(|(ident, _)| *ident);
         if let Some(old) = rewritten {
             mb.announced.remove(&old);
-            mb.announced.insert(entry.identity.clone(), (slot, entry));
+            mb.announced.insert(ident, (slot, entry));
             return;
         }
-        let message = seen(id, &mb.dir, &slot, &entry);
-        mb.announced.insert(entry.identity.clone(), (slot, entry));
+        let message = seen(id, &mb.dir, slot, &entry);
+        mb.announced.insert(ident, (slot, entry));
         self.emit(EventKind::New, Some(message), None, id);
     }
 
@@ -988,7 +1101,10 @@ impl Watcher {
             if held < self.opts.lock_stale_after {
                 return LockState::Held;
             }
-            if self.warned_locks.insert((path.clone(), stamp(&md).ino)) {
+            if self
+                .warned_locks
+                .insert((path.clone(), std::os::unix::fs::MetadataExt::ino(&md)))
+            {
                 self.warn(format!(
                     "{} held for {} s (stale?)",
                     rel(&self.opts.root, &path),
@@ -1047,9 +1163,24 @@ impl Watcher {
             accept,
             &mut warnings,
         );
+        let (snapshot, fresh, incomplete) = match scanned {
+            Some((found, incomplete)) => {
+                let (snap, fresh) = build_snapshot(found, &mb.snapshot, self.txts.as_mut());
+                (Some(snap), fresh, incomplete)
+            }
+            None => (None, HashMap::new(), 0),
+        };
         let empty = Snapshot::default();
-        let after = scanned.as_ref().map_or(&empty, |(s, _)| s);
-        let changes = diff(id, mb, after, self.opts.all_events);
+        let after = snapshot.as_ref().unwrap_or(&empty);
+        let changes = diff(
+            id,
+            mb,
+            after,
+            &fresh,
+            self.txts.as_ref(),
+            self.opts.all_events,
+        );
+        drop(fresh);
 
         for msg in warnings {
             self.warn(msg);
@@ -1057,17 +1188,18 @@ impl Watcher {
         for c in changes {
             self.emit(c.kind, c.message, c.from, id);
         }
-        match scanned {
+        let replaced = match snapshot {
             None => {
                 // The mailbox directory is gone.
-                self.mailboxes.remove(id);
                 self.candidates.retain(|_, c| &c.id != id);
+                self.mailboxes.remove(id).map(|mb| mb.snapshot)
             }
-            Some((snapshot, incomplete)) => {
+            Some(snapshot) => {
                 let give_up = self.opts.lock_stale_after;
                 let mut retry = false;
+                let mut replaced = None;
                 if let Some(mb) = self.mailboxes.get_mut(id) {
-                    mb.snapshot = snapshot;
+                    replaced = Some(std::mem::replace(&mut mb.snapshot, snapshot));
                     mb.announced.clear();
                     if incomplete == 0 {
                         mb.incomplete_since = None;
@@ -1085,8 +1217,29 @@ impl Watcher {
                         },
                     );
                 }
+                replaced
+            }
+        };
+        if let (Some(store), Some(old)) = (self.txts.as_mut(), replaced) {
+            for r in old.txts {
+                store.release(r);
             }
         }
+    }
+
+    /// Rewrites the kept `.txt`s without those no snapshot uses any more.
+    fn compact_txts(&mut self) {
+        let Some(old) = self.txts.take_if(|t| t.wants_compaction()) else {
+            return;
+        };
+        let mut new = TxtStore::new();
+        for mb in self.mailboxes.values_mut() {
+            for r in &mut mb.snapshot.txts {
+                let bytes = old.get(*r).unwrap_or_default();
+                *r = new.put(&bytes);
+            }
+        }
+        self.txts = Some(new);
     }
 
     fn emit(
@@ -1252,27 +1405,6 @@ fn deliver(tx: &SyncSender<Raw>, overflow: &Overflow, root: &Path, raw: Raw) {
     }
 }
 
-fn raw_kind(kind: &notify::EventKind) -> Option<RawKind> {
-    use notify::EventKind as K;
-    match kind {
-        K::Access(AccessKind::Close(AccessMode::Write)) => Some(RawKind::Written),
-        // Opens and read-closes, including those caused by our own reads: dropping them here
-        // keeps the engine from waking itself up.
-        K::Access(_) => None,
-        K::Create(CreateKind::Folder) => Some(RawKind::DirCreated),
-        K::Create(_) => Some(RawKind::FileCreated),
-        K::Modify(ModifyKind::Name(RenameMode::To)) => Some(RawKind::MovedIn),
-        K::Modify(ModifyKind::Name(RenameMode::From)) => Some(RawKind::MovedOut),
-        // The To and From halves were already sent.
-        K::Modify(ModifyKind::Name(RenameMode::Both)) => None,
-        // Each write() and chmod: the close that follows is what matters.
-        K::Modify(ModifyKind::Data(_)) | K::Modify(ModifyKind::Metadata(_)) => None,
-        K::Modify(_) => Some(RawKind::Changed),
-        K::Remove(_) => Some(RawKind::Removed),
-        K::Any | K::Other => Some(RawKind::Changed),
-    }
-}
-
 /// Turns an OS error into something the operator can act on.
 fn advice(err: &notify::Error) -> String {
     const WATCHES: &str = "too many directories to watch: raise fs.inotify.max_user_watches \
@@ -1421,21 +1553,25 @@ fn rel(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
-fn key_of(id: &BoxId, slot: &Slot) -> MessageKey {
+fn key_of(id: &BoxId, slot: Slot) -> MessageKey {
     MessageKey {
         context: id.0.clone(),
         mailbox: id.1.clone(),
-        folder: slot.0.clone(),
-        number: slot.1,
+        folder: slot.folder().to_string(),
+        number: slot.number,
     }
 }
 
-fn seen(id: &BoxId, mailbox_dir: &Path, slot: &Slot, entry: &Entry) -> SeenMessage {
+fn txt_path(mailbox_dir: &Path, slot: Slot) -> PathBuf {
+    mailbox_dir
+        .join(slot.folder())
+        .join(format!("msg{:04}.txt", slot.number))
+}
+
+fn seen(id: &BoxId, mailbox_dir: &Path, slot: Slot, entry: &Entry) -> SeenMessage {
     SeenMessage {
         key: key_of(id, slot),
-        txt_path: mailbox_dir
-            .join(&slot.0)
-            .join(format!("msg{:04}.txt", slot.1)),
+        txt_path: txt_path(mailbox_dir, slot),
         identity: entry.identity.clone(),
         txt: entry.txt.to_vec(),
     }
@@ -1443,9 +1579,9 @@ fn seen(id: &BoxId, mailbox_dir: &Path, slot: &Slot, entry: &Entry) -> SeenMessa
 
 /// Whether a slot has audio, all of it regular files of a size vmtool reads
 /// (links and special files are not followed or opened).
-fn audio_is_regular(mailbox_dir: &Path, slot: &Slot) -> bool {
-    let prefix = format!("msg{:04}.", slot.1);
-    let Ok(rd) = fs::read_dir(mailbox_dir.join(&slot.0)) else {
+fn audio_is_regular(mailbox_dir: &Path, slot: Slot) -> bool {
+    let prefix = format!("msg{:04}.", slot.number);
+    let Ok(rd) = fs::read_dir(mailbox_dir.join(slot.folder())) else {
         return false;
     };
     let mut any = false;
@@ -1557,20 +1693,32 @@ fn identity(info: &TxtInfo, bytes: &[u8]) -> String {
     }
 }
 
-fn stamp(md: &fs::Metadata) -> Stamp {
-    #[cfg(unix)]
-    let (ino, ctime) = {
-        use std::os::unix::fs::MetadataExt;
-        (md.ino(), (md.ctime(), md.ctime_nsec()))
-    };
-    #[cfg(not(unix))]
-    let (ino, ctime) = (0, (0, 0));
-    Stamp {
-        len: md.len(),
-        modified: md.modified().ok(),
-        ino,
-        ctime,
+/// First 8 bytes of the identity's SHA-256: what snapshots compare identities by.
+fn ident_key(identity: &str) -> u64 {
+    let d = Sha256::digest(identity.as_bytes());
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// `origtime` as Asterisk writes it (a decimal number) kept exactly; any other text as
+/// 32 bits of its SHA-256. Only compared with the origtime at the same slot.
+fn orig_key(origtime: &str) -> u32 {
+    let canonical = !origtime.is_empty()
+        && origtime.bytes().all(|b| b.is_ascii_digit())
+        && (origtime == "0" || !origtime.starts_with('0'));
+    match origtime.parse::<u32>() {
+        Ok(n) if canonical => n,
+        _ => {
+            let d = Sha256::digest(origtime.as_bytes());
+            u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+        }
     }
+}
+
+/// Where a `.txt` is: a name in an open folder (scans), or a path (an event's).
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Dir(&'a fs::File, &'a str),
+    Path(&'a Path),
 }
 
 enum ReadOutcome {
@@ -1580,156 +1728,223 @@ enum ReadOutcome {
     Failed(io::Error),
 }
 
-/// Reads one `.txt`, reusing `prev` when the file has not changed since it was read.
-fn read_entry(path: &Path, prev: Option<&Entry>, accept_unterminated: bool) -> ReadOutcome {
-    // Stat before reading: if the file changes in between, the next scan sees a new stamp.
-    // Not following links, so a special file an event names is never opened.
-    let md = match fs::symlink_metadata(path) {
-        Ok(md) if md.is_file() => md,
-        Ok(md) if md.is_dir() => return ReadOutcome::Gone,
-        Ok(md) => {
-            return ReadOutcome::Failed(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                crate::fsutil::NotRegular {
-                    kind: crate::fsutil::kind_name(&md),
-                },
-            ))
-        }
+/// Reads one `.txt`, opened the one safe way (no link followed, regular files only, bounded
+/// by its size), so a special file an event names is never opened further.
+fn read_entry(at: At<'_>, accept_unterminated: bool) -> ReadOutcome {
+    let opened = match at {
+        At::Dir(dir, name) => crate::fsutil::open_regular_at(dir, name),
+        At::Path(path) => crate::fsutil::open_regular(path),
+    };
+    let (file, md) = match opened {
+        Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return ReadOutcome::Gone,
+        // Renamed away and replaced by a directory: no message here.
+        Err(e) if crate::fsutil::not_regular(&e).is_some_and(|n| n.kind == "directory") => {
+            return ReadOutcome::Gone
+        }
         Err(e) => return ReadOutcome::Failed(e),
     };
-    let st = stamp(&md);
-    if let Some(p) = prev {
-        if p.stamp == Some(st) {
-            return ReadOutcome::Ok(p.clone());
-        }
-    }
-    let bytes = match crate::fsutil::read_txt_file(path) {
+    let bytes = match crate::fsutil::Bounded::new(file, &md, crate::fsutil::MAX_TXT_BYTES).and_then(
+        |mut b| {
+            use std::io::Read;
+            let mut buf = Vec::with_capacity(usize::try_from(b.len()).unwrap_or(0));
+            b.read_to_end(&mut buf).map(|_| buf)
+        },
+    ) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return ReadOutcome::Gone,
         Err(e) => return ReadOutcome::Failed(e),
     };
     match parse_txt(&bytes) {
-        Some(info) if info.terminated || accept_unterminated => ReadOutcome::Ok(Entry {
-            identity: identity(&info, &bytes),
-            origtime: info.origtime,
-            txt: bytes.into(),
-            stamp: Some(st),
-        }),
+        Some(info) if info.terminated || accept_unterminated => {
+            ReadOutcome::Ok(entry_of(info, bytes))
+        }
         _ => ReadOutcome::Incomplete,
     }
 }
 
-/// Reads the messages of a mailbox. `None` when the mailbox directory is gone; otherwise the
-/// snapshot and the number of `.txt` files still being written. A file that cannot be read
-/// right now keeps its previous entry, so a rewrite in progress does not look like a deletion.
+fn entry_of(info: TxtInfo, bytes: Vec<u8>) -> Entry {
+    Entry {
+        identity: identity(&info, &bytes),
+        origtime: info.origtime,
+        txt: bytes.into(),
+    }
+}
+
+/// A message as a scan found it: its record, and the entry when it was read now (a record
+/// carried over from the previous snapshot has none).
+type Scanned = (Rec, Option<Entry>);
+
+/// Reads the messages of a mailbox. `None` when the mailbox directory is gone; otherwise its
+/// messages sorted by slot and the number of `.txt` files still being written. A file that
+/// cannot be read right now keeps its previous record, so a rewrite in progress does not look
+/// like a deletion.
 fn scan_mailbox(
     root: &Path,
     dir: &Path,
     prev: Option<&Snapshot>,
     accept_unterminated: bool,
     warnings: &mut Vec<String>,
-) -> Option<(Snapshot, usize)> {
+) -> Option<(Vec<Scanned>, usize)> {
+    let kept = |slot: Slot| prev.and_then(|p| p.get(slot)).map(|r| (*r, None));
     match fs::metadata(dir) {
         Ok(md) if md.is_dir() => {}
         Ok(_) => return None,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
         Err(e) => {
             warnings.push(format!("cannot read {}: {e}", rel(root, dir)));
-            return Some((prev.cloned().unwrap_or_default(), 0));
+            let all = prev.map_or_else(Vec::new, |p| p.recs.iter().map(|r| (*r, None)).collect());
+            return Some((all, 0));
         }
     }
-    let mut snap = Snapshot::default();
+    let mut found: Vec<Scanned> = Vec::new();
     let mut incomplete = 0;
-    let keep = |snap: &mut Snapshot, slot: Slot| {
-        if let Some(e) = prev.and_then(|p| p.by_slot.get(&slot)) {
-            snap.insert(slot, e.clone());
-        }
-    };
     for folder in FOLDERS {
         let fdir = dir.join(folder);
-        let entries = match fs::read_dir(&fdir) {
-            Ok(rd) => rd,
+        // The folder is opened once; its files are opened relative to it.
+        let entries = match fs::read_dir(&fdir).and_then(|rd| Ok((rd, fs::File::open(&fdir)?))) {
+            Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
                 warnings.push(format!("cannot read {}: {e}", rel(root, &fdir)));
-                let slots: Vec<Slot> = prev
-                    .map(|p| {
-                        p.by_slot
-                            .keys()
-                            .filter(|s| s.0 == folder)
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for slot in slots {
-                    keep(&mut snap, slot);
+                if let Some(p) = prev {
+                    found.extend(
+                        p.recs
+                            .iter()
+                            .filter(|r| r.slot.folder() == folder)
+                            .map(|r| (*r, None)),
+                    );
                 }
                 continue;
             }
         };
+        let (entries, fd) = entries;
         for item in entries {
             let Ok(item) = item else { continue };
             let name = item.file_name();
-            let Some(number) = name.to_str().and_then(msg_number) else {
+            let Some((name, number)) = name.to_str().and_then(|n| Some((n, msg_number(n)?))) else {
                 continue;
             };
-            let slot: Slot = (folder.to_string(), number);
-            let path = item.path();
-            let prev_entry = prev.and_then(|p| p.by_slot.get(&slot));
-            match read_entry(&path, prev_entry, accept_unterminated) {
-                ReadOutcome::Ok(entry) => snap.insert(slot, entry),
+            let Some(slot) = Slot::new(folder, number) else {
+                continue;
+            };
+            match read_entry(At::Dir(&fd, name), accept_unterminated) {
+                ReadOutcome::Ok(entry) => found.push((entry.rec(slot), Some(entry))),
                 ReadOutcome::Gone => {}
                 ReadOutcome::Incomplete => {
                     incomplete += 1;
-                    keep(&mut snap, slot);
+                    found.extend(kept(slot));
                 }
                 ReadOutcome::Failed(e) => {
+                    let path = fdir.join(name);
                     warnings.push(format!("cannot read {}: {e}", rel(root, &path)));
-                    keep(&mut snap, slot);
+                    found.extend(kept(slot));
                 }
             }
         }
     }
-    Some((snap, incomplete))
+    found.sort_unstable_by_key(|(r, _)| r.slot);
+    Some((found, incomplete))
+}
+
+/// A scan as a snapshot: `.txt`s carried over from `prev` or stored now (when `txts` keeps
+/// them); the entries read now, for the diff.
+fn build_snapshot(
+    scanned: Vec<Scanned>,
+    prev: &Snapshot,
+    mut txts: Option<&mut TxtStore>,
+) -> (Snapshot, HashMap<Slot, Entry>) {
+    let mut snap = Snapshot {
+        recs: Vec::with_capacity(scanned.len()),
+        txts: Vec::with_capacity(if txts.is_some() { scanned.len() } else { 0 }),
+    };
+    let mut fresh = HashMap::new();
+    for (rec, entry) in scanned {
+        snap.recs.push(rec);
+        if let Some(store) = txts.as_deref_mut() {
+            let r = match &entry {
+                Some(e) => store.put(&e.txt),
+                None => match prev.txt(rec.slot) {
+                    Some(r) => {
+                        store.retain(r);
+                        r
+                    }
+                    // Not kept before (cannot happen while txts are kept): nothing to show.
+                    None => store.put(b""),
+                },
+            };
+            snap.txts.push(r);
+        }
+        if let Some(e) = entry {
+            fresh.insert(rec.slot, e);
+        }
+    }
+    (snap, fresh)
 }
 
 /// Compares what the mailbox held (last snapshot plus messages announced since) with what it
-/// holds now, by identity: numbers may all have changed in between.
-fn diff(id: &BoxId, old: &MailboxState, new: &Snapshot, all_events: bool) -> Vec<Change> {
-    let mut before: HashMap<&str, BTreeSet<&Slot>> = old
-        .snapshot
-        .by_identity
-        .iter()
-        .map(|(i, slots)| (i.as_str(), slots.iter().collect()))
-        .collect();
+/// holds now, by identity: numbers may all have changed in between. `fresh` are the entries
+/// the scan read; `txts` the kept `.txt`s (with `all_events`).
+fn diff(
+    id: &BoxId,
+    old: &MailboxState,
+    new: &Snapshot,
+    fresh: &HashMap<Slot, Entry>,
+    txts: Option<&TxtStore>,
+    all_events: bool,
+) -> Vec<Change> {
+    let mut before = old.snapshot.by_identity();
     for (i, (slot, _)) in &old.announced {
-        before.entry(i.as_str()).or_default().insert(slot);
+        before.entry(*i).or_default().insert(*slot);
     }
-    let after: HashMap<&str, BTreeSet<&Slot>> = new
-        .by_identity
-        .iter()
-        .map(|(i, slots)| (i.as_str(), slots.iter().collect()))
-        .collect();
-    let old_entry = |identity: &str, slot: &Slot| -> Option<&Entry> {
-        old.snapshot
-            .by_slot
-            .get(slot)
-            .filter(|e| e.identity == identity)
-            .or_else(|| {
-                old.announced
-                    .get(identity)
-                    .filter(|(s, _)| s == slot)
-                    .map(|(_, e)| e)
-            })
+    let after = new.by_identity();
+    let old_orig = |ident: u64, slot: Slot| -> Option<u32> {
+        match old.snapshot.get(slot).filter(|r| r.ident == ident) {
+            Some(r) => Some(r.orig),
+            None => old
+                .announced
+                .get(&ident)
+                .filter(|(s, _)| *s == slot)
+                .map(|(_, e)| orig_key(&e.origtime)),
+        }
+    };
+    let kept = |snap: &Snapshot, slot: Slot| -> Option<Entry> {
+        let bytes = txts?.get(snap.txt(slot)?)?;
+        let info = parse_txt(&bytes)?;
+        Some(entry_of(info, bytes))
+    };
+    // The message as last seen: announced, or kept.
+    let old_message = |ident: u64, slot: Slot| -> Option<SeenMessage> {
+        if old.snapshot.get(slot).is_some_and(|r| r.ident == ident) {
+            return kept(&old.snapshot, slot).map(|e| seen(id, &old.dir, slot, &e));
+        }
+        old.announced
+            .get(&ident)
+            .filter(|(s, _)| *s == slot)
+            .map(|(_, e)| seen(id, &old.dir, slot, e))
+    };
+    // The message as the scan found it: read now, kept, or (carried over without its
+    // `.txt`) read again.
+    let new_message = |slot: Slot| -> Option<SeenMessage> {
+        new.get(slot)?;
+        if let Some(e) = fresh.get(&slot) {
+            return Some(seen(id, &old.dir, slot, e));
+        }
+        let e = kept(new, slot).or_else(|| {
+            let path = txt_path(&old.dir, slot);
+            let bytes = crate::fsutil::read_txt_file(&path).ok()?;
+            let info = parse_txt(&bytes)?;
+            Some(entry_of(info, bytes))
+        })?;
+        Some(seen(id, &old.dir, slot, &e))
     };
 
-    let mut vanished: BTreeSet<&str> = before
+    let mut vanished: BTreeSet<u64> = before
         .keys()
         .filter(|i| !after.contains_key(*i))
         .copied()
         .collect();
-    let mut appeared: BTreeSet<&str> = after
+    let mut appeared: BTreeSet<u64> = after
         .keys()
         .filter(|i| !before.contains_key(*i))
         .copied()
@@ -1739,94 +1954,100 @@ fn diff(id: &BoxId, old: &MailboxState, new: &Snapshot, all_events: bool) -> Vec
     let mut pairs = Vec::new();
     for v in &vanished {
         for slot in before.get(v).into_iter().flatten() {
-            let Some(now) = new.by_slot.get(*slot) else {
+            let Some(now) = new.get(*slot) else {
                 continue;
             };
-            let same_time = old_entry(v, slot).is_some_and(|e| e.origtime == now.origtime);
-            if same_time && appeared.contains(now.identity.as_str()) {
-                pairs.push((*v, now.identity.as_str()));
+            let same_time = old_orig(*v, *slot) == Some(now.orig);
+            if same_time && appeared.contains(&now.ident) {
+                pairs.push((*v, now.ident));
                 break;
             }
         }
     }
     for (v, a) in pairs {
-        vanished.remove(v);
-        appeared.remove(a);
+        vanished.remove(&v);
+        appeared.remove(&a);
+    }
+
+    // Each group of events in the order of their identities.
+    fn by_identity(mut group: Vec<Change>) -> Vec<Change> {
+        group.sort_by(|a, b| {
+            let key = |c: &Change| c.message.as_ref().map(|m| m.identity.clone());
+            key(a).cmp(&key(b))
+        });
+        group
     }
 
     let mut changes = Vec::new();
     // Messages the fast path did not see (lost events, directories walked late).
+    let mut group = Vec::new();
     for a in &appeared {
         if let Some(slot) = after
             .get(a)
             .into_iter()
             .flatten()
-            .find(|s| NEW_FOLDERS.contains(&s.0.as_str()))
+            .find(|s| s.is_new_folder())
         {
-            if let Some(e) = new.by_slot.get(*slot) {
-                changes.push(Change {
+            if let Some(message) = new_message(*slot) {
+                group.push(Change {
                     kind: EventKind::New,
-                    message: Some(seen(id, &old.dir, slot, e)),
+                    message: Some(message),
                     from: None,
                 });
             }
         }
     }
+    changes.extend(by_identity(group));
     // A copy of a message the box already has (a forward to itself, a copied
     // `.txt`): msg_ids are not unique (spec §3.6), so a new `msgNNNN.txt` in
     // INBOX/Urgent whose identity is now in more places than before is new.
     // (A message saved into INBOX from another folder is reported too while
     // its source waits for the owner to leave VoiceMailMain: MWI counts it.)
-    let mut grown: Vec<(&str, &BTreeSet<&Slot>)> = after
-        .iter()
-        .filter(|(i, a)| before.get(*i).is_some_and(|b| a.len() > b.len()))
-        .map(|(i, a)| (*i, a))
-        .collect();
-    grown.sort_unstable_by_key(|(i, _)| *i);
-    for (i, a) in grown {
-        let b = &before[i];
+    let mut group = Vec::new();
+    for (i, a) in &after {
+        let Some(b) = before.get(i).filter(|b| a.len() > b.len()) else {
+            continue;
+        };
         let extra = a.len() - b.len();
         for slot in a
             .iter()
-            .filter(|s| !b.contains(*s) && NEW_FOLDERS.contains(&s.0.as_str()))
+            .filter(|s| !b.contains(*s) && s.is_new_folder())
             // A planted `.txt` next to a special file is no recording.
-            .filter(|s| audio_is_regular(&old.dir, s))
+            .filter(|s| audio_is_regular(&old.dir, **s))
             .take(extra)
         {
-            if let Some(e) = new.by_slot.get(*slot) {
-                changes.push(Change {
+            if let Some(message) = new_message(*slot) {
+                group.push(Change {
                     kind: EventKind::New,
-                    message: Some(seen(id, &old.dir, slot, e)),
+                    message: Some(message),
                     from: None,
                 });
             }
         }
     }
+    changes.extend(by_identity(group));
     if !all_events {
         return changes;
     }
+    let mut group = Vec::new();
     for v in &vanished {
         let Some(slot) = before.get(v).and_then(|slots| slots.iter().next()) else {
             continue;
         };
-        changes.push(Change {
+        group.push(Change {
             kind: EventKind::Deleted,
-            message: old_entry(v, slot).map(|e| seen(id, &old.dir, slot, e)),
-            from: Some(key_of(id, slot)),
+            message: old_message(*v, *slot),
+            from: Some(key_of(id, *slot)),
         });
     }
-    let mut both: Vec<&str> = before
-        .keys()
-        .filter(|i| after.contains_key(*i))
-        .copied()
-        .collect();
-    both.sort_unstable();
-    for i in both {
-        let (Some(b), Some(a)) = (before.get(i), after.get(i)) else {
+    changes.extend(by_identity(group));
+    let mut group = Vec::new();
+    for (i, b) in &before {
+        let Some(a) = after.get(i) else {
             continue;
         };
-        let fo: BTreeSet<&str> = b.iter().map(|s| s.0.as_str()).collect();
-        let fa: BTreeSet<&str> = a.iter().map(|s| s.0.as_str()).collect();
+        let fo: BTreeSet<&str> = b.iter().map(|s| s.folder()).collect();
+        let fa: BTreeSet<&str> = a.iter().map(|s| s.folder()).collect();
         // Same folders: renumbering or nothing. More folders: a copy whose source is not
         // deleted yet (or an extra copy); the deletion, when it comes, gives the event.
         if fo == fa || fa.is_superset(&fo) {
@@ -1834,12 +2055,12 @@ fn diff(id: &BoxId, old: &MailboxState, new: &Snapshot, all_events: bool) -> Vec
         }
         let lost: BTreeSet<&str> = fo.difference(&fa).copied().collect();
         let gained: BTreeSet<&str> = fa.difference(&fo).copied().collect();
-        let Some(from) = b.iter().find(|s| lost.contains(s.0.as_str())) else {
+        let Some(from) = b.iter().find(|s| lost.contains(s.folder())) else {
             continue;
         };
         let Some(to) = a
             .iter()
-            .find(|s| gained.contains(s.0.as_str()))
+            .find(|s| gained.contains(s.folder()))
             .or_else(|| a.iter().next())
         else {
             continue;
@@ -1853,13 +2074,97 @@ fn diff(id: &BoxId, old: &MailboxState, new: &Snapshot, all_events: bool) -> Vec
         } else {
             EventKind::Moved
         };
-        changes.push(Change {
+        group.push(Change {
             kind,
-            message: new.by_slot.get(*to).map(|e| seen(id, &old.dir, to, e)),
-            from: Some(key_of(id, from)),
+            message: new_message(*to),
+            from: Some(key_of(id, *from)),
         });
     }
+    changes.extend(by_identity(group));
     changes
+}
+
+// ---- kept .txt files (all_events) ----------------------------------------------------------
+
+/// Where a kept `.txt` is: offset << 21 | length (a `.txt` is at most 1 MiB), top bit set
+/// when it is in memory rather than in the file.
+type TxtRef = u64;
+
+const TXT_LEN_BITS: u32 = 21;
+const TXT_IN_MEMORY: u64 = 1 << 63;
+/// The file is compacted when it is this big and more than half of it is no longer used.
+const TXT_COMPACT_MIN: u64 = 64 << 20;
+
+/// The `.txt` of every message in the snapshots, for a Deleted event that shows a message
+/// that is gone (only `all_events` reports those). Kept in an unlinked temporary file, so a
+/// big spool costs page cache that the kernel may drop, not resident memory; in memory when
+/// no temporary file can be written.
+struct TxtStore {
+    file: Option<fs::File>,
+    /// False once a write failed (disk full): what follows goes to memory.
+    file_ok: bool,
+    end: u64,
+    mem: Vec<u8>,
+    /// Bytes still referenced by a snapshot.
+    live: u64,
+}
+
+impl TxtStore {
+    fn new() -> TxtStore {
+        TxtStore {
+            file: tempfile::tempfile().ok(),
+            file_ok: true,
+            end: 0,
+            mem: Vec::new(),
+            live: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> TxtRef {
+        use std::os::unix::fs::FileExt;
+        let len = (bytes.len() as u64).min((1 << TXT_LEN_BITS) - 1);
+        let bytes = &bytes[..len as usize];
+        self.live += len;
+        if let (Some(f), true) = (&self.file, self.file_ok) {
+            if f.write_all_at(bytes, self.end).is_ok() {
+                let r = self.end << TXT_LEN_BITS | len;
+                self.end += len;
+                return r;
+            }
+            // Disk full or the like: keep the rest in memory.
+            self.file_ok = false;
+        }
+        let r = TXT_IN_MEMORY | (self.mem.len() as u64) << TXT_LEN_BITS | len;
+        self.mem.extend_from_slice(bytes);
+        r
+    }
+
+    fn get(&self, r: TxtRef) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = (r & ((1 << TXT_LEN_BITS) - 1)) as usize;
+        let off = (r & !TXT_IN_MEMORY) >> TXT_LEN_BITS;
+        if r & TXT_IN_MEMORY != 0 {
+            let off = usize::try_from(off).ok()?;
+            return self.mem.get(off..off.checked_add(len)?).map(<[u8]>::to_vec);
+        }
+        let mut buf = vec![0; len];
+        self.file.as_ref()?.read_exact_at(&mut buf, off).ok()?;
+        Some(buf)
+    }
+
+    fn release(&mut self, r: TxtRef) {
+        self.live = self.live.saturating_sub(r & ((1 << TXT_LEN_BITS) - 1));
+    }
+
+    /// A reference kept by a new snapshot.
+    fn retain(&mut self, r: TxtRef) {
+        self.live += r & ((1 << TXT_LEN_BITS) - 1);
+    }
+
+    fn wants_compaction(&self) -> bool {
+        let used = self.end + self.mem.len() as u64;
+        used >= TXT_COMPACT_MIN && used > 2 * self.live
+    }
 }
 
 #[cfg(test)]
@@ -2155,11 +2460,13 @@ mod tests {
         let evs = collect(&mut w, Duration::from_millis(900));
         assert!(evs.is_empty(), "{:?}", kinds(&evs));
         let mb = &w.mailboxes[&("compta".to_string(), "1202".to_string())];
-        let slots: Vec<&Slot> = mb.snapshot.by_slot.keys().collect();
-        assert_eq!(
-            slots,
-            [&("INBOX".to_string(), 0), &("INBOX".to_string(), 1)]
-        );
+        let slots: Vec<(&str, u16)> = mb
+            .snapshot
+            .recs
+            .iter()
+            .map(|r| (r.slot.folder(), r.slot.number))
+            .collect();
+        assert_eq!(slots, [("INBOX", 0), ("INBOX", 1)]);
     }
 
     #[test]
@@ -2517,9 +2824,9 @@ mod tests {
         unlock(&inbox);
         assert!(collect(&mut w, Duration::from_millis(900)).is_empty());
         let mb = &w.mailboxes[&("compta".to_string(), "1202".to_string())];
-        assert_eq!(mb.snapshot.by_slot.len(), 2);
-        let held: HashSet<&String> = mb.snapshot.by_identity.keys().collect();
-        assert_eq!(held, ids[3..].iter().collect());
+        assert_eq!(mb.snapshot.recs.len(), 2);
+        let held: HashSet<u64> = mb.snapshot.recs.iter().map(|r| r.ident).collect();
+        assert_eq!(held, ids[3..].iter().map(|i| ident_key(i)).collect());
         assert!(mb.announced.is_empty());
         assert!(w.candidates.is_empty() && w.dirty.is_empty());
     }

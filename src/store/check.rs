@@ -61,6 +61,34 @@ fn age(path: &Path) -> Duration {
         .unwrap_or_default()
 }
 
+/// (mode, size) of a file without following a link: by name in its open
+/// folder when there is one, else by path.
+fn lstat_in(dir: Option<&std::fs::File>, path: &Path) -> Option<(u32, u64)> {
+    let name = path.file_name()?;
+    match dir {
+        Some(d) => rustix::fs::statat(d, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| (st.st_mode, st.st_size as u64)),
+        None => std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.mode(), m.len())),
+    }
+}
+
+/// A `.txt` read the one safe way ([`fsutil::read_txt_file`]), opened by
+/// name in its open folder when there is one.
+fn read_txt_in(dir: Option<&std::fs::File>, path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (Some(d), Some(name)) = (dir, path.file_name().and_then(|n| n.to_str())) else {
+        return fsutil::read_txt_file(path);
+    };
+    let (file, md) = fsutil::open_regular_at(d, name)?;
+    let mut b = fsutil::Bounded::new(file, &md, fsutil::MAX_TXT_BYTES)?;
+    let mut buf = Vec::with_capacity(usize::try_from(b.len()).unwrap_or(0));
+    b.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// uid of a user name, from /etc/passwd.
 fn uid_of(user: &str) -> Option<u32> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -381,9 +409,14 @@ impl Checker<'_> {
             );
         }
         let scan = self.store.scan_folder(mb, folder)?;
+        // The folder opened once: its files are looked up by name in it, not
+        // by a walk of their whole path.
+        let dfd = std::fs::File::open(&dir).ok();
         // Message files that are not regular files: reported one by one, and
         // left out of every read and of --fix below.
         let mut not_regular: std::collections::HashSet<PathBuf> = Default::default();
+        // (mode, size) of each message file, as lstat saw it.
+        let mut seen: std::collections::HashMap<PathBuf, (u32, u64)> = Default::default();
         for m in &scan.messages {
             let exts = m
                 .audio
@@ -392,7 +425,11 @@ impl Checker<'_> {
                 .chain(m.txt.then_some("txt"));
             for ext in exts {
                 let p = spool.msg_file(mb, folder, m.num, ext);
-                if self.not_regular(&p) {
+                let Some(st) = lstat_in(dfd.as_ref(), &p) else {
+                    continue;
+                };
+                seen.insert(p.clone(), st);
+                if self.not_regular(&p, st) {
                     not_regular.insert(p);
                 }
             }
@@ -446,7 +483,9 @@ impl Checker<'_> {
             for ext in &m.audio {
                 let p = spool.msg_file(mb, folder, m.num, ext);
                 if !not_regular.contains(&p)
-                    && std::fs::symlink_metadata(&p).is_ok_and(|md| md.is_file() && md.len() == 0)
+                    && seen.get(&p).is_some_and(|&(mode, len)| {
+                        fsutil::kind_of_mode(mode).is_none() && len == 0
+                    })
                 {
                     self.add(
                         &p,
@@ -486,7 +525,7 @@ impl Checker<'_> {
                 if not_regular.contains(&base) {
                     continue;
                 }
-                match fsutil::read_txt_file(&base) {
+                match read_txt_in(dfd.as_ref(), &base) {
                     Ok(bytes) => match Metadata::parse(&bytes) {
                         Ok(meta) => {
                             for p in meta.problems() {
@@ -615,29 +654,28 @@ impl Checker<'_> {
 
     /// Reports a message file that is not a regular file: a special file
     /// (FIFO, socket, device), a link leaving the spool, or a link inside it.
-    fn not_regular(&mut self, p: &Path) -> bool {
-        let Ok(md) = std::fs::symlink_metadata(p) else {
-            return false;
-        };
+    /// `st`: (mode, size) from lstat.
+    fn not_regular(&mut self, p: &Path, (mode, len): (u32, u64)) -> bool {
         let shown = p.display();
-        if md.file_type().is_file() {
-            if md.len() <= fsutil::MAX_AUDIO_BYTES {
+        let kind = fsutil::kind_of_mode(mode);
+        let Some(kind) = kind else {
+            if len <= fsutil::MAX_AUDIO_BYTES {
                 return false;
             }
             self.add(
                 p,
                 "too-large",
-                format!("{} bytes, over vmtool's limit of {} for a message file: not read, converted or archived", md.len(), fsutil::MAX_AUDIO_BYTES),
+                format!("{len} bytes, over vmtool's limit of {} for a message file: not read, converted or archived", fsutil::MAX_AUDIO_BYTES),
                 format!("no voicemail is this large (a sparse or planted file?): inspect it, then remove it (rm {shown}); check --fix leaves it alone"),
                 false,
             );
             return true;
-        }
-        if !md.file_type().is_symlink() {
+        };
+        if kind != "symbolic link" {
             self.add(
                 p,
                 "special-file",
-                format!("a {} where a message file belongs: no reader opens it, the message is skipped by ls, show, convert and archive", fsutil::kind_name(&md)),
+                format!("a {kind} where a message file belongs: no reader opens it, the message is skipped by ls, show, convert and archive"),
                 format!("Asterisk never makes one: find who created it, then remove it (rm {shown}); check --fix leaves it alone"),
                 false,
             );
