@@ -531,6 +531,7 @@ impl Engine<'_> {
             dest_num: None,
             state: "staged".into(),
             src_ino: None,
+            src_born: None,
         };
         let intent_path = self.write_intent(&tmp, &intent, &tmp_perms)?;
         failpoint("staged-intent");

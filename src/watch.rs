@@ -1376,26 +1376,6 @@ mod greeting_tests {
     }
 }
 
-/// The notify callback: convert, hand over, never block.
-fn callback(
-    tx: &SyncSender<Raw>,
-    overflow: &Overflow,
-    root: &Path,
-    res: notify::Result<notify::Event>,
-) {
-    match res {
-        Err(e) => deliver(tx, overflow, root, Raw::Error(e)),
-        Ok(ev) if ev.need_rescan() => deliver(tx, overflow, root, Raw::Rescan),
-        Ok(ev) => {
-            if let Some(kind) = raw_kind(&ev.kind) {
-                for path in ev.paths {
-                    deliver(tx, overflow, root, Raw::Fs(kind, path));
-                }
-            }
-        }
-    }
-}
-
 fn deliver(tx: &SyncSender<Raw>, overflow: &Overflow, root: &Path, raw: Raw) {
     match tx.try_send(raw) {
         Ok(()) => {}
