@@ -63,6 +63,47 @@ pub struct ServeArgs {
     /// How long a login lasts; e.g. 30min, 8h
     #[arg(long, value_name = "SECS", default_value = "8h", value_parser = crate::age::parse_secs_f64)]
     pub session_timeout: f64,
+    /// Admins who see every box: a file of NAME:HASH lines (see --hash-password); read at each admin login
+    #[arg(long, value_name = "FILE")]
+    pub admins: Option<PathBuf>,
+    /// Print an admins-file line NAME:HASH (argon2id) for the password read from standard input, and exit
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["admins", "tls_cert", "tls_key", "insecure_http"])]
+    pub hash_password: Option<String>,
+}
+
+/// `serve --hash-password NAME`: the password is the first line of
+/// standard input (so it is in no process list or shell history).
+#[cfg(feature = "serve")]
+pub fn hash_password(a: &ServeArgs, out: &mut dyn Write) -> Result<Exit> {
+    use std::io::BufRead;
+    let name = a.hash_password.as_deref().unwrap_or_default();
+    if !auth::valid_admin_name(name) {
+        return Err(Error::Usage(format!(
+            "--hash-password {name:?}: an admin name has letters, digits, '.', '_' and '-' only (no '@': that is a box)"
+        )));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Failed(format!("reading the password from standard input: {e}")))?;
+    let pw = line.trim_end_matches(['\n', '\r']);
+    if pw.chars().count() < 8 {
+        return Err(Error::Usage(
+            "--hash-password: give a password of at least 8 characters on standard input".into(),
+        ));
+    }
+    let hash = auth::hash_password(pw).map_err(Error::Failed)?;
+    writeln!(out, "{name}:{hash}").map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(Exit::Ok)
+}
+
+#[cfg(not(feature = "serve"))]
+pub fn hash_password(a: &ServeArgs, out: &mut dyn Write) -> Result<Exit> {
+    let _ = (a, out);
+    Err(Error::Failed(
+        "this vmtool was built without the `serve` feature: use the .deb/.rpm build or rebuild with `cargo build --release --features serve`".into(),
+    ))
 }
 
 #[cfg(not(feature = "serve"))]
@@ -97,5 +138,14 @@ pub fn exec(setup: Setup, g: &GlobalArgs, a: &ServeArgs, rep: &mut Reporter) -> 
     }
     // Checked now so a misconfigured lock option fails at start, not per click.
     super::lock_options(&setup, g)?;
+    if let Some(p) = &a.admins {
+        let n = auth::load_admins(p).map_err(Error::Usage)?.len();
+        if n == 0 {
+            return Err(Error::Usage(format!(
+                "--admins {}: no admin in it; add lines made by `vmtool serve --hash-password NAME`",
+                p.display()
+            )));
+        }
+    }
     web::run(setup, g.clone(), a, tls, rep)
 }
