@@ -106,7 +106,7 @@ function row(m) {
   dl.href = withBox(base(m) + "/download");
   play.appendChild(dl);
   tr.appendChild(play);
-  const acts = el("td");
+  const acts = el("td", null, "actions");
   if (m.folder === "INBOX" || m.folder === "Urgent") { acts.appendChild(button("Heard", "heard", () => act(base(m) + "/read", "Marked heard."))); }
   if (m.folder === "Old") { acts.appendChild(button("Unheard", "unheard", () => act(base(m) + "/unread", "Marked unheard."))); }
   const sel = el("select", null, "move");

@@ -37,6 +37,8 @@ const COOKIE: &str = "vmtool_session";
 const BODY_LIMIT: usize = 16 * 1024;
 /// A greeting upload: minutes of audio in any common format.
 pub const UPLOAD_LIMIT: usize = 8 * 1024 * 1024;
+/// Threads for store work and admins' password checks.
+const BLOCKING_THREADS: usize = 4;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
                    frame-ancestors 'none'";
@@ -101,6 +103,9 @@ pub fn run(
     let svc = router(app).into_make_service_with_connect_info::<SocketAddr>();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Store work runs one request at a time (one lock): more threads would
+        // only wait, each keeping its own allocator heap (RSS).
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the server's runtime: {e}")))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
