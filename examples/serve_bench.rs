@@ -16,11 +16,7 @@ fn rss(pid: &str) -> String {
             .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
             .unwrap_or_default()
     };
-    format!(
-        "VmRSS {} kB, VmHWM {} kB",
-        get("VmRSS:"),
-        get("VmHWM:")
-    )
+    format!("VmRSS {} kB, VmHWM {} kB", get("VmRSS:"), get("VmHWM:"))
 }
 
 fn agent() -> ureq::Agent {
@@ -64,7 +60,12 @@ fn main() {
             .header("Cookie", &cookie)
             .call()
             .unwrap();
-        let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap();
         assert_eq!(r.status(), 200);
         body
     };
@@ -104,7 +105,12 @@ fn main() {
                         .header("Cookie", &cookie)
                         .call()
                         .unwrap();
-                    let b = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+                    let b = r
+                        .body_mut()
+                        .with_config()
+                        .limit(64 << 20)
+                        .read_to_vec()
+                        .unwrap();
                     assert_eq!(r.status(), 200);
                     assert_eq!(&b[..4], b"RIFF");
                     bytes += b.len() as u64;

@@ -231,9 +231,10 @@ mod base64_png {
 }
 
 /// `vmtool serve` on the sandbox; its URL.
-fn serve(sb: &Sandbox) -> (Killed, String) {
+fn serve(sb: &Sandbox, extra: &[&str]) -> (Killed, String) {
     let mut cmd = sb.command();
     cmd.args(["--no-ami", "serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
@@ -252,7 +253,7 @@ fn serve(sb: &Sandbox) -> (Killed, String) {
 fn browser_logs_in_plays_marks_heard_and_sees_a_deposit_live() {
     let Some(b) = Browser::start() else { return };
     let sb = Sandbox::team2();
-    let (_server, url) = serve(&sb);
+    let (_server, url) = serve(&sb, &[]);
     let inbox = sb.voicemail().join("finance/2101/INBOX");
     let old = sb.voicemail().join("finance/2101/Old");
 
@@ -346,4 +347,64 @@ fn browser_logs_in_plays_marks_heard_and_sees_a_deposit_live() {
     );
     let shot = b.screenshot("05-deposit-live");
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+}
+
+#[test]
+fn browser_admin_sees_every_box_searches_and_opens_one() {
+    let Some(b) = Browser::start() else { return };
+    let sb = Sandbox::team2();
+    let admins = crate::serve::admins_file(&sb, "alice", "s3cret-admin");
+    let (_server, url) = serve(&sb, &["--admins", admins.to_str().unwrap()]);
+    b.go(&url);
+    b.type_into("input[name=mailbox]", "alice");
+    b.type_into("input[name=pin]", "s3cret-admin");
+    b.click("button[type=submit]");
+    b.wait_for(
+        "the boxes overview",
+        15,
+        "return document.querySelectorAll('#boxes tbody tr').length >= 5",
+    );
+    let names = b.js(
+        "return Array.from(document.querySelectorAll('#boxes button.open')).map(t => t.textContent)",
+    );
+    for name in [
+        "2101@finance",
+        "2102@finance",
+        "2201@compta",
+        "2202@compta",
+        "2301@direction",
+    ] {
+        assert!(
+            names.as_array().unwrap().iter().any(|n| n == name),
+            "{name} in {names}"
+        );
+    }
+    b.screenshot("10-admin-boxes");
+    // Search by caller across boxes.
+    b.type_into("#caller", "an");
+    b.click("#search button[type=submit]");
+    b.wait_for(
+        "the search results",
+        15,
+        "return !document.getElementById('results').hidden && document.querySelectorAll('#results tbody tr').length === 2",
+    );
+    b.screenshot("11-admin-search");
+    // Open one box from the results: its messages, played like an owner's.
+    b.js("Array.from(document.querySelectorAll('#results button.open')).find(b => b.textContent === '2301@direction').click(); return true");
+    b.wait_for(
+        "the opened box",
+        15,
+        "return document.getElementById('mailbox').textContent === '2301@direction' && document.querySelectorAll('#messages tbody tr').length === 2",
+    );
+    b.js(
+        "const a = document.querySelector('#messages tbody tr:first-child audio'); \
+          a.play().catch(e => { window.playError = String(e); }); return true",
+    );
+    b.wait_for(
+        "playback in the opened box",
+        20,
+        "const a = document.querySelector('#messages tbody tr:first-child audio'); \
+         return !a.error && !window.playError && a.currentTime > 0",
+    );
+    b.screenshot("12-admin-box");
 }

@@ -780,7 +780,7 @@ fn serve_events_announce_a_new_message() {
 
 /// An admins file with `name`, made the documented way: the password on
 /// standard input of `serve --hash-password NAME`.
-fn admins_file(sb: &Sandbox, name: &str, password: &str) -> std::path::PathBuf {
+pub fn admins_file(sb: &Sandbox, name: &str, password: &str) -> std::path::PathBuf {
     let mut cmd = sb.command();
     cmd.args(["serve", "--hash-password", name])
         .stdin(Stdio::piped())

@@ -1144,6 +1144,14 @@ struct UploadQuery {
     mailbox: Option<String>,
 }
 
+/// An answer given before the request's body was read: the connection
+/// closes after it, so the unread body is never taken for the next request.
+fn closing(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// `POST /api/greetings/{kind}?ext=E`: the body is an audio file; it is
 /// written in every `format=` through the store's greeting set, as the
 /// phone menu's "record your greeting" would.
@@ -1157,30 +1165,30 @@ async fn greeting_set(
 ) -> Response {
     let s = match session(&app, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return closing(r),
     };
     if let Err(r) = check_csrf(&headers, &s.csrf) {
-        return r;
+        return closing(r);
     }
     let kind = match greeting_kind(&kind) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(r) => return closing(r),
     };
     let ext = q.ext.as_deref().unwrap_or("wav").to_ascii_lowercase();
     if !["wav", "mp3", "ogg", "oga", "flac"].contains(&ext.as_str()) {
-        return json_error(
+        return closing(json_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "upload a .wav, .mp3, .ogg or .flac file",
-        );
+        ));
     }
     // Read only now that the session is known; the limit holds for chunked bodies too.
     let data = match axum::body::to_bytes(body, UPLOAD_LIMIT).await {
         Ok(d) => d,
         Err(_) => {
-            return json_error(
+            return closing(json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("uploads are limited to {} MiB", UPLOAD_LIMIT >> 20),
-            )
+            ))
         }
     };
     let who = s.who.clone();
