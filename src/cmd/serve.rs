@@ -110,10 +110,30 @@ pub fn hash_password(a: &ServeArgs, out: &mut dyn Write) -> Result<Exit> {
         )));
     }
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::Failed(format!("reading the password from standard input: {e}")))?;
+    // Typed at a terminal: asked for, and not echoed.
+    let saved = std::io::IsTerminal::is_terminal(&std::io::stdin())
+        .then(|| rustix::termios::tcgetattr(rustix::stdio::stdin()).ok())
+        .flatten();
+    if let Some(t) = &saved {
+        let mut quiet = t.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        let _ = rustix::termios::tcsetattr(
+            rustix::stdio::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &quiet,
+        );
+        eprint!("Password for {name}: ");
+    }
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if let Some(t) = &saved {
+        let _ = rustix::termios::tcsetattr(
+            rustix::stdio::stdin(),
+            rustix::termios::OptionalActions::Now,
+            t,
+        );
+        eprintln!();
+    }
+    read.map_err(|e| Error::Failed(format!("reading the password from standard input: {e}")))?;
     let pw = line.trim_end_matches(['\n', '\r']);
     if pw.chars().count() < 8 {
         return Err(Error::Usage(
