@@ -154,6 +154,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether `what` reaches the server's log within 5 s (lines are
+    /// written after the answer, by another task).
+    fn log_has(&self, what: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.log().contains(what) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     fn alive(&self) {
         let r = answer(self.agent.get(self.url("/")).call());
         assert_eq!(r.status, 200);
@@ -224,11 +237,12 @@ fn serve_login_session_and_logout() {
     assert_eq!(srv.get("/api/session", cookie).status, 401);
     assert_eq!(srv.get("/api/session", &cookie2).status, 200);
     assert_eq!(srv.get("/api/session", "vmtool_session=00").status, 401);
-    let log = srv.log();
     assert!(
-        log.contains("2101@finance from 127.0.0.1: logged in"),
-        "{log}"
+        srv.log_has("2101@finance from 127.0.0.1: logged in"),
+        "{}",
+        srv.log()
     );
+    let log = srv.log();
     assert!(!log.contains("1111"), "the PIN must not be logged: {log}");
     assert!(
         !log.contains(token),
@@ -485,6 +499,7 @@ fn serve_changes_need_csrf_and_go_through_the_store() {
             .status,
         401
     );
+    assert!(srv.log_has("deleted finance/2101/Family/msg0000"));
     let log = srv.log();
     for what in [
         "2101@finance from 127.0.0.1: moved finance/2101/INBOX/msg0000 -> finance/2101/Old/msg0000",
@@ -867,11 +882,12 @@ fn serve_admins_see_every_box_with_their_own_password() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(msg_file(&sb, "finance/2102/Old/msg0000.txt").exists());
-    let log = srv.log();
     assert!(
-        log.contains("admin alice from 127.0.0.1: moved finance/2102/Urgent/msg0000 -> finance/2102/Old/msg0000"),
-        "{log}"
+        srv.log_has("admin alice from 127.0.0.1: moved finance/2102/Urgent/msg0000 -> finance/2102/Old/msg0000"),
+        "{}",
+        srv.log()
     );
+    let log = srv.log();
     assert!(!log.contains("s3cret-admin"), "{log}");
 }
 
@@ -980,9 +996,9 @@ fn serve_forwards_downloads_and_draws_waveforms() {
     for ext in ["txt", "wav", "WAV", "gsm"] {
         assert!(msg_file(&sb, &format!("finance/2102/INBOX/msg0001.{ext}")).exists());
     }
-    assert!(srv
-        .log()
-        .contains("2101@finance from 127.0.0.1: forwarded finance/2101/INBOX/msg0000 -> finance/2102/INBOX/msg0001"));
+    assert!(srv.log_has(
+        "2101@finance from 127.0.0.1: forwarded finance/2101/INBOX/msg0000 -> finance/2102/INBOX/msg0001"
+    ));
     for (to, status) in [("9999@finance", 404), ("..%2F2102@finance", 404), ("", 404)] {
         let r = srv.post(
             &format!("/api/messages/INBOX/0/forward?to={to}"),
@@ -1118,9 +1134,7 @@ fn serve_greetings_upload_listen_remove_with_a_size_limit() {
     let a = srv.get("/api/greetings/unavail/audio", &cookie);
     assert_eq!(a.status, 200);
     assert_eq!(&a.body[..4], b"RIFF");
-    assert!(srv
-        .log()
-        .contains("2101@finance from 127.0.0.1: set the unavail greeting of 2101@finance"));
+    assert!(srv.log_has("2101@finance from 127.0.0.1: set the unavail greeting of 2101@finance"));
     // Not audio, an unknown type, an unknown greeting: 4xx, nothing changed.
     let before = std::fs::read(unavail("wav")).unwrap();
     assert_eq!(
