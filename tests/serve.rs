@@ -154,6 +154,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether `what` reaches the server's log within 5 s (lines are
+    /// written after the answer, by another task).
+    fn log_has(&self, what: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.log().contains(what) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     fn alive(&self) {
         let r = answer(self.agent.get(self.url("/")).call());
         assert_eq!(r.status, 200);
@@ -224,11 +237,12 @@ fn serve_login_session_and_logout() {
     assert_eq!(srv.get("/api/session", cookie).status, 401);
     assert_eq!(srv.get("/api/session", &cookie2).status, 200);
     assert_eq!(srv.get("/api/session", "vmtool_session=00").status, 401);
-    let log = srv.log();
     assert!(
-        log.contains("2101@finance from 127.0.0.1: logged in"),
-        "{log}"
+        srv.log_has("2101@finance from 127.0.0.1: logged in"),
+        "{}",
+        srv.log()
     );
+    let log = srv.log();
     assert!(!log.contains("1111"), "the PIN must not be logged: {log}");
     assert!(
         !log.contains(token),
@@ -485,6 +499,7 @@ fn serve_changes_need_csrf_and_go_through_the_store() {
             .status,
         401
     );
+    assert!(srv.log_has("deleted finance/2101/Family/msg0000"));
     let log = srv.log();
     for what in [
         "2101@finance from 127.0.0.1: moved finance/2101/INBOX/msg0000 -> finance/2101/Old/msg0000",
@@ -776,4 +791,401 @@ fn serve_events_announce_a_new_message() {
         }
     }
     panic!("no event within 10 s: {saw:?}");
+}
+
+/// An admins file with `name`, made the documented way: the password on
+/// standard input of `serve --hash-password NAME`.
+pub fn admins_file(sb: &Sandbox, name: &str, password: &str) -> std::path::PathBuf {
+    let mut cmd = sb.command();
+    cmd.args(["serve", "--hash-password", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with(&format!("{name}:$argon2id$")), "{line}");
+    assert!(!line.contains(password), "the password itself is not kept");
+    let path = sb.path().join("admins");
+    std::fs::write(&path, format!("# vmtool serve admins\n{line}")).unwrap();
+    path
+}
+
+#[test]
+fn serve_admins_see_every_box_with_their_own_password() {
+    let sb = Sandbox::team2();
+    let admins = admins_file(&sb, "alice", "s3cret-admin");
+    let srv = Server::start(&sb, &["--admins", admins.to_str().unwrap()]);
+    // A box PIN is no admin password, and an admin password opens no box.
+    assert_eq!(srv.login("alice", "1111").status, 401);
+    assert_eq!(srv.login("2101@finance", "s3cret-admin").status, 401);
+    assert_eq!(srv.login("bob", "s3cret-admin").status, 401);
+    let (cookie, csrf) = srv.session("alice", "s3cret-admin");
+    let s = srv.get("/api/session", &cookie).json();
+    assert_eq!(s["admin"], "alice");
+    assert!(s["mailbox"].is_null());
+    assert!(srv.get("/", &cookie).text().contains("admin alice"));
+    // The boxes overview: the objects of `boxes --format json`.
+    let boxes = srv.get("/api/boxes", &cookie);
+    assert_eq!(boxes.status, 200, "{}", boxes.text());
+    let cli = sb.run(&["--format", "json", "boxes"]).ok().json_lines();
+    assert_eq!(boxes.json().as_array().unwrap(), &cli);
+    assert!(cli.len() >= 5);
+    // Search by caller across boxes, newest first.
+    let found = srv.get("/api/search?caller=AN", &cookie).json();
+    let mut places: Vec<String> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}@{}/{}", m["box"], m["context"], m["folder"]).replace('"', ""))
+        .collect();
+    places.sort();
+    assert_eq!(places, ["2102@finance/Urgent", "2301@direction/INBOX"]);
+    assert_eq!(srv.get("/api/search?caller=", &cookie).status, 400);
+    // Any box's messages, named with mailbox=.
+    assert_eq!(srv.get("/api/messages?folder=INBOX", &cookie).status, 400);
+    let m = srv.get("/api/messages?folder=INBOX&mailbox=2202@compta", &cookie);
+    assert_eq!(m.json().as_array().unwrap().len(), 2, "{}", m.text());
+    assert_eq!(
+        srv.get("/api/messages?folder=INBOX&mailbox=9999@compta", &cookie)
+            .status,
+        404
+    );
+    assert_eq!(
+        srv.get("/api/messages?folder=INBOX&mailbox=..%2Fx@compta", &cookie)
+            .status,
+        400
+    );
+    let a = srv.get("/api/messages/INBOX/0/audio?mailbox=2202@compta", &cookie);
+    assert_eq!(a.status, 200);
+    assert_eq!(&a.body[..4], b"RIFF");
+    // Changes: the same CSRF rule, the audit line names the admin.
+    assert_eq!(
+        srv.post(
+            "/api/messages/Urgent/0/read?mailbox=2102@finance",
+            &cookie,
+            None
+        )
+        .status,
+        403
+    );
+    let r = srv.post(
+        "/api/messages/Urgent/0/read?mailbox=2102@finance",
+        &cookie,
+        Some(&csrf),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(msg_file(&sb, "finance/2102/Old/msg0000.txt").exists());
+    assert!(
+        srv.log_has("admin alice from 127.0.0.1: moved finance/2102/Urgent/msg0000 -> finance/2102/Old/msg0000"),
+        "{}",
+        srv.log()
+    );
+    let log = srv.log();
+    assert!(!log.contains("s3cret-admin"), "{log}");
+}
+
+#[test]
+fn serve_box_owners_reach_no_admin_route_and_no_other_box() {
+    let sb = Sandbox::team2();
+    let admins = admins_file(&sb, "alice", "s3cret-admin");
+    let srv = Server::start(&sb, &["--admins", admins.to_str().unwrap()]);
+    let (cookie, csrf) = srv.session("2101@finance", "1111");
+    assert_eq!(srv.get("/api/boxes", &cookie).status, 403);
+    assert_eq!(srv.get("/api/search?caller=an", &cookie).status, 403);
+    assert_eq!(srv.get("/api/boxes", "").status, 401);
+    for path in [
+        "/api/messages?folder=INBOX&mailbox=2102@finance",
+        "/api/folders?mailbox=2102@finance",
+        "/api/greetings?mailbox=2102@finance",
+        "/api/messages/Urgent/0/audio?mailbox=2102@finance",
+        "/api/messages/Urgent/0/waveform?mailbox=2102@finance",
+        "/api/messages/Urgent/0/download?mailbox=2102@finance",
+        "/events?mailbox=2102@finance",
+    ] {
+        assert_eq!(srv.get(path, &cookie).status, 403, "{path}");
+    }
+    // Naming their own box is fine.
+    assert_eq!(
+        srv.get("/api/messages?folder=INBOX&mailbox=2101@finance", &cookie)
+            .status,
+        200
+    );
+    for path in [
+        "/api/messages/Urgent/0/read?mailbox=2102@finance",
+        "/api/messages/Urgent/0/delete?mailbox=2102@finance",
+        "/api/greetings/unavail/delete?mailbox=2102@finance",
+    ] {
+        assert_eq!(srv.post(path, &cookie, Some(&csrf)).status, 403, "{path}");
+    }
+    assert!(msg_file(&sb, "finance/2102/Urgent/msg0000.txt").exists());
+}
+
+#[test]
+fn serve_admin_logins_are_throttled_and_the_file_checked() {
+    let sb = Sandbox::team2();
+    let admins = admins_file(&sb, "alice", "s3cret-admin");
+    let srv = Server::start(&sb, &["--admins", admins.to_str().unwrap()]);
+    for _ in 0..5 {
+        assert_eq!(srv.login("alice", "guess").status, 401);
+    }
+    // Locked now, even with the right password.
+    assert_eq!(srv.login("alice", "s3cret-admin").status, 429);
+    drop(srv);
+    // A file that is not NAME:HASH is refused at start, by line.
+    let bad = sb.path().join("bad-admins");
+    std::fs::write(&bad, "# admins\nalice:1111\n").unwrap();
+    let r = sb.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admins",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("line 2") && r.stderr.contains("--hash-password"),
+        "{}",
+        r.stderr
+    );
+    // A short password is refused, not hashed.
+    let mut cmd = sb.command();
+    cmd.args(["serve", "--hash-password", "bob"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "short").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn serve_forwards_downloads_and_draws_waveforms() {
+    let sb = Sandbox::team2();
+    let srv = Server::start(&sb, &[]);
+    let (cookie, csrf) = srv.session("2101@finance", "1111");
+    assert_eq!(
+        srv.post(
+            "/api/messages/INBOX/0/forward?to=2102@finance",
+            &cookie,
+            None
+        )
+        .status,
+        403
+    );
+    let r = srv.post(
+        "/api/messages/INBOX/0/forward?to=2102@finance",
+        &cookie,
+        Some(&csrf),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"mailbox": "2102@finance", "folder": "INBOX", "number": "0001"})
+    );
+    // A copy: the original stays, the other box has every format.
+    assert!(msg_file(&sb, "finance/2101/INBOX/msg0000.txt").exists());
+    for ext in ["txt", "wav", "WAV", "gsm"] {
+        assert!(msg_file(&sb, &format!("finance/2102/INBOX/msg0001.{ext}")).exists());
+    }
+    assert!(srv.log_has(
+        "2101@finance from 127.0.0.1: forwarded finance/2101/INBOX/msg0000 -> finance/2102/INBOX/msg0001"
+    ));
+    for (to, status) in [("9999@finance", 404), ("..%2F2102@finance", 404), ("", 404)] {
+        let r = srv.post(
+            &format!("/api/messages/INBOX/0/forward?to={to}"),
+            &cookie,
+            Some(&csrf),
+        );
+        assert_eq!(r.status, status, "{to}: {}", r.text());
+    }
+    assert_eq!(
+        srv.post("/api/messages/INBOX/0/forward", &cookie, Some(&csrf))
+            .status,
+        400
+    );
+    // compta/2201 has maxmsg=3 and 3 messages: full, as Asterisk would refuse.
+    let r = srv.post(
+        "/api/messages/INBOX/0/forward?to=2201@compta",
+        &cookie,
+        Some(&csrf),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    // Download: the same WAV as the player's, as a named attachment.
+    let d = srv.get("/api/messages/INBOX/1/download", &cookie);
+    assert_eq!(d.status, 200);
+    assert_eq!(d.header("content-type"), Some("audio/wav"));
+    assert_eq!(
+        d.header("content-disposition"),
+        Some("attachment; filename=\"finance-2101-INBOX-msg0001.wav\"")
+    );
+    assert_eq!(d.body, srv.get("/api/messages/INBOX/1/audio", &cookie).body);
+    // Waveform: an SVG of 100 bars drawn from the decoded samples.
+    let w = srv.get("/api/messages/INBOX/1/waveform", &cookie);
+    assert_eq!(w.status, 200);
+    assert_eq!(w.header("content-type"), Some("image/svg+xml"));
+    let svg = w.text();
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    assert_eq!(svg.matches('M').count(), 100, "{svg}");
+    // Bars of different heights: it follows the recording.
+    let heights: std::collections::BTreeSet<&str> = svg
+        .split('v')
+        .skip(1)
+        .map(|s| {
+            s.split('M')
+                .next()
+                .unwrap()
+                .trim_end_matches(|c: char| !c.is_ascii_digit() && c != '.')
+        })
+        .collect();
+    assert!(heights.len() > 5, "{svg}");
+    let other = srv.get("/api/messages/INBOX/0/waveform", &cookie);
+    assert_ne!(other.body, w.body, "another recording, another picture");
+    assert_eq!(
+        srv.get("/api/messages/INBOX/7/waveform", &cookie).status,
+        404
+    );
+    assert_eq!(srv.get("/api/messages/INBOX/1/waveform", "").status, 401);
+}
+
+/// A WAV file: `secs` of a 440 Hz tone, 16-bit mono at `rate`.
+fn tone_wav(rate: u32, secs: f64) -> Vec<u8> {
+    let n = (f64::from(rate) * secs) as u32;
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + 2 * n).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(2 * rate).to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(2 * n).to_le_bytes());
+    for i in 0..n {
+        let t = f64::from(i) / f64::from(rate);
+        let s = (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn serve_greetings_upload_listen_remove_with_a_size_limit() {
+    let sb = Sandbox::team2();
+    let srv = Server::start(&sb, &[]);
+    let (cookie, csrf) = srv.session("2101@finance", "1111");
+    let list = srv.get("/api/greetings", &cookie).json();
+    let kinds: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["unavail", "busy", "name", "temp"]);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["exists"] == false));
+    let upload = |path: &str, csrf: Option<&str>, body: &[u8]| {
+        let mut req = srv
+            .agent
+            .post(srv.url(path))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/octet-stream");
+        if let Some(c) = csrf {
+            req = req.header("X-CSRF-Token", c);
+        }
+        answer(req.send(body))
+    };
+    let wav = tone_wav(16000, 2.0);
+    assert_eq!(
+        upload("/api/greetings/unavail?ext=wav", None, &wav).status,
+        403
+    );
+    let unavail = |ext: &str| msg_file(&sb, &format!("finance/2101/unavail.{ext}"));
+    assert!(!unavail("wav").exists());
+    let r = upload("/api/greetings/unavail?ext=wav", Some(&csrf), &wav);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Every format= of voicemail.conf, as the greeting store writes them.
+    for ext in ["WAV", "gsm", "wav"] {
+        assert!(unavail(ext).exists(), "unavail.{ext}");
+    }
+    let ls = sb.run(&["greeting", "ls", "2101@finance"]).ok();
+    assert!(ls.stdout.contains("unavail"), "{}", ls.stdout);
+    let g = srv.get("/api/greetings", &cookie).json();
+    assert_eq!(g[0]["exists"], true);
+    let d = g[0]["duration"].as_f64().unwrap();
+    assert!((d - 2.0).abs() < 0.1, "{d}");
+    let a = srv.get("/api/greetings/unavail/audio", &cookie);
+    assert_eq!(a.status, 200);
+    assert_eq!(&a.body[..4], b"RIFF");
+    assert!(srv.log_has("2101@finance from 127.0.0.1: set the unavail greeting of 2101@finance"));
+    // Not audio, an unknown type, an unknown greeting: 4xx, nothing changed.
+    let before = std::fs::read(unavail("wav")).unwrap();
+    assert_eq!(
+        upload("/api/greetings/unavail?ext=wav", Some(&csrf), b"not a wav").status,
+        400
+    );
+    assert_eq!(
+        upload("/api/greetings/unavail?ext=exe", Some(&csrf), &wav).status,
+        415
+    );
+    assert_eq!(
+        upload("/api/greetings/holiday?ext=wav", Some(&csrf), &wav).status,
+        404
+    );
+    // Over the limit (8 MiB): refused before it is read, by length or as chunks.
+    let r = srv.raw(format!(
+        "POST /api/greetings/busy?ext=wav HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Length: {}\r\nConnection: close\r\n\r\nRIFF",
+        9 << 20
+    ).as_bytes());
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let mut s = TcpStream::connect(&srv.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /api/greetings/busy?ext=wav HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..9 {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|()| s.write_all(&chunk))
+            .and_then(|()| s.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(!msg_file(&sb, "finance/2101/busy.wav").exists());
+    assert_eq!(std::fs::read(unavail("wav")).unwrap(), before);
+    // Removed through the store.
+    let r = srv.post("/api/greetings/unavail/delete", &cookie, Some(&csrf));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!unavail("wav").exists() && !unavail("WAV").exists());
+    assert_eq!(
+        srv.post("/api/greetings/unavail/delete", &cookie, Some(&csrf))
+            .status,
+        404
+    );
+    srv.alive();
 }

@@ -2,6 +2,7 @@
 
 mod ami;
 mod ami_server;
+mod browser;
 mod util;
 
 mod add_format;

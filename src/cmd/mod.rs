@@ -500,6 +500,7 @@ pub fn run(cli: Cli, mut env: Environment, out: &mut dyn Write, err: &mut dyn Wr
             };
         }
         Command::Play(a) if a.list_devices => play::list_devices(out),
+        Command::Serve(a) if a.hash_password.is_some() => serve::hash_password(a, out),
         _ => Setup::discover(&cli.global, env, &mut rep).and_then(|setup| {
             // The server owns its setup: requests outlive any borrow of this frame.
             if let Command::Serve(a) = &cli.command {

@@ -1,11 +1,14 @@
 //! Who may use the web interface: box owners' PINs as Asterisk accepts them,
+//! admins' own passwords (argon2 hashes in a file the admin names),
 //! sessions (random cookie, CSRF token, expiry) and login throttling.
 
 use crate::config::{MailboxConf, VoicemailConf};
 use crate::spool::{Context, MailboxId, Spool};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -68,8 +71,112 @@ pub fn random_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Who a session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// A box owner: that box only.
+    Owner(MailboxId),
+    /// An admin of the admins file: every box.
+    Admin(String),
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Who::Owner(mb) => write!(f, "{mb}"),
+            Who::Admin(name) => write!(f, "admin {name}"),
+        }
+    }
+}
+
+/// The largest admins file read.
+const ADMINS_CAP: u64 = 1024 * 1024;
+
+/// An admin name: what a login form's `mailbox` field holds when it is no
+/// box (no `@`), so the two never meet.
+pub fn valid_admin_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The admins file: `NAME:HASH` lines (an argon2 PHC string, as
+/// `serve --hash-password NAME` prints), `#` comments and blank lines.
+/// An error names the file and the line.
+pub fn load_admins(path: &Path) -> Result<Vec<(String, String)>, String> {
+    use argon2::password_hash::PasswordHash;
+    let data = crate::fsutil::read_capped(path, ADMINS_CAP)
+        .map_err(|e| format!("admins file {}: {e}", path.display()))?;
+    let text = String::from_utf8(data)
+        .map_err(|_| format!("admins file {}: not UTF-8 text", path.display()))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| {
+            format!(
+                "admins file {} line {}: {why}; each line is NAME:HASH as `vmtool serve --hash-password NAME` prints it",
+                path.display(),
+                i + 1
+            )
+        };
+        let (name, hash) = line.split_once(':').ok_or_else(|| bad("no ':'"))?;
+        if !valid_admin_name(name) {
+            return Err(bad(
+                "the name may have letters, digits, '.', '_' and '-' only",
+            ));
+        }
+        let phc = PasswordHash::new(hash).map_err(|_| bad("not an argon2 hash"))?;
+        if !phc.algorithm.as_str().starts_with("argon2") {
+            return Err(bad("not an argon2 hash"));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(bad(&format!("{name} is there twice")));
+        }
+        out.push((name.to_string(), hash.to_string()));
+    }
+    Ok(out)
+}
+
+/// An argon2id hash (PHC string) of `password` with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("random salt: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `name` is an admin with this password. An unknown name costs
+/// the same hash computation, so timing tells nothing about who exists.
+pub fn admin_matches(admins: &[(String, String)], name: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let known = admins
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, h)| h.as_str());
+    let hash = match known {
+        Some(h) => h,
+        None => DUMMY.get_or_init(|| hash_password(&random_token()).unwrap_or_default()),
+    };
+    let Ok(phc) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let ok = argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &phc)
+        .is_ok();
+    ok && known.is_some()
+}
+
 pub struct Session {
-    pub mailbox: MailboxId,
+    pub who: Who,
     pub csrf: String,
     pub expires: Instant,
 }
@@ -81,14 +188,14 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn create(&mut self, mailbox: MailboxId, ttl: Duration) -> (String, String) {
+    pub fn create(&mut self, who: Who, ttl: Duration) -> (String, String) {
         let now = Instant::now();
         self.map.retain(|_, s| s.expires > now);
         let (id, csrf) = (random_token(), random_token());
         self.map.insert(
             id.clone(),
             Session {
-                mailbox,
+                who,
                 csrf: csrf.clone(),
                 expires: now + ttl,
             },
@@ -183,6 +290,36 @@ mod tests {
         assert!(!pin_matches("11111", Some("1111")));
         assert!(!pin_matches("", None));
         assert!(!pin_matches("\u{0}no pin", None));
+    }
+
+    #[test]
+    fn admin_passwords_are_argon2_and_checked_whole() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert_ne!(h, hash_password("correct horse").unwrap(), "salted");
+        let admins = vec![("alice".to_string(), h)];
+        assert!(admin_matches(&admins, "alice", "correct horse"));
+        assert!(!admin_matches(&admins, "alice", "correct hors"));
+        assert!(!admin_matches(&admins, "bob", "correct horse"));
+        assert!(valid_admin_name("ops.team-1"));
+        assert!(!valid_admin_name("2101@finance"));
+        assert!(!valid_admin_name(""));
+    }
+
+    #[test]
+    fn admins_file_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("admins");
+        let h = hash_password("x").unwrap();
+        std::fs::write(&p, format!("# admins\n\nalice:{h}\n")).unwrap();
+        assert_eq!(load_admins(&p).unwrap().len(), 1);
+        std::fs::write(&p, format!("alice:{h}\nbob:1111\n")).unwrap();
+        let e = load_admins(&p).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("argon2"), "{e}");
+        std::fs::write(&p, format!("alice:{h}\nalice:{h}\n")).unwrap();
+        assert!(load_admins(&p).unwrap_err().contains("twice"));
+        std::fs::write(&p, format!("a@b:{h}\n")).unwrap();
+        assert!(load_admins(&p).unwrap_err().contains("line 1"));
     }
 
     #[test]

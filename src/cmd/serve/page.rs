@@ -1,6 +1,7 @@
 //! The page: HTML from maud templates (checked at compile time, text
 //! escaped), the script and style embedded in the binary.
 
+use super::auth::Who;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use maud::{html, Markup, DOCTYPE};
@@ -33,8 +34,8 @@ pub fn login(msg: Option<&str>) -> Html<String> {
                 h1 { "Voicemail" }
                 @if let Some(m) = msg { p class="error" role="alert" { (m) } }
                 form method="post" action="/login" {
-                    label { "Mailbox (box@context)" input name="mailbox" autocomplete="username" required; }
-                    label { "PIN" input name="pin" type="password" inputmode="numeric" autocomplete="current-password" required; }
+                    label { "Mailbox (box@context), or admin name" input name="mailbox" autocomplete="username" required; }
+                    label { "PIN or password" input name="pin" type="password" autocomplete="current-password" required; }
                     button type="submit" { "Log in" }
                 }
             }
@@ -42,22 +43,52 @@ pub fn login(msg: Option<&str>) -> Html<String> {
     )
 }
 
-/// The logged-in page; the script fills it through the JSON API.
-pub fn app(mailbox: &str) -> Html<String> {
+/// The logged-in page; the script fills it through the JSON API. An
+/// admin's starts with every box and a search; a box owner's with the box.
+pub fn app(who: &Who) -> Html<String> {
+    let (role, name) = match who {
+        Who::Owner(mb) => ("owner", mb.to_string()),
+        Who::Admin(n) => ("admin", format!("admin {n}")),
+    };
     page(
         "Voicemail",
         html! {
-            header {
-                h1 { "Voicemail " span id="mailbox" { (mailbox) } }
+            header data-role=(role) {
+                h1 { "Voicemail " span id="who" { (name) } }
                 button id="logout" type="button" { "Log out" }
             }
-            main class="app" {
-                nav id="folders" aria-label="Folders" {}
-                section {
-                    p id="status" role="status" {}
-                    table id="messages" {
-                        thead { tr { th { "Caller" } th { "Date" } th { "Duration" } th { "" } th { "Play" } th { "Actions" } } }
+            @if role == "admin" {
+                section id="admin" {
+                    h2 { "Boxes" }
+                    form id="search" {
+                        label { "Caller name or number " input id="caller" name="caller" type="search" required; }
+                        button type="submit" { "Search all boxes" }
+                    }
+                    table id="results" hidden {
+                        thead { tr { th { "Box" } th { "Folder" } th { "Caller" } th { "Date" } th { "Duration" } } }
                         tbody {}
+                    }
+                    table id="boxes" {
+                        thead { tr { th { "Box" } th { "Owner" } th { "New" } th { "Old" } th { "Urgent" } th { "State" } } }
+                        tbody {}
+                    }
+                }
+            }
+            main class="app" id="box" hidden[role == "admin"] {
+                h2 id="mailbox" {}
+                div class="columns" {
+                    nav id="folders" aria-label="Folders" {}
+                    section {
+                        p id="status" role="status" {}
+                        table id="messages" {
+                            thead { tr { th { "Caller" } th { "Date" } th { "Duration" } th { "" } th { "Waveform" } th { "Play" } th { "Actions" } } }
+                            tbody {}
+                        }
+                        h3 { "Greetings" }
+                        table id="greetings" {
+                            thead { tr { th { "Greeting" } th { "Play" } th { "Record from a file" } th { "" } } }
+                            tbody {}
+                        }
                     }
                 }
             }
