@@ -468,15 +468,35 @@ impl Drop for FolderLock {
 /// paths) and per recovery, appended with `O_APPEND`, for the soak test's
 /// autopsies. Never set in production.
 pub(crate) fn test_trace(line: std::fmt::Arguments) {
-    static LOG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    if let Some(path) = LOG.get_or_init(|| std::env::var_os("VMTOOL_TEST_TRACE").map(PathBuf::from))
-    {
+    if let Some(path) = test_trace_file() {
         use std::io::Write as _;
         let line = format!("{} {line}\n", std::process::id());
         if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
             let _ = f.write_all(line.as_bytes());
         }
     }
+}
+
+fn test_trace_file() -> Option<&'static PathBuf> {
+    static LOG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| std::env::var_os("VMTOOL_TEST_TRACE").map(PathBuf::from))
+        .as_ref()
+}
+
+/// With tracing on, the `msg_id` a `.txt` names (else empty): traces then
+/// follow a message by identity through renames, copies and recoveries.
+pub(crate) fn test_trace_id(path: &Path) -> String {
+    if test_trace_file().is_none() || path.extension().is_none_or(|e| e != "txt") {
+        return String::new();
+    }
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("msg_id="))
+                .map(|id| format!(" id={id}"))
+        })
+        .unwrap_or_default()
 }
 
 /// `VMTOOL_TEST_LOCK_LOG=<file>`: appends "<µs held> <folder>" per release, for the

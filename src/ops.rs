@@ -212,13 +212,22 @@ use crate::lock::test_trace as trace;
 
 fn traced_rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
     let (from, to) = (from.as_ref(), to.as_ref());
-    trace(format_args!("rename {} {}", from.display(), to.display()));
+    trace(format_args!(
+        "rename {} {}{}",
+        from.display(),
+        to.display(),
+        crate::lock::test_trace_id(from)
+    ));
     fs::rename(from, to)
 }
 
 fn traced_remove(path: impl AsRef<Path>) -> io::Result<()> {
     let path = path.as_ref();
-    trace(format_args!("unlink {}", path.display()));
+    trace(format_args!(
+        "unlink {}{}",
+        path.display(),
+        crate::lock::test_trace_id(path)
+    ));
     fs::remove_file(path)
 }
 
@@ -673,6 +682,12 @@ impl Engine<'_> {
         for (ext, from) in files {
             let from = from.clone();
             let to = dst_tmp.join(format!("{STAGE_PREFIX}{id}.{ext}"));
+            trace(format_args!(
+                "copy {} {}{}",
+                from.display(),
+                to.display(),
+                crate::lock::test_trace_id(&from)
+            ));
             match fsutil::copy_durable(&from, &to, &perms) {
                 Ok(sum) => {
                     staged.push((ext.clone(), to));

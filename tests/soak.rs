@@ -114,7 +114,21 @@ fn sim_trace(what: std::fmt::Arguments) {
 }
 
 fn sim_rename(from: &Path, to: &Path) {
-    sim_trace(format_args!("rename {} {}", from.display(), to.display()));
+    let id = fs::read_to_string(from)
+        .ok()
+        .filter(|_| from.extension().is_some_and(|e| e == "txt"))
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("msg_id="))
+                .map(str::to_string)
+        })
+        .map(|id| format!(" id={id}"))
+        .unwrap_or_default();
+    sim_trace(format_args!(
+        "rename {} {}{id}",
+        from.display(),
+        to.display()
+    ));
     fs::rename(from, to).unwrap();
 }
 
