@@ -1212,7 +1212,11 @@ impl Engine<'_> {
             };
             let what = self.recover_one(&intent)?;
             trace(format_args!("recovered {what}"));
+            failpoint("recovery-decided");
             traced_remove(&path).map_err(OpError::io("remove", &path))?;
+            let tmp = self.spool.tmp_dir(mb);
+            fsutil::sync_dir(&tmp).map_err(OpError::io("sync", &tmp))?;
+            self.drop_staged(&intent)?;
             done.push(what);
         }
         // Temp names of intent records torn by a kill during write_atomic.
@@ -1262,9 +1266,15 @@ impl Engine<'_> {
             ),
             (op, _, Some(d)) => self.recover_transfer(intent, op, &d, txt_sum.as_deref())?,
         };
-        // Staged files are only copies: dropped once the decision above is
-        // carried out (the staged .txt is part of its evidence), listed in the
-        // record or not (a kill while staging leaves one it does not list yet).
+        Ok(done)
+    }
+
+    /// Staged files are only copies: dropped once the record's decision is
+    /// carried out and the record itself is gone, never before (the staged
+    /// `.txt` is the evidence a rerun of the decision reads: a kill between
+    /// the two must not turn "never committed" into "committed"). Listed in
+    /// the record or not (a kill while staging leaves one it does not list).
+    fn drop_staged(&self, intent: &Intent) -> Result<()> {
         if let (Some(c), Some(m)) = (&intent.dest_context, &intent.dest_mailbox) {
             let dmb = MailboxId::new(
                 Context::new(c).map_err(|e| OpError::Refused(e.to_string()))?,
@@ -1280,7 +1290,7 @@ impl Engine<'_> {
                 }
             }
         }
-        Ok(done)
+        Ok(())
     }
 
     /// An interrupted move or copy that had begun to rename into `d`. The

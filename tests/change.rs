@@ -639,6 +639,45 @@ fn finishing_a_move_spares_the_message_that_came_back_on_a_reused_inode() {
     );
 }
 
+/// A recovery killed after it undid a partial move but before it dropped the
+/// move's record: the next recovery reads the same evidence (the staged
+/// `.txt`, still there) and undoes again, rather than taking the missing
+/// staged file for a finished commit and deleting the only copy.
+#[test]
+fn a_recovery_killed_halfway_decides_the_same_the_next_time() {
+    let sb = Sandbox::team2();
+    let vm = sb.voicemail();
+    let before = messages(&vm);
+    let run_killed = |at: &str, args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
+        cmd.env("VMTOOL_TEST_KILL_AT", at)
+            .arg("--spool")
+            .arg(sb.path().join("spool"))
+            .arg("--voicemail-conf")
+            .arg(sb.path().join("etc/voicemail.conf"))
+            .args(["--no-ami", "--lockmode", "flock"])
+            .args(args);
+        assert!(!cmd.output().unwrap().status.success(), "{at} {args:?}");
+    };
+    run_killed("renamed-audio", &["mv", "2101@finance/INBOX/0", "Work"]);
+    // The next change in the box recovers first, and is killed right after.
+    run_killed(
+        "recovery-decided",
+        &["mv", "2101@finance/INBOX/1", "Family"],
+    );
+    let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
+    assert!(r.code == 0 || r.code == 5, "{}\n{}", r.stdout, r.stderr);
+    let after = messages(&vm);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "a message was lost or duplicated:\n{}",
+        r.stdout
+    );
+    let r = sb.run(&["--no-ami", "check", "finance/2101"]);
+    assert_eq!(r.code, 0, "left something behind:\n{}", r.stdout);
+}
+
 /// Many vmtool processes moving and deleting in the same boxes while
 /// "Asterisk" deposits new messages its way; every message ends up exactly once.
 #[test]

@@ -31,7 +31,7 @@ const BOXES: [(&str, &str); 4] = [
     ("direction", "2301"),
 ];
 const FOLDERS: [&str; 4] = ["INBOX", "Old", "Work", "Family"];
-const FAILPOINTS: [&str; 10] = [
+const FAILPOINTS: [&str; 11] = [
     "staged-intent",
     "staged-file",
     "staged-all",
@@ -42,6 +42,8 @@ const FAILPOINTS: [&str; 10] = [
     "committed",
     "removed-src-txt",
     "removed-src",
+    // In the recovery of an earlier kill's change, after its decision.
+    "recovery-decided",
 ];
 
 /// xorshift64*: deterministic, no dependency.
