@@ -653,6 +653,11 @@ fn lockfile_acquire(dir: &Path, timeout: Duration) -> Result<Held, LockError> {
     }
 }
 
+fn remove_lock_traced(dir: &Path, lock: &Path) -> io::Result<()> {
+    test_trace(format_args!("unlock {}", dir.display()));
+    fs::remove_file(lock)
+}
+
 fn lockfile_release(dir: &Path, helper: &Path, stamp: Stamp) -> Result<(), LockError> {
     let lock = dir.join(LOCKFILE_NAME);
     let broken = || LockError::Broken {
@@ -660,10 +665,7 @@ fn lockfile_release(dir: &Path, helper: &Path, stamp: Stamp) -> Result<(), LockE
     };
     let res = match fs::symlink_metadata(&lock) {
         // Still our inode (the helper pins it): ours to remove.
-        Ok(m) if Stamp::of(&m) == stamp => match {
-            test_trace(format_args!("unlock {}", dir.display()));
-            fs::remove_file(&lock)
-        } {
+        Ok(m) if Stamp::of(&m) == stamp => match remove_lock_traced(dir, &lock) {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Err(broken()),
             Err(e) => Err(io_err(dir, "remove the lock in")(e)),

@@ -467,20 +467,32 @@ fn a_twin_in_the_same_folder_survives_a_kill_at_every_step() {
 /// `check --fix` walks boxes in spool order, so it meets the destination of
 /// a move from a later box before the record in the source box: the staged
 /// copies there are the record's evidence and stay until it is recovered.
+/// vmtool on the sandbox in flock mode, killed at failpoint `at`; it must not
+/// succeed.
+fn killed_at(sb: &Sandbox, at: &str, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"))
+        .env("VMTOOL_TEST_KILL_AT", at)
+        .arg("--spool")
+        .arg(sb.path().join("spool"))
+        .arg("--voicemail-conf")
+        .arg(sb.path().join("etc/voicemail.conf"))
+        .args(["--no-ami", "--lockmode", "flock"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{at} {args:?}");
+}
+
 #[test]
 fn a_repair_that_meets_the_destination_first_keeps_the_message() {
     for step in ["committing", "renamed-audio", "renamed-txt"] {
         let sb = Sandbox::team2();
         let before = messages(&sb.voicemail());
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
-        cmd.env("VMTOOL_TEST_KILL_AT", step)
-            .arg("--spool")
-            .arg(sb.path().join("spool"))
-            .arg("--voicemail-conf")
-            .arg(sb.path().join("etc/voicemail.conf"))
-            .args(["--no-ami", "--lockmode", "flock", "mv"])
-            .args(["2101@finance/INBOX/1", "2202@compta/Old"]);
-        assert!(!cmd.output().unwrap().status.success(), "{step}");
+        killed_at(
+            &sb,
+            step,
+            &["mv", "2101@finance/INBOX/1", "2202@compta/Old"],
+        );
         let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
         assert!(
             r.code == 0 || r.code == 5,
@@ -515,15 +527,11 @@ fn undoing_a_copy_spares_the_message_that_took_its_number_since() {
             .filter_map(|n| n[3..7].parse::<u16>().ok())
             .max()
             .map_or(0, |n| n + 1);
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
-        cmd.env("VMTOOL_TEST_KILL_AT", step)
-            .arg("--spool")
-            .arg(sb.path().join("spool"))
-            .arg("--voicemail-conf")
-            .arg(sb.path().join("etc/voicemail.conf"))
-            .args(["--no-ami", "--lockmode", "flock", "cp"])
-            .args(["2201@compta/INBOX/0", "2202@compta/INBOX"]);
-        assert!(!cmd.output().unwrap().status.success(), "{step}");
+        killed_at(
+            &sb,
+            step,
+            &["cp", "2201@compta/INBOX/0", "2202@compta/INBOX"],
+        );
         // Highest .txt + 1 is the dead copy's number; a complete copy lands there.
         let stem = format!("msg{next:04}");
         let tmp = vm.join("compta/2202/tmp");
@@ -564,78 +572,63 @@ fn undoing_a_copy_spares_the_message_that_took_its_number_since() {
 
 /// A move killed after it removed its source, before it dropped its record;
 /// then the same message (same bytes) moved back into the source folder by a
-/// vmtool working from the other box, which does not read that record. The
-/// file system hands the new `.txt` the freed inode number more often than
-/// not (ext4 does), so the record's inode alone would name the message that
-/// came back, and finishing the old move would delete its only copy.
+/// vmtool working from the other box, which does not read that record. File
+/// systems hand a freed inode number to the next new file (ext4 does so more
+/// often than not), so the returning `.txt` can carry the recorded inode, and
+/// finishing the old move would delete its only copy. The reuse is made
+/// certain here by pointing the record at the returning file's inode.
 #[test]
 fn finishing_a_move_spares_the_message_that_came_back_on_a_reused_inode() {
     use std::os::unix::fs::MetadataExt;
-    let mut reused = 0;
-    for attempt in 0..40 {
-        let sb = Sandbox::team2();
-        let vm = sb.voicemail();
-        let before = messages(&vm);
-        let work = vm.join("finance/2101/Work");
-        fs::create_dir_all(&work).unwrap();
-        let inbox = vm.join("finance/2101/INBOX");
-        let first = names(&inbox)
-            .into_iter()
-            .find(|n| n.ends_with(".txt"))
-            .unwrap();
-        let ino = fs::metadata(inbox.join(&first)).unwrap().ino();
-        let num: u16 = first[3..7].parse().unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
-        cmd.env("VMTOOL_TEST_KILL_AT", "removed-src")
-            .arg("--spool")
-            .arg(sb.path().join("spool"))
-            .arg("--voicemail-conf")
-            .arg(sb.path().join("etc/voicemail.conf"))
-            .args(["--no-ami", "--lockmode", "flock", "mv"])
-            .arg(format!("2101@finance/INBOX/{num}"))
-            .arg("2202@compta/Work");
-        assert!(!cmd.output().unwrap().status.success());
-        // Back into finance/2101/INBOX from compta/2202, where it now is.
-        let work2 = vm.join("compta/2202/Work");
-        let there = names(&work2)
+    let sb = Sandbox::team2();
+    let vm = sb.voicemail();
+    let before = messages(&vm);
+    fs::create_dir_all(vm.join("compta/2202/Work")).unwrap();
+    let inbox = vm.join("finance/2101/INBOX");
+    let txts = |dir: &Path| -> Vec<String> {
+        names(dir)
             .into_iter()
             .filter(|n| n.ends_with(".txt"))
-            .max()
-            .unwrap();
-        let r = sb.run(&[
-            "--no-ami",
-            "--lockmode",
-            "flock",
-            "mv",
-            &format!("2202@compta/Work/{}", &there[3..7]),
-            "2101@finance/INBOX",
-        ]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let back = names(&inbox)
-            .into_iter()
-            .filter(|n| n.ends_with(".txt"))
-            .find(|n| fs::metadata(inbox.join(n)).unwrap().ino() == ino);
-        if back.is_some() {
-            reused += 1;
-        }
-        let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
-        assert!(r.code == 0 || r.code == 5, "{}\n{}", r.stdout, r.stderr);
-        let after = messages(&vm);
-        assert_eq!(
-            after.keys().collect::<Vec<_>>(),
-            before.keys().collect::<Vec<_>>(),
-            "attempt {attempt} (inode reused: {}): a message was lost or duplicated\n{}",
-            back.is_some(),
-            r.stdout
-        );
-        if reused >= 2 {
-            break;
-        }
-    }
-    // The case this is about needs the inode to come back; ext4 does that.
-    assert!(
-        reused > 0,
-        "the freed inode was never reused: nothing was tested"
+            .collect()
+    };
+    let first = txts(&inbox)[0].clone();
+    let src = format!("2101@finance/INBOX/{}", &first[3..7]);
+    killed_at(&sb, "removed-src", &["mv", &src, "2202@compta/Work"]);
+    // Back into finance/2101/INBOX from compta/2202, where it now is.
+    let there = txts(&vm.join("compta/2202/Work"))
+        .into_iter()
+        .max()
+        .unwrap();
+    let r = sb.run(&[
+        "--no-ami",
+        "--lockmode",
+        "flock",
+        "mv",
+        &format!("2202@compta/Work/{}", &there[3..7]),
+        "2101@finance/INBOX",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let back = txts(&inbox).into_iter().max().unwrap();
+    let back_ino = fs::metadata(inbox.join(&back)).unwrap().ino();
+    // The interrupted move's record now names the returning file's inode.
+    let tmp = vm.join("finance/2101/tmp");
+    let record = names(&tmp)
+        .into_iter()
+        .find(|n| n.starts_with(".vmtool-intent-") && n.ends_with(".json"))
+        .expect("the interrupted move's record");
+    let mut intent: serde_json::Value =
+        serde_json::from_slice(&fs::read(tmp.join(&record)).unwrap()).unwrap();
+    assert!(intent["src_born"].is_u64() || intent["src_born"].is_number());
+    intent["src_ino"] = serde_json::json!(back_ino);
+    fs::write(tmp.join(&record), serde_json::to_vec(&intent).unwrap()).unwrap();
+
+    let r = sb.run(&["--no-ami", "--lockmode", "flock", "check", "--fix"]);
+    assert!(r.code == 0 || r.code == 5, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        messages(&vm).keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "a message was lost or duplicated\n{}",
+        r.stdout
     );
 }
 
@@ -648,20 +641,14 @@ fn a_recovery_killed_halfway_decides_the_same_the_next_time() {
     let sb = Sandbox::team2();
     let vm = sb.voicemail();
     let before = messages(&vm);
-    let run_killed = |at: &str, args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vmtool"));
-        cmd.env("VMTOOL_TEST_KILL_AT", at)
-            .arg("--spool")
-            .arg(sb.path().join("spool"))
-            .arg("--voicemail-conf")
-            .arg(sb.path().join("etc/voicemail.conf"))
-            .args(["--no-ami", "--lockmode", "flock"])
-            .args(args);
-        assert!(!cmd.output().unwrap().status.success(), "{at} {args:?}");
-    };
-    run_killed("renamed-audio", &["mv", "2101@finance/INBOX/0", "Work"]);
+    killed_at(
+        &sb,
+        "renamed-audio",
+        &["mv", "2101@finance/INBOX/0", "Work"],
+    );
     // The next change in the box recovers first, and is killed right after.
-    run_killed(
+    killed_at(
+        &sb,
         "recovery-decided",
         &["mv", "2101@finance/INBOX/1", "Family"],
     );

@@ -135,7 +135,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("TZ", "The local zone: dates of boxes without a tz= zone, and dates typed without a zone."),
     ("NO_COLOR", "Set and not empty: no colour in tables (as --color never)."),
     ("_VMTOOL_COMPLETE", "Set by the completion scripts of `vmtool completions` when they ask vmtool for candidates; not for use by hand."),
-    ("VMTOOL_TEST_KILL_AT, VMTOOL_TEST_PAUSE_AT, VMTOOL_TEST_PAUSE_FILE, VMTOOL_TEST_LOCK_LOG", "Hooks of vmtool's crash and lock tests (stop or pause at a step, log lock hold times); never set them on a live system."),
+    ("VMTOOL_TEST_KILL_AT, VMTOOL_TEST_PAUSE_AT, VMTOOL_TEST_PAUSE_FILE, VMTOOL_TEST_LOCK_LOG, VMTOOL_TEST_TRACE", "Hooks of vmtool's crash and lock tests (stop or pause at a step, log lock hold times, trace every rename, unlink and recovery); never set them on a live system."),
 ];
 
 /// EXAMPLES and SEE ALSO of each page (`vmtool`, `vmtool-ls`, …), and the
