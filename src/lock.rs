@@ -1754,6 +1754,13 @@ mod tests {
         Stamp::of(&fs::symlink_metadata(p).unwrap())
     }
 
+    /// Between a breaker's check and its rename: the judged lock goes, a
+    /// vmtool takes the folder (kept in `held`).
+    fn relock_as_vmtool(dir: &Path, held: &std::cell::RefCell<Option<FolderLock>>) {
+        fs::remove_file(dir.join(".lock")).unwrap();
+        *held.borrow_mut() = Some(FolderLock::acquire(dir, &opts(LockMode::Lockfile, 0)).unwrap());
+    }
+
     #[test]
     fn a_fresh_lock_taken_between_check_and_rename_is_put_back() {
         let (_t, dir) = folder();
@@ -1783,17 +1790,7 @@ mod tests {
         fs::write(&lock, "").unwrap();
         let stale = stamp(&lock);
         let held = std::cell::RefCell::new(None);
-        let outcome = break_lock_if(
-            &dir,
-            stale,
-            || {
-                fs::remove_file(&lock).unwrap();
-                *held.borrow_mut() =
-                    Some(FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap());
-            },
-            || {},
-        )
-        .unwrap();
+        let outcome = break_lock_if(&dir, stale, || relock_as_vmtool(&dir, &held), || {}).unwrap();
         assert_eq!(outcome, BreakOutcome::ReplacedMeanwhile);
         held.into_inner().unwrap().release().unwrap();
         assert!(names(&dir).is_empty());
@@ -1860,11 +1857,7 @@ mod tests {
         let outcome = break_lock_if(
             &dir,
             stale,
-            || {
-                fs::remove_file(&lock).unwrap();
-                *held.borrow_mut() =
-                    Some(FolderLock::acquire(&dir, &opts(LockMode::Lockfile, 0)).unwrap());
-            },
+            || relock_as_vmtool(&dir, &held),
             || fs::write(&lock, "newer").unwrap(),
         )
         .unwrap();
