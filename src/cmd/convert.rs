@@ -109,6 +109,7 @@ pub enum BoxScope {
     /// Every folder (convert).
     AllFolders,
     /// Urgent then INBOX (play: what a listener means by "my messages").
+    #[cfg_attr(not(feature = "play"), allow(dead_code))]
     NewOnly,
 }
 
@@ -309,6 +310,7 @@ pub fn choose_source(p: &Picked, from: Option<&str>) -> Result<String> {
 pub struct Decoded {
     /// The file decoded.
     pub path: PathBuf,
+    #[cfg_attr(not(feature = "play"), allow(dead_code))]
     pub ext: String,
     pub rate: u32,
     pub samples: Vec<i16>,
