@@ -279,6 +279,13 @@ fn parse_box(s: &str) -> Option<MailboxId> {
 }
 
 /// A state-changing request carries the session's CSRF token in X-CSRF-Token.
+/// The session of a state-changing request: logged in, and with its CSRF token.
+fn changing_session(app: &App, headers: &HeaderMap) -> std::result::Result<Sess, Response> {
+    let s = session(app, headers)?;
+    check_csrf(headers, &s.csrf)?;
+    Ok(s)
+}
+
 fn check_csrf(headers: &HeaderMap, csrf: &str) -> std::result::Result<(), Response> {
     use subtle::ConstantTimeEq;
     let given = headers
@@ -486,13 +493,10 @@ async fn logout(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match changing_session(&app, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&headers, &s.csrf) {
-        return r;
-    }
     lock(&app.sessions).remove(&s.id);
     app.audit(&s.who, addr, "logged out");
     let mut r = StatusCode::SEE_OTHER.into_response();
@@ -960,13 +964,10 @@ async fn action(
     Path((folder, number, action)): Path<(String, String, String)>,
     Query(q): Query<ActionQuery>,
 ) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match changing_session(&app, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&headers, &s.csrf) {
-        return r;
-    }
     if !["read", "unread", "delete", "move", "forward"].contains(&action.as_str()) {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -1163,13 +1164,10 @@ async fn greeting_set(
     Query(q): Query<UploadQuery>,
     body: Body,
 ) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match changing_session(&app, &headers) {
         Ok(s) => s,
         Err(r) => return closing(r),
     };
-    if let Err(r) = check_csrf(&headers, &s.csrf) {
-        return closing(r);
-    }
     let kind = match greeting_kind(&kind) {
         Ok(k) => k,
         Err(r) => return closing(r),
@@ -1257,13 +1255,10 @@ async fn greeting_delete(
     Path(kind): Path<String>,
     Query(q): Query<BoxQuery>,
 ) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match changing_session(&app, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = check_csrf(&headers, &s.csrf) {
-        return r;
-    }
     let who = s.who.clone();
     reply(
         on_box(&app, &headers, q.mailbox, move |app, setup, mb| {
