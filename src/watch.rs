@@ -96,7 +96,7 @@ const UNTERMINATED_GRACE: Duration = Duration::from_millis(500);
 /// Keeps memory flat when the caller never collects warnings.
 const MAX_WARNINGS: usize = 1000;
 /// Mailboxes read in parallel at a time when the watch starts.
-const START_CHUNK: usize = 64;
+const START_CHUNK: usize = 16;
 /// Raw events ingested before due work is looked at again.
 const DRAIN_BATCH: usize = 4096;
 // errno values (Linux and the BSDs agree on these two).
@@ -1235,8 +1235,11 @@ impl Watcher {
         let mut new = TxtStore::new();
         for mb in self.mailboxes.values_mut() {
             for r in &mut mb.snapshot.txts {
-                let bytes = old.get(*r).unwrap_or_default();
-                *r = new.put(&bytes);
+                if let Some(bytes) = old.get(*r) {
+                    *r = new.put(&bytes);
+                } else {
+                    *r = TXT_NONE;
+                }
             }
         }
         self.txts = Some(new);
@@ -2066,12 +2069,18 @@ fn diff(
 
 // ---- kept .txt files (all_events) ----------------------------------------------------------
 
-/// Where a kept `.txt` is: offset << 21 | length (a `.txt` is at most 1 MiB), top bit set
-/// when it is in memory rather than in the file.
-type TxtRef = u64;
+/// Where a kept `.txt` is: its record's offset in 8-byte units, top bit set when the
+/// record is in memory rather than in the file. 4 bytes per message: at 1,000,000
+/// messages the references are most of what `--all` adds to the resident set.
+type TxtRef = u32;
 
-const TXT_LEN_BITS: u32 = 21;
-const TXT_IN_MEMORY: u64 = 1 << 63;
+const TXT_IN_MEMORY: u32 = 1 << 31;
+/// A `.txt` that could not be kept (the store is full): its Deleted event shows no `.txt`.
+const TXT_NONE: TxtRef = u32::MAX;
+/// Records start on 8-byte boundaries: 31 bits of units address 16 GiB of each kind.
+const TXT_ALIGN: u64 = 8;
+/// A record is the `.txt`'s length (4 bytes, little-endian), then the `.txt`.
+const TXT_HEADER: u64 = 4;
 /// The file is compacted when it is this big and more than half of it is no longer used.
 const TXT_COMPACT_MIN: u64 = 64 << 20;
 
@@ -2102,28 +2111,46 @@ impl TxtStore {
 
     fn put(&mut self, bytes: &[u8]) -> TxtRef {
         use std::os::unix::fs::FileExt;
-        let len = (bytes.len() as u64).min((1 << TXT_LEN_BITS) - 1);
-        let bytes = &bytes[..len as usize];
-        self.live += len;
+        let bytes = &bytes[..bytes.len().min(crate::fsutil::MAX_TXT_BYTES as usize)];
+        let len = bytes.len() as u64;
+        let mut record = Vec::with_capacity(bytes.len() + TXT_HEADER as usize);
+        record.extend_from_slice(&(len as u32).to_le_bytes());
+        record.extend_from_slice(bytes);
         if let (Some(f), true) = (&self.file, self.file_ok) {
-            if f.write_all_at(bytes, self.end).is_ok() {
-                let r = self.end << TXT_LEN_BITS | len;
-                self.end += len;
-                return r;
+            let at = self.end.next_multiple_of(TXT_ALIGN);
+            let unit = at / TXT_ALIGN;
+            if unit < u64::from(TXT_IN_MEMORY) && f.write_all_at(&record, at).is_ok() {
+                self.end = at + record.len() as u64;
+                self.live += len;
+                return unit as TxtRef;
             }
             // Disk full or the like: keep the rest in memory.
             self.file_ok = false;
         }
-        let r = TXT_IN_MEMORY | (self.mem.len() as u64) << TXT_LEN_BITS | len;
-        self.mem.extend_from_slice(bytes);
-        r
+        let at = (self.mem.len() as u64).next_multiple_of(TXT_ALIGN);
+        let unit = at / TXT_ALIGN;
+        if unit >= u64::from(TXT_IN_MEMORY) - 1 {
+            return TXT_NONE;
+        }
+        self.mem.resize(at as usize, 0);
+        self.mem.extend_from_slice(&record);
+        self.live += len;
+        TXT_IN_MEMORY | unit as TxtRef
     }
 
-    fn get(&self, r: TxtRef) -> Option<Vec<u8>> {
+    /// The record's offset and whether it is in memory.
+    fn locate(r: TxtRef) -> Option<(u64, bool)> {
+        (r != TXT_NONE).then(|| {
+            (
+                u64::from(r & !TXT_IN_MEMORY) * TXT_ALIGN,
+                r & TXT_IN_MEMORY != 0,
+            )
+        })
+    }
+
+    fn read_at(&self, off: u64, in_memory: bool, len: usize) -> Option<Vec<u8>> {
         use std::os::unix::fs::FileExt;
-        let len = (r & ((1 << TXT_LEN_BITS) - 1)) as usize;
-        let off = (r & !TXT_IN_MEMORY) >> TXT_LEN_BITS;
-        if r & TXT_IN_MEMORY != 0 {
+        if in_memory {
             let off = usize::try_from(off).ok()?;
             return self.mem.get(off..off.checked_add(len)?).map(<[u8]>::to_vec);
         }
@@ -2132,13 +2159,26 @@ impl TxtStore {
         Some(buf)
     }
 
+    fn len_of(&self, r: TxtRef) -> Option<u64> {
+        let (off, in_memory) = Self::locate(r)?;
+        let header = self.read_at(off, in_memory, TXT_HEADER as usize)?;
+        Some(u64::from(u32::from_le_bytes(header.try_into().ok()?)))
+    }
+
+    fn get(&self, r: TxtRef) -> Option<Vec<u8>> {
+        let (off, in_memory) = Self::locate(r)?;
+        let len = usize::try_from(self.len_of(r)?).ok()?;
+        self.read_at(off + TXT_HEADER, in_memory, len)
+    }
+
     fn release(&mut self, r: TxtRef) {
-        self.live = self.live.saturating_sub(r & ((1 << TXT_LEN_BITS) - 1));
+        let len = self.len_of(r).unwrap_or(0);
+        self.live = self.live.saturating_sub(len);
     }
 
     /// A reference kept by a new snapshot.
     fn retain(&mut self, r: TxtRef) {
-        self.live += r & ((1 << TXT_LEN_BITS) - 1);
+        self.live += self.len_of(r).unwrap_or(0);
     }
 
     fn wants_compaction(&self) -> bool {
@@ -2835,6 +2875,36 @@ mod tests {
         }
         let evs = collect(&mut w, Duration::from_millis(900));
         assert!(evs.is_empty(), "{:?}", kinds(&evs));
+    }
+
+    #[test]
+    fn kept_txts_come_back_whole_from_the_file_and_from_memory() {
+        let texts: Vec<Vec<u8>> = (0..50usize)
+            .map(|i| (0..i * 37 + 1).map(|b| (b % 251) as u8).collect())
+            .collect();
+        for in_memory in [false, true] {
+            let mut store = TxtStore::new();
+            if in_memory {
+                store.file = None;
+            }
+            let refs: Vec<TxtRef> = texts.iter().map(|t| store.put(t)).collect();
+            assert!(refs.iter().all(|&r| r != TXT_NONE));
+            assert_eq!(refs.iter().all(|&r| r & TXT_IN_MEMORY != 0), in_memory);
+            for (r, t) in refs.iter().zip(&texts) {
+                assert_eq!(store.get(*r).as_deref(), Some(&t[..]));
+            }
+            let total: u64 = texts.iter().map(|t| t.len() as u64).sum();
+            assert_eq!(store.live, total);
+            store.release(refs[10]);
+            store.retain(refs[3]);
+            assert_eq!(
+                store.live,
+                total - texts[10].len() as u64 + texts[3].len() as u64
+            );
+        }
+        let store = TxtStore::new();
+        assert_eq!(store.get(TXT_NONE), None);
+        assert_eq!(store.len_of(TXT_NONE), None);
     }
 
     #[test]
