@@ -71,8 +71,8 @@ pub(super) fn for_rows<'a>(mut buf: &'a [u8], width: usize, each: &mut dyn FnMut
 pub struct RowView<'a> {
     pub msgnum: i32,
     pub callerid: Option<Cow<'a, str>>,
-    pub origtime: Option<Cow<'a, str>>,
-    pub duration: Option<Cow<'a, str>>,
+    pub origtime: Option<Num<'a>>,
+    pub duration: Option<Num<'a>>,
     pub flag: Option<Cow<'a, str>>,
     pub msg_id: Option<Cow<'a, str>>,
     pub has_recording: bool,
@@ -86,6 +86,33 @@ fn text<'a>(c: &RawCell<'a>) -> Option<Cow<'a, str>> {
     }
 }
 
+/// A number column as the row has it: an integer column's value, or the
+/// text of a varchar one (old schemas): no text made of an integer per row.
+#[derive(Debug, Clone)]
+pub enum Num<'a> {
+    Int(i64),
+    Text(Cow<'a, str>),
+}
+
+impl Num<'_> {
+    /// As `metadata::leading_integer` reads the column's text.
+    pub fn leading_integer(&self) -> Option<i64> {
+        match self {
+            // The digits of i64::MIN do not fit an i64 without their sign.
+            Num::Int(n) => (*n != i64::MIN).then_some(*n),
+            Num::Text(t) => crate::metadata::leading_integer(t),
+        }
+    }
+}
+
+fn num<'a>(c: &RawCell<'a>) -> Option<Num<'a>> {
+    match *c {
+        RawCell::Null => None,
+        RawCell::Int(n) => Some(Num::Int(n)),
+        RawCell::Bytes(b) => Some(Num::Text(String::from_utf8_lossy(b))),
+    }
+}
+
 impl<'a> RowView<'a> {
     /// From the cells of `listing_columns()` after `dir` (a row only has
     /// a buffer when its `dir` was not NULL); `None` where
@@ -96,8 +123,8 @@ impl<'a> RowView<'a> {
         Some(RowView {
             msgnum,
             callerid: text(&cell(1)),
-            origtime: text(&cell(2)),
-            duration: text(&cell(3)),
+            origtime: num(&cell(2)),
+            duration: num(&cell(3)),
             flag: text(&cell(4)),
             msg_id: text(&cell(5)),
             has_recording: cell(6).int() == Some(1),
@@ -109,11 +136,38 @@ impl<'a> RowView<'a> {
         RowView {
             msgnum: r.msgnum,
             callerid: b(&r.callerid),
-            origtime: b(&r.origtime),
-            duration: b(&r.duration),
+            origtime: r.origtime.as_deref().map(|t| Num::Text(Cow::Borrowed(t))),
+            duration: r.duration.as_deref().map(|t| Num::Text(Cow::Borrowed(t))),
             flag: b(&r.flag),
             msg_id: b(&r.msg_id),
             has_recording: r.has_recording,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_cells_read_as_their_text_would() {
+        for n in [
+            0,
+            1,
+            -1,
+            42,
+            1790000000,
+            -5,
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let text = n.to_string();
+            assert_eq!(
+                Num::Int(n).leading_integer(),
+                Num::Text(Cow::Borrowed(&text)).leading_integer(),
+                "{n}"
+            );
         }
     }
 }
