@@ -5,11 +5,13 @@
 #   benches/sql.sh [ROWS] [BOXES]       # default 1000000 rows over 10000 boxes
 # Environment: VMTOOL (binary, default target/release/vmtool), RUNS (5),
 #   OUT_DIR (hyperfine JSON/markdown; default a fresh directory under /tmp),
-#   ENGINES ("postgres mariadb").
+#   ENGINES ("postgres mariadb"), KEEP (1: keep the table after the run and
+#   reuse it when it already has ROWS rows, for repeated runs; drop it by hand
+#   or run once more without KEEP).
 # Needs the local servers: PostgreSQL 127.0.0.1:5432 (postgres, trust) and
 # MariaDB 127.0.0.1:3306 (root, no password), database `test` on both.
 # Each engine gets a table `vm_bench` (TABLE=name for another; plus small
-# helper tables vm_bench_*) that is dropped again on exit.
+# helper tables vm_bench_*) that is dropped again on exit (unless KEEP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,7 @@ vmtool=${VMTOOL:-target/release/vmtool}
 runs=${RUNS:-5}
 t=${TABLE:-vm_bench}
 engines=${ENGINES:-postgres mariadb}
+keep=${KEEP:-0}
 out=${OUT_DIR:-$(mktemp -d /tmp/vmtool-bench-sql.XXXXXX)}
 mkdir -p "$out"
 prefix=/var/spool/asterisk/voicemail
@@ -34,6 +37,7 @@ PSQL=(psql -h 127.0.0.1 -U postgres -d test -X -q -v ON_ERROR_STOP=1)
 MARIADB=(mariadb -h 127.0.0.1 -u root test)
 
 cleanup() {
+  [[ $keep == 1 ]] && return 0
   "${PSQL[@]}" -c "DROP TABLE IF EXISTS ${t}, ${t}_blob" >/dev/null 2>&1 || true
   "${MARIADB[@]}" -e "DROP TABLE IF EXISTS ${t}, ${t}_boxes, ${t}_nums, ${t}_blob" >/dev/null 2>&1 || true
 }
@@ -158,6 +162,10 @@ ORDER BY bx.b, n.j"
     OPTIMIZE TABLE ${t}; ANALYZE TABLE ${t}" >/dev/null
 }
 
+# Rows in the table, for KEEP=1 (fails when it does not exist).
+count_postgres() { "${PSQL[@]}" -At -c "SELECT count(*) FROM ${t}"; }
+count_mariadb() { "${MARIADB[@]}" -B -N -e "SELECT count(*) FROM ${t}"; }
+
 bench_engine() {
   local engine=$1 url baseline t0
   case $engine in
@@ -166,10 +174,14 @@ bench_engine() {
     mariadb) url=mysql://root@127.0.0.1:3306/test
       baseline="mariadb -h 127.0.0.1 -u root test -B -N -e \"SELECT dir, msgnum, callerid, origtime, duration, msg_id FROM ${t}\" > /dev/null" ;;
   esac
-  echo "== $engine: loading $rows rows over $boxes boxes" >&2
-  t0=$SECONDS
-  "load_$engine"
-  echo "   loaded in $(( SECONDS - t0 )) s" >&2
+  if [[ $keep == 1 ]] && [[ $("count_$engine" 2>/dev/null) == "$rows" ]]; then
+    echo "== $engine: reusing ${t} ($rows rows; KEEP=1)" >&2
+  else
+    echo "== $engine: loading $rows rows over $boxes boxes" >&2
+    t0=$SECONDS
+    "load_$engine"
+    echo "   loaded in $(( SECONDS - t0 )) s" >&2
+  fi
 
   local vm="$vmtool --spool /nonexistent-spool --db $url --db-table ${t} --spool-prefix $prefix"
   # Sanity: one CSV line per row (+ header), one `boxes` line per box.

@@ -145,10 +145,12 @@ impl MetaFields for super::sql::packed::RowView<'_> {
         self.callerid.as_deref()
     }
     fn origtime(&self) -> Option<i64> {
-        crate::metadata::leading_integer(self.origtime.as_deref()?)
+        self.origtime.as_ref()?.leading_integer()
     }
     fn duration(&self) -> Option<u64> {
-        crate::metadata::leading_integer(self.duration.as_deref()?)
+        self.duration
+            .as_ref()?
+            .leading_integer()
             .and_then(|d| u64::try_from(d).ok())
     }
     fn flag_urgent(&self) -> bool {

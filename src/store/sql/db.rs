@@ -316,26 +316,11 @@ impl Db {
             )));
         }
         let conn = match target.kind {
-            Kind::Postgres => {
-                let mut c = postgres::Config::new();
-                c.host(&target.host);
-                if let Some(p) = target.port {
-                    c.port(p);
-                }
-                c.user(target.user.as_deref().unwrap_or("postgres"));
-                if let Some(p) = &target.password {
-                    c.password(p);
-                }
-                if let Some(d) = &target.database {
-                    c.dbname(d);
-                }
-                c.application_name("vmtool");
-                c.connect_timeout(std::time::Duration::from_secs(10));
-                Conn::Pg(Box::new(
-                    c.connect(postgres::NoTls)
-                        .map_err(|e| fail(pg_message(&e)))?,
-                ))
-            }
+            Kind::Postgres => Conn::Pg(Box::new(
+                postgres::Config::from(pg_config(target))
+                    .connect(postgres::NoTls)
+                    .map_err(|e| fail(pg_message(&e)))?,
+            )),
             Kind::Mysql => {
                 let opts = mysql::OptsBuilder::new()
                     .ip_or_hostname(Some(target.host.clone()))
@@ -466,6 +451,52 @@ impl Db {
         }
     }
 
+    /// PostgreSQL: the types of the columns `sql` returns (`None` on MySQL).
+    pub(super) fn pg_column_types(
+        &mut self,
+        sql: &str,
+    ) -> DbResult<Option<Vec<postgres::types::Type>>> {
+        let sql = self.sql(sql);
+        match &mut self.conn {
+            Conn::Pg(c) => {
+                let st = c.prepare(&sql).map_err(pg_err)?;
+                Ok(Some(
+                    st.columns().iter().map(|c| c.type_().clone()).collect(),
+                ))
+            }
+            Conn::My(_) => Ok(None),
+        }
+    }
+
+    /// PostgreSQL: runs a `COPY … TO STDOUT`; `each` sees its data in
+    /// pieces as they arrive and returns false to stop reading.
+    pub(super) fn copy_out_each(
+        &mut self,
+        sql: &str,
+        each: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> DbResult<()> {
+        use std::io::BufRead;
+        let Conn::Pg(c) = &mut self.conn else {
+            return Err(DbError {
+                msg: "COPY is PostgreSQL's".into(),
+                retry: false,
+            });
+        };
+        let mut r = c.copy_out(sql).map_err(pg_err)?;
+        let io = |e: std::io::Error| DbError {
+            msg: e.to_string(),
+            retry: false,
+        };
+        loop {
+            let piece = r.fill_buf().map_err(io)?;
+            let n = piece.len();
+            if n == 0 || !each(piece) {
+                return Ok(());
+            }
+            r.consume(n);
+        }
+    }
+
     pub fn query(&mut self, sql: &str, params: &[V]) -> DbResult<Vec<Vec<Cell>>> {
         let mut rows = Vec::new();
         self.query_each(sql, params, &mut |r| rows.push(r))?;
@@ -543,7 +574,26 @@ impl Db {
     }
 }
 
-fn pg_message(e: &postgres::Error) -> String {
+/// The connection settings of a PostgreSQL target.
+pub(super) fn pg_config(target: &DbTarget) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    c.host(&target.host);
+    if let Some(p) = target.port {
+        c.port(p);
+    }
+    c.user(target.user.as_deref().unwrap_or("postgres"));
+    if let Some(p) = &target.password {
+        c.password(p);
+    }
+    if let Some(d) = &target.database {
+        c.dbname(d);
+    }
+    c.application_name("vmtool");
+    c.connect_timeout(std::time::Duration::from_secs(10));
+    c
+}
+
+pub(super) fn pg_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("{} ({})", d.message(), d.code().code()),
         None => {

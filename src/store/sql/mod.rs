@@ -9,6 +9,7 @@ pub mod discover;
 mod greeting;
 pub mod migrate;
 pub mod packed;
+mod pgcopy;
 mod spill;
 pub mod table;
 pub mod watch;

@@ -13,20 +13,42 @@ pub(super) const LISTING_WIDTH: usize = 7;
 /// One box: folder name (`dir_name`) → its packed rows.
 pub(super) type PackedBox = Vec<(String, Vec<u8>)>;
 
+// Cell tags: the short forms keep a row about a quarter smaller (fewer
+// bytes through the listing's temporary file and its buffers).
+const NULL: u8 = 0;
+const INT64: u8 = 1;
+const BYTES: u8 = 2;
+const INT32: u8 = 3;
+/// Bytes of fewer than 256: a one-byte length.
+const SHORT_BYTES: u8 = 4;
+
 /// Appends one row's cells.
 pub(super) fn put_row(out: &mut Vec<u8>, cells: &[RawCell<'_>]) {
     for c in cells {
         match *c {
-            RawCell::Null => out.push(0),
-            RawCell::Int(n) => {
-                out.push(1);
-                out.extend_from_slice(&n.to_le_bytes());
-            }
-            RawCell::Bytes(b) => {
-                out.push(2);
-                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                out.extend_from_slice(b);
-            }
+            RawCell::Null => out.push(NULL),
+            RawCell::Int(n) => match i32::try_from(n) {
+                Ok(n) => {
+                    out.push(INT32);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+                Err(_) => {
+                    out.push(INT64);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+            },
+            RawCell::Bytes(b) => match u8::try_from(b.len()) {
+                Ok(n) => {
+                    out.push(SHORT_BYTES);
+                    out.push(n);
+                    out.extend_from_slice(b);
+                }
+                Err(_) => {
+                    out.push(BYTES);
+                    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    out.extend_from_slice(b);
+                }
+            },
         }
     }
 }
@@ -34,10 +56,20 @@ pub(super) fn put_row(out: &mut Vec<u8>, cells: &[RawCell<'_>]) {
 fn get_cell<'a>(buf: &mut &'a [u8]) -> Option<RawCell<'a>> {
     let (&tag, rest) = buf.split_first()?;
     let (cell, rest) = match tag {
-        0 => (RawCell::Null, rest),
-        1 => {
+        NULL => (RawCell::Null, rest),
+        INT64 => {
             let (n, rest) = rest.split_at_checked(8)?;
             (RawCell::Int(i64::from_le_bytes(n.try_into().ok()?)), rest)
+        }
+        INT32 => {
+            let (n, rest) = rest.split_at_checked(4)?;
+            let n = i32::from_le_bytes(n.try_into().ok()?);
+            (RawCell::Int(i64::from(n)), rest)
+        }
+        SHORT_BYTES => {
+            let (&n, rest) = rest.split_first()?;
+            let (b, rest) = rest.split_at_checked(usize::from(n))?;
+            (RawCell::Bytes(b), rest)
         }
         _ => {
             let (n, rest) = rest.split_at_checked(4)?;
@@ -71,8 +103,8 @@ pub(super) fn for_rows<'a>(mut buf: &'a [u8], width: usize, each: &mut dyn FnMut
 pub struct RowView<'a> {
     pub msgnum: i32,
     pub callerid: Option<Cow<'a, str>>,
-    pub origtime: Option<Cow<'a, str>>,
-    pub duration: Option<Cow<'a, str>>,
+    pub origtime: Option<Num<'a>>,
+    pub duration: Option<Num<'a>>,
     pub flag: Option<Cow<'a, str>>,
     pub msg_id: Option<Cow<'a, str>>,
     pub has_recording: bool,
@@ -86,6 +118,33 @@ fn text<'a>(c: &RawCell<'a>) -> Option<Cow<'a, str>> {
     }
 }
 
+/// A number column as the row has it: an integer column's value, or the
+/// text of a varchar one (old schemas): no text made of an integer per row.
+#[derive(Debug, Clone)]
+pub enum Num<'a> {
+    Int(i64),
+    Text(Cow<'a, str>),
+}
+
+impl Num<'_> {
+    /// As `metadata::leading_integer` reads the column's text.
+    pub fn leading_integer(&self) -> Option<i64> {
+        match self {
+            // The digits of i64::MIN do not fit an i64 without their sign.
+            Num::Int(n) => (*n != i64::MIN).then_some(*n),
+            Num::Text(t) => crate::metadata::leading_integer(t),
+        }
+    }
+}
+
+fn num<'a>(c: &RawCell<'a>) -> Option<Num<'a>> {
+    match *c {
+        RawCell::Null => None,
+        RawCell::Int(n) => Some(Num::Int(n)),
+        RawCell::Bytes(b) => Some(Num::Text(String::from_utf8_lossy(b))),
+    }
+}
+
 impl<'a> RowView<'a> {
     /// From the cells of `listing_columns()` after `dir` (a row only has
     /// a buffer when its `dir` was not NULL); `None` where
@@ -96,8 +155,8 @@ impl<'a> RowView<'a> {
         Some(RowView {
             msgnum,
             callerid: text(&cell(1)),
-            origtime: text(&cell(2)),
-            duration: text(&cell(3)),
+            origtime: num(&cell(2)),
+            duration: num(&cell(3)),
             flag: text(&cell(4)),
             msg_id: text(&cell(5)),
             has_recording: cell(6).int() == Some(1),
@@ -109,11 +168,61 @@ impl<'a> RowView<'a> {
         RowView {
             msgnum: r.msgnum,
             callerid: b(&r.callerid),
-            origtime: b(&r.origtime),
-            duration: b(&r.duration),
+            origtime: r.origtime.as_deref().map(|t| Num::Text(Cow::Borrowed(t))),
+            duration: r.duration.as_deref().map(|t| Num::Text(Cow::Borrowed(t))),
             flag: b(&r.flag),
             msg_id: b(&r.msg_id),
             has_recording: r.has_recording,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_come_back_as_they_were_put() {
+        let long = vec![b'x'; 300];
+        let cells = [
+            RawCell::Null,
+            RawCell::Int(0),
+            RawCell::Int(-1),
+            RawCell::Int(i64::from(i32::MAX)),
+            RawCell::Int(i64::from(i32::MIN)),
+            RawCell::Int(i64::from(i32::MAX) + 1),
+            RawCell::Int(i64::MIN),
+            RawCell::Bytes(b""),
+            RawCell::Bytes(&[0xff; 255]),
+            RawCell::Bytes(&long),
+        ];
+        let mut buf = Vec::new();
+        put_row(&mut buf, &cells);
+        put_row(&mut buf, &cells);
+        let mut rows = Vec::new();
+        for_rows(&buf, cells.len(), &mut |c| rows.push(c.to_vec()));
+        assert_eq!(rows, vec![cells.to_vec(), cells.to_vec()]);
+    }
+
+    #[test]
+    fn integer_cells_read_as_their_text_would() {
+        for n in [
+            0,
+            1,
+            -1,
+            42,
+            1790000000,
+            -5,
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let text = n.to_string();
+            assert_eq!(
+                Num::Int(n).leading_integer(),
+                Num::Text(Cow::Borrowed(&text)).leading_integer(),
+                "{n}"
+            );
         }
     }
 }

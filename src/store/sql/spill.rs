@@ -3,8 +3,13 @@
 //! primary key holds the recordings) and the rows. The rows go packed to an
 //! unlinked temporary file, not memory, until the listing reaches their box;
 //! the listing's order stays vmtool's whatever the server's collation.
+//!
+//! Rows arrive in any order of folders (PostgreSQL's heap order), so each
+//! reader gathers them in a buffer of fixed size and, when it is full,
+//! writes it out grouped by folder (a segment): a folder's rows are then
+//! one piece per segment, and memory stays at the buffer's size.
 
-use super::db::{Db, DbError, DbResult, Kind, RawCell, V};
+use super::db::{Db, Kind, RawCell, V};
 use super::packed::{put_row, PackedBox};
 use super::table::{db_err, Table};
 use super::Summary;
@@ -14,48 +19,65 @@ use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 
-/// Where one folder's rows are in the file: runs of `(offset, length)`.
+/// One folder of the listing: its rows in each reader's file, by the
+/// reader's number for its `dir`.
 struct SpillDir {
     folder: String,
-    /// `(file, offset, length)`.
-    runs: Vec<(usize, u64, u64)>,
+    /// `(reader, dir number)`.
+    ids: Vec<(usize, u32)>,
 }
 
-/// Rows are kept by folder in memory up to this, then written out: a
-/// folder's rows may come scattered (PostgreSQL's heap order), and this
-/// keeps the pieces to read back few (some 8 per folder and read for
-/// 1,000,000 rows).
-const PENDING_BYTES: usize = 8 << 20;
+/// Rows are gathered in memory up to this (per reader), then written out
+/// grouped by folder. Larger means fewer pieces per folder to read back
+/// (one per segment: some 12 per reader for 1,000,000 rows) but more
+/// memory: 8 MiB gave a third more peak RSS for no measurable time.
+const BUFFER_BYTES: usize = 4 << 20;
+
+/// Room kept for one more row in the buffer.
+const ROW_ROOM: usize = 64 << 10;
 
 /// One `dir` (group) while reading.
-#[derive(Default)]
-struct DirAcc {
+pub(super) struct DirAcc {
     name: String,
     /// Rows of its group (what `COUNT(*)` gives).
     count: u32,
-    pending: Vec<u8>,
-    runs: Vec<(u64, u64)>,
 }
 
-/// Writes every folder's pending rows out.
-fn flush(accs: &mut [DirAcc], out: &mut impl Write, pos: &mut u64) -> std::io::Result<()> {
-    for a in accs.iter_mut().filter(|a| !a.pending.is_empty()) {
-        out.write_all(&a.pending)?;
-        let len = a.pending.len() as u64;
-        match a.runs.last_mut() {
-            Some(r) if r.0 + r.1 == *pos => r.1 += len,
-            _ => a.runs.push((*pos, len)),
-        }
-        *pos += len;
-        // Freed, not kept: memory stays at PENDING_BYTES.
-        a.pending = Vec::new();
+/// One buffer written out: the rows of dir number `d` are at
+/// `at + ends[d - 1] .. at + ends[d]` (from 0 for the first); dirs past
+/// `ends` have no rows in it.
+struct Segment {
+    at: u64,
+    ends: Vec<u32>,
+}
+
+impl Segment {
+    fn range(&self, d: u32) -> Option<(u64, usize)> {
+        let d = d as usize;
+        let end = *self.ends.get(d)?;
+        let start = if d == 0 { 0 } else { self.ends[d - 1] };
+        (end > start).then(|| (self.at + u64::from(start), (end - start) as usize))
     }
-    Ok(())
+}
+
+/// What one reader leaves: its dirs (numbered by position), and its file
+/// with the segments in it.
+pub(super) struct Scanned {
+    dirs: Vec<DirAcc>,
+    file: std::fs::File,
+    segments: Vec<Segment>,
 }
 
 pub(super) struct Spill {
-    files: Vec<std::fs::File>,
+    /// Each reader's file and segments.
+    readers: Vec<(std::fs::File, Vec<Segment>)>,
     boxes: HashMap<MailboxId, Vec<SpillDir>>,
+}
+
+fn release_freed_memory() {
+    // SAFETY: mi_collect has no preconditions (with another global
+    // allocator it only tidies mimalloc's own, unused, state).
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Unlinked at once (O_TMPFILE where it can): nothing is left behind,
@@ -76,7 +98,7 @@ impl Spill {
         // on the prefix is a byte comparison, done here.
         let mysql = table.kind == Kind::Mysql;
         let prefix = format!("{}/", table.prefix);
-        let parts: Vec<(Option<Db>, String, Vec<V>)> = if mysql {
+        let scanned: Vec<Result<Scanned>> = if mysql {
             // A PAD SPACE collation ignores trailing blanks, its weight does not.
             let pad = db
                 .query(
@@ -94,7 +116,8 @@ impl Spill {
                 if pad { "TRIM(TRAILING ' ' FROM dir)" } else { "dir" },
                 table.name
             );
-            vec![(None, sql, vec![V::Text(Table::like(&prefix))])]
+            let params = [V::Text(Table::like(&prefix))];
+            vec![scan(db, table, true, &prefix, &sql, &params)]
         } else {
             // No ORDER BY: a sequential scan costs the server half as much
             // as the index's order (rows of a folder may then come apart:
@@ -104,46 +127,22 @@ impl Spill {
                 table.listing_columns(),
                 table.name
             );
-            pg_halves(db, table, &sql)
-        };
-        let scanned: Vec<Result<(Vec<DirAcc>, std::fs::File)>> = if parts.len() == 1 {
-            parts
-                .into_iter()
-                .map(|(_, sql, params)| scan(db, table, mysql, &prefix, &sql, &params))
-                .collect()
-        } else {
-            let prefix = &prefix;
-            std::thread::scope(|s| {
-                let running: Vec<_> = parts
-                    .into_iter()
-                    .map(|(own, sql, params)| {
-                        s.spawn(move || {
-                            let mut own = own.expect("a connection per part");
-                            scan(&mut own, table, mysql, prefix, &sql, &params)
-                        })
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(Error::Failed("listing thread failed".into())))
-                    })
-                    .collect()
-            })
+            match super::pgcopy::read(db, table, &sql, &prefix) {
+                Some(r) => r,
+                None => vec![scan(db, table, false, &prefix, &sql, &[])],
+            }
         };
         let mut sum = Summary::default();
-        let mut runs: HashMap<String, Vec<(usize, u64, u64)>> = HashMap::new();
-        let mut files = Vec::new();
+        let mut ids: HashMap<String, Vec<(usize, u32)>> = HashMap::new();
+        let mut readers = Vec::new();
         for part in scanned {
-            let (accs, file) = part?;
-            for a in accs {
+            let part = part?;
+            let r = readers.len();
+            for (d, a) in part.dirs.into_iter().enumerate() {
                 *sum.counts.entry(a.name.clone()).or_default() += a.count;
-                runs.entry(a.name)
-                    .or_default()
-                    .extend(a.runs.into_iter().map(|(o, l)| (files.len(), o, l)));
+                ids.entry(a.name).or_default().push((r, d as u32));
             }
-            files.push(file);
+            readers.push((part.file, part.segments));
         }
         let mut boxes: HashMap<MailboxId, Vec<SpillDir>> = HashMap::new();
         for d in sum.counts.keys() {
@@ -151,28 +150,40 @@ impl Spill {
             super::add_folder(&mut sum.tree, &p);
             boxes.entry(p.mailbox).or_default().push(SpillDir {
                 folder: p.folder.dir_name().to_string(),
-                runs: runs.remove(d).unwrap_or_default(),
+                ids: ids.remove(d).unwrap_or_default(),
             });
         }
         sum.sort_folders();
-        Ok((sum, Spill { files, boxes }))
+        // The readers' buffers are freed: give their pages back now, not
+        // after mimalloc's purge delay (a second), when the listing has
+        // long since allocated its own on top of them.
+        release_freed_memory();
+        Ok((sum, Spill { readers, boxes }))
     }
 
     /// The rows of one box, or `None` when it is not in the table.
     pub fn box_rows(&self, mb: &MailboxId) -> Option<Result<PackedBox>> {
         let dirs = self.boxes.get(mb)?;
         let mut out = PackedBox::new();
+        let mut pieces = Vec::new();
         for d in dirs {
-            let mut buf = vec![0; d.runs.iter().map(|r| r.2 as usize).sum()];
+            pieces.clear();
+            for &(r, id) in &d.ids {
+                let (file, segments) = &self.readers[r];
+                pieces.extend(
+                    segments
+                        .iter()
+                        .filter_map(|s| s.range(id))
+                        .map(|p| (file, p)),
+                );
+            }
+            let mut buf = vec![0; pieces.iter().map(|p| p.1 .1).sum()];
             let mut at = 0;
-            for &(f, off, len) in &d.runs {
-                let part = &mut buf[at..at + len as usize];
-                if let Err(e) = self.files[f].read_exact_at(part, off) {
-                    return Some(Err(Error::Failed(format!(
-                        "temporary file for the listing: {e}"
-                    ))));
+            for &(file, (off, len)) in &pieces {
+                if let Err(e) = file.read_exact_at(&mut buf[at..at + len], off) {
+                    return Some(Err(io_err(e)));
                 }
-                at += len as usize;
+                at += len;
             }
             out.push((d.folder.clone(), buf));
         }
@@ -180,66 +191,190 @@ impl Spill {
     }
 }
 
-/// PostgreSQL 14 and later scan a range of the heap by `ctid`: two halves
-/// on two connections use both cores (the server's and ours), one if not.
-fn pg_halves(db: &mut Db, table: &Table, sql: &str) -> Vec<(Option<Db>, String, Vec<V>)> {
-    let one = || vec![(None, sql.to_string(), Vec::new())];
-    let q = "SELECT current_setting('server_version_num')::int >= 140000, (SELECT relpages FROM pg_class WHERE oid = CAST(CAST(? AS TEXT) AS regclass))";
-    let Ok(rows) = db.query(q, &[V::Text(table.name.clone())]) else {
-        return one();
-    };
-    let (ok, pages) = match rows.first().map(|r| (r[0].int(), r[1].int())) {
-        Some((Some(1), Some(p))) => (true, p),
-        _ => (false, 0),
-    };
-    if !ok || pages < 1000 || std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        return one();
-    }
-    // Both halves in one snapshot, else a row updated meanwhile (a message
-    // moved to Old) could be seen in each.
-    let pair = || -> DbResult<(Db, Db)> {
-        let connect = || {
-            Db::connect(&db.target).map_err(|e| DbError {
-                msg: e.to_string(),
-                retry: false,
-            })
-        };
-        let (mut a, mut b) = (connect()?, connect()?);
-        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-        a.batch(begin)?;
-        let snap = a
-            .query("SELECT pg_export_snapshot()", &[])?
-            .first()
-            .and_then(|r| r.first())
-            .and_then(|c| c.text())
-            .filter(|s| s.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'))
-            .ok_or_else(|| DbError {
-                msg: "no snapshot".into(),
-                retry: false,
-            })?;
-        b.batch(begin)?;
-        b.batch(&format!("SET TRANSACTION SNAPSHOT '{snap}'"))?;
-        Ok((a, b))
-    };
-    let Ok((other, again)) = pair() else {
-        return one();
-    };
-    let mid = pages / 2;
-    vec![
-        (
-            Some(other),
-            format!("{sql} AND ctid < '({mid},0)'"),
-            Vec::new(),
-        ),
-        (
-            Some(again),
-            format!("{sql} AND ctid >= '({mid},0)'"),
-            Vec::new(),
-        ),
-    ]
+/// One read: each group's count and rows (in its file), fed a row at a time.
+pub(super) struct Scanner<'p> {
+    mysql: bool,
+    prefix: &'p str,
+    out: BufWriter<std::fs::File>,
+    accs: Vec<DirAcc>,
+    /// Where `dir`s are told apart: after the prefix on PostgreSQL (which
+    /// `row` checks), the whole `dir` on MariaDB/MySQL.
+    skip: usize,
+    // FxHash: the dir index is looked up for most rows (SipHash showed
+    // there), with the part after the prefix as its key (shorter to hash).
+    index: HashMap<Box<[u8]>, u32, rustc_hash::FxBuildHasher>,
+    // MariaDB/MySQL: the current group's weight and its named dir.
+    weight: Vec<u8>,
+    group: Option<u32>,
+    // The last dir seen: rows of one dir mostly come together.
+    last: Option<u32>,
+    /// Packed rows since the last segment, as they came...
+    buf: Vec<u8>,
+    /// ...each: its dir's number and where it starts in `buf`.
+    rows: Vec<(u32, u32)>,
+    segments: Vec<Segment>,
+    pos: u64,
+    failed: Option<std::io::Error>,
 }
 
-/// One read: each group's count and rows (in the returned file).
+fn io_err(e: std::io::Error) -> Error {
+    Error::Failed(format!("temporary file for the listing: {e}"))
+}
+
+impl<'p> Scanner<'p> {
+    pub(super) fn new(mysql: bool, prefix: &'p str) -> Result<Scanner<'p>> {
+        Ok(Scanner {
+            mysql,
+            prefix,
+            out: BufWriter::with_capacity(1 << 16, temp_file().map_err(io_err)?),
+            accs: Vec::new(),
+            skip: if mysql { 0 } else { prefix.len() },
+            index: HashMap::default(),
+            weight: Vec::new(),
+            group: None,
+            last: None,
+            // At full size from the start: grown by doubling, the buffer
+            // would leave its smaller copies behind in the allocator.
+            buf: Vec::with_capacity(BUFFER_BYTES),
+            rows: Vec::with_capacity(BUFFER_BYTES / 64),
+            segments: Vec::new(),
+            pos: 0,
+            failed: None,
+        })
+    }
+
+    fn acc_for(&mut self, dir: &[u8]) -> u32 {
+        let key = &dir[self.skip..];
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let i = self.accs.len() as u32;
+        self.accs.push(DirAcc {
+            name: String::from_utf8_lossy(dir).into_owned(),
+            count: 0,
+        });
+        self.index.insert(key.into(), i);
+        i
+    }
+
+    /// One row of `listing_columns()` (MariaDB/MySQL: then the weight of
+    /// `dir`); false when the temporary file failed (reading stops).
+    pub(super) fn row(&mut self, cells: &[RawCell<'_>]) -> bool {
+        let (w, row) = match (self.mysql, cells.split_last(), cells.first()) {
+            (true, Some((RawCell::Bytes(w), row)), _) => (*w, row),
+            (false, _, Some(RawCell::Bytes(d))) if d.starts_with(self.prefix.as_bytes()) => {
+                (*d, cells)
+            }
+            _ => return true,
+        };
+        let Some(RawCell::Bytes(dir)) = row.first() else {
+            return true;
+        };
+        let i = if self.mysql {
+            if self.group.is_none() || w != self.weight.as_slice() {
+                self.weight.clear();
+                self.weight.extend_from_slice(w);
+                self.group = Some(self.acc_for(dir));
+            }
+            let g = self.group.unwrap_or_default();
+            self.accs[g as usize].count += 1;
+            if *dir != self.accs[g as usize].name.as_bytes() {
+                return true;
+            }
+            g
+        } else {
+            let i = match self.last {
+                Some(i)
+                    if self.accs[i as usize].name.as_bytes()[self.skip..] == dir[self.skip..] =>
+                {
+                    i
+                }
+                _ => {
+                    let i = self.acc_for(dir);
+                    self.last = Some(i);
+                    i
+                }
+            };
+            self.accs[i as usize].count += 1;
+            i
+        };
+        let start = self.buf.len();
+        put_row(&mut self.buf, &row[1..]);
+        self.rows.push((i, start as u32));
+        // Written out before a row could outgrow the buffer (rows are
+        // short: the recording is not among them).
+        if self.buf.len() + ROW_ROOM > self.buf.capacity() {
+            if let Err(e) = self.flush() {
+                self.failed = Some(e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Writes the buffered rows out as one segment, grouped by dir (a
+    /// counting sort: each dir's rows keep their order).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let n = self.accs.len();
+        let end_of = |w: usize, rows: &[(u32, u32)], len: usize| {
+            rows.get(w + 1).map_or(len, |r| r.1 as usize)
+        };
+        // Bytes per dir, then where each dir's rows go.
+        let mut ends = vec![0u32; n];
+        for (w, &(d, start)) in self.rows.iter().enumerate() {
+            ends[d as usize] += (end_of(w, &self.rows, self.buf.len()) - start as usize) as u32;
+        }
+        let mut total = 0u32;
+        for e in ends.iter_mut() {
+            total += *e;
+            *e = total;
+        }
+        // Rows in their dirs' order: where each one goes, then in that order.
+        let mut order = vec![0u32; self.rows.len()];
+        // The first slot of each dir: the rows of the dirs before it.
+        let mut slot = vec![0u32; n + 1];
+        for &(d, _) in &self.rows {
+            slot[d as usize + 1] += 1;
+        }
+        for d in 0..n {
+            slot[d + 1] += slot[d];
+        }
+        for (w, &(d, _)) in self.rows.iter().enumerate() {
+            order[slot[d as usize] as usize] = w as u32;
+            slot[d as usize] += 1;
+        }
+        for &w in &order {
+            let start = self.rows[w as usize].1 as usize;
+            let end = end_of(w as usize, &self.rows, self.buf.len());
+            self.out.write_all(&self.buf[start..end])?;
+        }
+        self.segments.push(Segment { at: self.pos, ends });
+        self.pos += u64::from(total);
+        // Kept, not freed: the same pages serve the next segment.
+        self.buf.clear();
+        self.rows.clear();
+        Ok(())
+    }
+
+    /// Each group's count and where its rows are in the file.
+    pub(super) fn finish(mut self) -> Result<Scanned> {
+        if let Some(e) = self.failed.take() {
+            return Err(io_err(e));
+        }
+        self.flush().map_err(io_err)?;
+        let file = self.out.into_inner().map_err(|e| io_err(e.into_error()))?;
+        Ok(Scanned {
+            dirs: self.accs,
+            file,
+            segments: self.segments,
+        })
+    }
+}
+
+/// One read by the generic query path.
 fn scan(
     db: &mut Db,
     table: &Table,
@@ -247,83 +382,9 @@ fn scan(
     prefix: &str,
     sql: &str,
     params: &[V],
-) -> Result<(Vec<DirAcc>, std::fs::File)> {
-    let io = |e: std::io::Error| Error::Failed(format!("temporary file for the listing: {e}"));
-    let file = temp_file().map_err(io)?;
-    let mut out = BufWriter::with_capacity(1 << 16, &file);
-    let mut accs: Vec<DirAcc> = Vec::new();
-    // FxHash: the dir index is looked up for most rows (SipHash showed there).
-    let mut index: HashMap<Vec<u8>, usize, rustc_hash::FxBuildHasher> = HashMap::default();
-    let mut acc_for = |accs: &mut Vec<DirAcc>, dir: &[u8]| -> usize {
-        if let Some(&i) = index.get(dir) {
-            return i;
-        }
-        accs.push(DirAcc {
-            name: String::from_utf8_lossy(dir).into_owned(),
-            ..DirAcc::default()
-        });
-        index.insert(dir.to_vec(), accs.len() - 1);
-        accs.len() - 1
-    };
-    // MariaDB/MySQL: the current group's weight and its named dir.
-    let mut weight: Vec<u8> = Vec::new();
-    let mut group: Option<usize> = None;
-    // The last dir seen: rows of one dir mostly come together.
-    let mut last: Option<usize> = None;
-    let mut pending = 0usize;
-    let mut pos = 0u64;
-    let mut failed: Option<std::io::Error> = None;
-    db.query_each_raw(sql, params, &mut |cells| {
-        let (w, row) = match (mysql, cells.split_last(), cells.first()) {
-            (true, Some((RawCell::Bytes(w), row)), _) => (*w, row),
-            (false, _, Some(RawCell::Bytes(d))) if d.starts_with(prefix.as_bytes()) => (*d, cells),
-            _ => return true,
-        };
-        let Some(RawCell::Bytes(dir)) = row.first() else {
-            return true;
-        };
-        let i = if mysql {
-            if group.is_none() || w != weight.as_slice() {
-                weight.clear();
-                weight.extend_from_slice(w);
-                group = Some(acc_for(&mut accs, dir));
-            }
-            let g = group.unwrap_or_default();
-            accs[g].count += 1;
-            if *dir != accs[g].name.as_bytes() {
-                return true;
-            }
-            g
-        } else {
-            let i = match last {
-                Some(i) if accs[i].name.as_bytes() == *dir => i,
-                _ => {
-                    let i = acc_for(&mut accs, dir);
-                    last = Some(i);
-                    i
-                }
-            };
-            accs[i].count += 1;
-            i
-        };
-        let before = accs[i].pending.len();
-        put_row(&mut accs[i].pending, &row[1..]);
-        pending += accs[i].pending.len() - before;
-        if pending > PENDING_BYTES {
-            if let Err(e) = flush(&mut accs, &mut out, &mut pos) {
-                failed = Some(e);
-                return false;
-            }
-            pending = 0;
-        }
-        true
-    })
-    .map_err(db_err(table, "cannot list messages"))?;
-    if let Some(e) = failed {
-        return Err(io(e));
-    }
-    flush(&mut accs, &mut out, &mut pos).map_err(io)?;
-    out.flush().map_err(io)?;
-    drop(out);
-    Ok((accs, file))
+) -> Result<Scanned> {
+    let mut sc = Scanner::new(mysql, prefix)?;
+    db.query_each_raw(sql, params, &mut |cells| sc.row(cells))
+        .map_err(db_err(table, "cannot list messages"))?;
+    sc.finish()
 }
