@@ -1411,3 +1411,79 @@ fn report_lists_forgotten_temp_greeting_rows() {
         );
     }
 }
+
+#[test]
+fn boxes_shows_the_greeting_rows_greeting_ls_finds() {
+    for s in servers() {
+        let t = TestTable::new(&s, &[]);
+        let sb = Sandbox::team2();
+        t.load_fixture();
+        asterisk_stores_greeting(&t, "compta", "2201", "unavail", "unavail");
+        asterisk_stores_greeting(&t, "compta", "2201", "busy", "busy");
+        asterisk_stores_greeting(&t, "compta", "2202", "temp", "temp");
+        // Spelled otherwise: whether it counts is the server's collation's call, for
+        // `boxes` as for Asterisk's `dir = ?` (and `greeting ls`).
+        asterisk_stores_greeting(&t, "finance", "1101", "GREET", "greet");
+        t.db()
+            .exec(
+                &format!(
+                    "UPDATE {} SET origtime = 1790000000 WHERE msgnum = -1",
+                    t.name
+                ),
+                &[],
+            )
+            .unwrap();
+        let run = |a: &[&str]| {
+            let mut all = t.args();
+            all.extend(a.iter().map(|s| s.to_string()));
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            let now = (1790000000 + 20 * 86400).to_string();
+            sb.run_env(&[("VMTOOL_NOW", now.as_str())], &refs).ok()
+        };
+        let boxes = run(&["--format", "json", "boxes"]);
+        let rows = boxes.json_lines();
+        assert!(rows.len() >= 3, "{}", boxes.stdout);
+        let greetings_of = |b: &str| -> Vec<String> {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    format!(
+                        "{}@{}",
+                        r["box"].as_str().unwrap(),
+                        r["context"].as_str().unwrap()
+                    ) == b
+                })
+                .unwrap_or_else(|| panic!("{b} not in {}", boxes.stdout));
+            row["greetings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            greetings_of("2201@compta"),
+            ["unavail", "busy"],
+            "{:?}",
+            s.kind
+        );
+        assert_eq!(greetings_of("2202@compta"), ["temp"], "{:?}", s.kind);
+        let row = rows.iter().find(|r| r["box"] == "2202").unwrap();
+        assert_eq!(row["temp_age_days"], 20, "{:?}", s.kind);
+        for r in &rows {
+            let b = format!(
+                "{}@{}",
+                r["box"].as_str().unwrap(),
+                r["context"].as_str().unwrap()
+            );
+            let ls = run(&["--format", "json", "greeting", "ls", &b]);
+            let found: Vec<String> = ls
+                .json_lines()
+                .iter()
+                .filter(|g| g["files"].as_array().is_some_and(|f| !f.is_empty()))
+                .map(|g| g["greeting"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(greetings_of(&b), found, "{b} {:?}", s.kind);
+        }
+    }
+}

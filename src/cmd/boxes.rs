@@ -3,6 +3,7 @@
 
 use super::prelude::*;
 use crate::config::MailboxConf;
+use crate::store::greeting::Kind;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -86,23 +87,14 @@ fn box_row(
     mb: &MailboxId,
     conf: Option<&MailboxConf>,
     bytes: bool,
+    gs: &[(Kind, Option<i64>)],
 ) -> Result<BoxRow> {
     let exists = setup.store.mailbox_exists(mb);
-    let formats = setup
-        .vmconf
-        .as_ref()
-        .map(|c| c.general.format.clone())
-        .unwrap_or_default();
-    let gs = if exists {
-        setup.store.greetings(mb, &formats)?
-    } else {
-        Vec::new()
-    };
-    let gs: Vec<_> = gs.into_iter().filter(|g| g.exists()).collect();
+    let gs = if exists { gs } else { &[] };
     let temp_age_days = gs
         .iter()
-        .find(|g| g.kind == crate::store::greeting::Kind::Temp)
-        .and_then(|g| g.set_at())
+        .find(|(kind, _)| *kind == Kind::Temp)
+        .and_then(|(_, set_at)| *set_at)
         .map(|t| (setup.env.now() - t).max(0) / 86_400);
     let mut folders = BTreeMap::new();
     let (mut urgent, mut inbox, mut old, mut cap) = (0, 0, 0, 0);
@@ -142,7 +134,7 @@ fn box_row(
         configured: conf.is_some(),
         directory: exists,
         bytes: (bytes && exists).then(|| dir_bytes(&setup.store.spool().mailbox_dir(mb))),
-        greetings: gs.iter().map(|g| g.kind.name()).collect(),
+        greetings: gs.iter().map(|(kind, _)| kind.name()).collect(),
         temp_age_days,
         owner_base64: conf
             .and_then(|c| c.fullname_raw.as_deref())
@@ -223,6 +215,11 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
         h.push_str("FOLDERS / STATE");
         writeln!(table, "{}", setup.style.bold(&h)).map_err(out_err)?;
     }
+    let formats = setup
+        .vmconf
+        .as_ref()
+        .map(|c| c.general.format.clone())
+        .unwrap_or_default();
     let mut rows = 0usize;
     for ctx in &contexts {
         let mut boxes: Vec<MailboxId> = if setup.store.context_exists(ctx) {
@@ -231,11 +228,10 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
             Vec::new()
         };
         if let Some(vc) = &setup.vmconf {
+            // Duplicates go with the sort below.
             for m in vc.mailboxes.iter().filter(|m| m.context == ctx.as_str()) {
                 if let Ok(mb) = MailboxId::new(ctx.clone(), &m.mailbox) {
-                    if !boxes.contains(&mb) {
-                        boxes.push(mb);
-                    }
+                    boxes.push(mb);
                 }
             }
         }
@@ -245,9 +241,18 @@ pub fn exec(setup: &Setup, a: &BoxesArgs, out: &mut dyn Write, rep: &mut Reporte
         }
         boxes.sort();
         boxes.dedup();
+        // One read for the context's greetings (one query per 256 boxes on the table).
+        let greetings = match setup.store.greetings_set(&boxes, &formats) {
+            Ok(g) => g,
+            Err(e) => {
+                rep.error(&e);
+                continue;
+            }
+        };
         for mb in boxes {
             let conf = setup.mailbox_conf(&mb);
-            let row = match box_row(setup, &mb, conf, a.bytes) {
+            let gs = greetings.get(&mb).map_or(&[][..], Vec::as_slice);
+            let row = match box_row(setup, &mb, conf, a.bytes, gs) {
                 Ok(r) => r,
                 Err(e) => {
                     rep.error(&e);

@@ -26,6 +26,7 @@ use crate::lock::{LockError, MailboxGuard};
 use crate::ops::failpoint;
 use crate::spool::{MailboxId, Spool};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -642,6 +643,37 @@ impl Store {
             Store::File(f) => list(f.spool(), mb, formats)
                 .map_err(|e| Error::io("read", f.spool().mailbox_dir(mb), e)),
             Store::Sql(s) => s.greetings(mb, formats),
+        }
+    }
+
+    /// Which greetings each of `mbs` has (a file or row in some format) and when each was
+    /// set; boxes with none are left out. For many boxes at once (`boxes`).
+    pub fn greetings_set(
+        &self,
+        mbs: &[MailboxId],
+        formats: &[String],
+    ) -> Result<HashMap<MailboxId, Vec<(Kind, Option<i64>)>>, Error> {
+        match self {
+            Store::File(f) => {
+                let mut out = HashMap::new();
+                for mb in mbs {
+                    let gs = match list(f.spool(), mb, formats) {
+                        Ok(gs) => gs,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Error::io("read", f.spool().mailbox_dir(mb), e)),
+                    };
+                    let set: Vec<_> = gs
+                        .iter()
+                        .filter(|g| g.exists())
+                        .map(|g| (g.kind, g.set_at()))
+                        .collect();
+                    if !set.is_empty() {
+                        out.insert(mb.clone(), set);
+                    }
+                }
+                Ok(out)
+            }
+            Store::Sql(s) => s.greetings_set(mbs),
         }
     }
 

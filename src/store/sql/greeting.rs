@@ -17,13 +17,64 @@ use crate::store::greeting::{
     ext_of_token, pick_ext, Greeting, GreetingFile, Kind, SetOptions, TempGreeting,
 };
 use crate::store::Decoded;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 const UNTIL_TAG: &str = "vmtool-until=";
 
+fn fold(dir: &str) -> String {
+    dir.trim_end_matches(' ').to_lowercase()
+}
+
 impl SqlStore {
     fn greeting_dir(&self, mb: &MailboxId, kind: Kind) -> String {
         format!("{}{}", self.table.box_prefix(mb), kind.base())
+    }
+
+    /// Which greetings each of `mbs` has and when each was set (the row's `origtime`):
+    /// one indexed query per 256 boxes, no recording read. What `boxes` shows of them.
+    pub fn greetings_set(
+        &self,
+        mbs: &[MailboxId],
+    ) -> Result<HashMap<MailboxId, Vec<(Kind, Option<i64>)>>> {
+        let mut out: HashMap<MailboxId, Vec<(Kind, Option<i64>)>> = HashMap::new();
+        for chunk in mbs.chunks(256) {
+            let mut by_dir: HashMap<String, (&MailboxId, Kind)> = HashMap::new();
+            // The server matched `dir` under its collation (case, trailing blanks), as
+            // Asterisk's `dir = ?` does: a row spelled otherwise still counts.
+            let mut folded: HashMap<String, (&MailboxId, Kind)> = HashMap::new();
+            for mb in chunk {
+                for kind in Kind::ALL {
+                    let dir = self.greeting_dir(mb, kind);
+                    folded.insert(fold(&dir), (mb, kind));
+                    by_dir.insert(dir, (mb, kind));
+                }
+            }
+            let marks = vec!["?"; by_dir.len()].join(", ");
+            let sql = format!(
+                "SELECT dir, {} FROM {} WHERE msgnum = -1 AND dir IN ({marks})",
+                self.table.text_cast("origtime"),
+                self.table.name
+            );
+            let params: Vec<V> = by_dir.keys().map(|d| V::Text(d.clone())).collect();
+            self.db()
+                .query_each(&sql, &params, &mut |r| {
+                    let Some((mb, kind)) = r[0]
+                        .text()
+                        .and_then(|d| by_dir.get(&d).or_else(|| folded.get(&fold(&d))))
+                    else {
+                        return;
+                    };
+                    out.entry((*mb).clone())
+                        .or_default()
+                        .push((*kind, r[1].int()));
+                })
+                .map_err(db_err(&self.table, "cannot read the greetings"))?;
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|(k, _)| Kind::ALL.iter().position(|a| a == k));
+        }
+        Ok(out)
     }
 
     pub fn greetings(&self, mb: &MailboxId, _formats: &[String]) -> Result<Vec<Greeting>> {
