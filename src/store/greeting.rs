@@ -110,6 +110,9 @@ pub struct GreetingFile {
     pub problem: Option<String>,
 }
 
+/// Per box, the greetings it has and when each was set (seconds since the epoch).
+pub type GreetingsSet = HashMap<MailboxId, Vec<(Kind, Option<i64>)>>;
+
 /// One greeting of a box as it is on disk.
 #[derive(Debug, Clone, Serialize)]
 pub struct Greeting {
@@ -652,7 +655,7 @@ impl Store {
         &self,
         mbs: &[MailboxId],
         formats: &[String],
-    ) -> Result<HashMap<MailboxId, Vec<(Kind, Option<i64>)>>, Error> {
+    ) -> Result<GreetingsSet, Error> {
         match self {
             Store::File(f) => {
                 let mut out = HashMap::new();

@@ -14,7 +14,7 @@ use crate::audio::{self, AudioFormat};
 use crate::error::{Error, Result};
 use crate::spool::MailboxId;
 use crate::store::greeting::{
-    ext_of_token, pick_ext, Greeting, GreetingFile, Kind, SetOptions, TempGreeting,
+    ext_of_token, pick_ext, Greeting, GreetingFile, GreetingsSet, Kind, SetOptions, TempGreeting,
 };
 use crate::store::Decoded;
 use std::collections::HashMap;
@@ -33,11 +33,8 @@ impl SqlStore {
 
     /// Which greetings each of `mbs` has and when each was set (the row's `origtime`):
     /// one indexed query per 256 boxes, no recording read. What `boxes` shows of them.
-    pub fn greetings_set(
-        &self,
-        mbs: &[MailboxId],
-    ) -> Result<HashMap<MailboxId, Vec<(Kind, Option<i64>)>>> {
-        let mut out: HashMap<MailboxId, Vec<(Kind, Option<i64>)>> = HashMap::new();
+    pub fn greetings_set(&self, mbs: &[MailboxId]) -> Result<GreetingsSet> {
+        let mut out = GreetingsSet::new();
         for chunk in mbs.chunks(256) {
             let mut by_dir: HashMap<String, (&MailboxId, Kind)> = HashMap::new();
             // The server matched `dir` under its collation (case, trailing blanks), as
