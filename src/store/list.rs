@@ -3,7 +3,7 @@
 //! without building a `MessageRow`), which keeps a 100k-row listing fast.
 
 use super::sql::SqlStore;
-use super::MailboxStore;
+use super::FileStore;
 use crate::error::{Error, Result};
 use crate::listing::{message_row_from, LsFilter, MetaFields, Zone};
 use crate::render::{MessageRowRef, MessageWriter};
@@ -11,10 +11,12 @@ use crate::scan::{MsgFiles, MsgState};
 use crate::spool::{Folder, MailboxId, MsgNum};
 
 /// Lists one folder of a file store into `w`; `Ok(true)` when `only` (if
-/// given) was there.
+/// given) was there. Each `.txt` gives only the fields a row shows
+/// ([`Listed`]); JSON rows are written from borrowed text, with one path,
+/// date and number buffer for the whole folder.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn file_folder(
-    store: &dyn MailboxStore,
+    store: &FileStore,
     mb: &MailboxId,
     folder: &Folder,
     only: Option<MsgNum>,
@@ -25,7 +27,13 @@ pub(super) fn file_folder(
     errors: &mut Vec<Error>,
 ) -> Result<bool> {
     let want = |m: &MsgFiles| only.is_none_or(|n| m.num == n);
-    let scan = store.folder_messages(mb, folder, &want, &mut |files, meta| {
+    let (context, mailbox) = (mb.context.as_str(), mb.mailbox());
+    // `<folder dir>/msgNNNN.txt`, as `location()` shows it.
+    let mut path = String::new();
+    let mut base = None;
+    let (mut date, mut table) = (String::new(), String::new());
+    let json = w.is_json();
+    let scan = store.folder_listed(mb, folder, &want, &mut |files, dir, meta| {
         let meta = match meta {
             Ok(m) => m,
             // Moved or deleted between readdir and open (Asterisk, another
@@ -38,12 +46,60 @@ pub(super) fn file_folder(
                 return;
             }
         };
-        let row = store.message_row(mb, folder, files, Some(&meta), zone);
-        if filter.row_ok(&row) {
-            // Writing into a Vec cannot fail.
-            let _ = w.write(&row);
-            *rows += 1;
+        let base = *base.get_or_insert_with(|| {
+            path = dir.display().to_string();
+            path.push_str("/msg");
+            path.len()
+        });
+        path.truncate(base);
+        let digits = files.num.digits();
+        // ASCII by construction.
+        let number = std::str::from_utf8(&digits).unwrap_or_default();
+        path.push_str(number);
+        path.push_str(".txt");
+        if !json {
+            let row = message_row_from(mb, folder, files, Some(&meta), zone, path.clone());
+            if filter.row_ok(&row) {
+                // Writing into a Vec cannot fail.
+                let _ = w.write(&row);
+                *rows += 1;
+            }
+            return;
         }
+        let cid = meta
+            .callerid_raw()
+            .map(crate::callerid::CallerId::parse_ref);
+        let (name, cnum) = match &cid {
+            Some(c) => (c.name.as_deref(), c.number.as_deref()),
+            None => (None, None),
+        };
+        let origtime = meta.origtime();
+        if !filter.fields_ok(origtime, name, cnum) {
+            return;
+        }
+        let dated = origtime.is_some_and(|t| zone.stamps_into(t, &mut date, &mut table));
+        let base64 = meta.callerid_bytes().map(crate::render::base64);
+        let row = MessageRowRef {
+            context,
+            mailbox,
+            folder: folder.dir_name(),
+            number,
+            msg_id: meta.msg_id(),
+            callerid: meta.callerid_raw(),
+            callerid_name: name,
+            callerid_num: cnum,
+            origtime,
+            date: dated.then_some(date.as_str()),
+            duration: meta.duration(),
+            urgent: meta.flag_urgent(),
+            formats: &files.audio,
+            path: &path,
+            state: files.state(),
+            callerid_base64: base64.as_deref(),
+        };
+        // Writing into a Vec cannot fail.
+        let _ = w.write_json_ref(&row);
+        *rows += 1;
     })?;
     Ok(only.is_none_or(|n| scan.messages.iter().any(|m| m.num == n)))
 }
