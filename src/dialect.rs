@@ -44,12 +44,14 @@ fn c_strlen(buf: &[u8], from: usize) -> usize {
 /// Borrows when there is nothing to remove or only a plain trailing comment
 /// (most lines: `; Message Information file`, `callerchan=…;2`).
 pub fn clean_line<'a>(raw: &'a [u8], state: &mut CommentState) -> Option<Cow<'a, [u8]>> {
-    if state.depth == 0 && !raw.contains(&0) {
-        let text = match raw.iter().position(|&b| b == b';') {
+    if state.depth == 0 {
+        // Up to the first `;` or NUL: a NUL after a plain comment's `;` is
+        // cut with the comment (the C string ends there either way).
+        let text = match memchr::memchr2(b';', 0, raw) {
             None => raw,
             // The slow path's plain-comment case: not `\;`, not an opener
             // `;--` (unless `;---`), not a closer `--;`.
-            Some(p) if plain_comment(raw, p) => &raw[..p],
+            Some(p) if raw[p] == b';' && plain_comment(raw, p) => &raw[..p],
             Some(_) => return clean_line_slow(raw, state).map(Cow::Owned),
         };
         let t = ast_strip(text);
@@ -58,8 +60,8 @@ pub fn clean_line<'a>(raw: &'a [u8], state: &mut CommentState) -> Option<Cow<'a,
     clean_line_slow(raw, state).map(Cow::Owned)
 }
 
-/// The `;` at `p` (the first of a line without NUL, outside a block comment)
-/// starts a plain comment.
+/// The `;` at `p` (the first of a line, with no NUL before it, outside a
+/// block comment) starts a plain comment.
 fn plain_comment(raw: &[u8], p: usize) -> bool {
     let at = |i: usize| raw.get(i).copied().unwrap_or(0);
     let escaped = p > 0 && raw[p - 1] == b'\\';
@@ -190,9 +192,7 @@ pub fn split_var(text: &[u8]) -> Result<VarLine<'_>, VarProblem> {
         },
         None => (text, 0),
     };
-    let eq = body[skip..]
-        .iter()
-        .position(|&b| b == b'=')
+    let eq = memchr::memchr(b'=', &body[skip..])
         .map(|i| i + skip)
         .ok_or(VarProblem::NoEquals)?;
     let mut key = &body[..eq];
@@ -303,7 +303,7 @@ pub fn lines(data: &[u8]) -> impl Iterator<Item = (usize, Option<&[u8]>)> {
             return None;
         }
         lineno += 1;
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &rest[rest.len()..]),
         };

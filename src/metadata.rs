@@ -424,9 +424,17 @@ struct ListedSink<'a> {
 type ListedSlot<'a> = ([u8; 8], Cow<'a, [u8]>);
 
 fn listed_index(key: &[u8]) -> Option<usize> {
-    LISTED_KEYS
-        .iter()
-        .position(|k| key.eq_ignore_ascii_case(k.as_bytes()))
+    // The candidate by length and first letter, then the exact comparison.
+    let i = match (key.len(), key.first().map(|b| b | 0x20)) {
+        (8, Some(b'c')) => 0,
+        (8, Some(b'o')) => 1,
+        (8, Some(b'd')) => 2,
+        (4, _) => 3,
+        (6, _) => 4,
+        _ => return None,
+    };
+    key.eq_ignore_ascii_case(LISTED_KEYS[i].as_bytes())
+        .then_some(i)
 }
 
 /// A listed key's spelling (at most 8 ASCII bytes), padded with NULs.
@@ -476,7 +484,11 @@ impl<'a> Listed<'a> {
         for (i, slot) in sink.slots.into_iter().enumerate() {
             let Some((_, bytes)) = slot else { continue };
             let text = match &bytes {
-                Cow::Borrowed(b) => String::from_utf8_lossy(b),
+                // `from_utf8` first: its ASCII fast path beats the lossy walk.
+                Cow::Borrowed(b) => match std::str::from_utf8(b) {
+                    Ok(t) => Cow::Borrowed(t),
+                    Err(_) => String::from_utf8_lossy(b),
+                },
                 Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
             };
             // Lossy text is never the bytes themselves.

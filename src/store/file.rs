@@ -48,7 +48,7 @@ fn subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
 /// message file); a file over `MAX_TXT_BYTES` is refused unread.
 fn read_small(path: &Path, file: std::fs::File, md: &std::fs::Metadata) -> Result<Vec<u8>> {
     let mut data = Vec::new();
-    read_small_into(&|| path.to_path_buf(), file, md, &mut data)?;
+    read_small_into(&|| path.to_path_buf(), file, md.len(), &mut data)?;
     Ok(data)
 }
 
@@ -56,23 +56,22 @@ fn read_small(path: &Path, file: std::fs::File, md: &std::fs::Metadata) -> Resul
 fn read_small_into(
     path: &dyn Fn() -> PathBuf,
     file: std::fs::File,
-    md: &std::fs::Metadata,
+    len: u64,
     data: &mut Vec<u8>,
 ) -> Result<()> {
-    if md.len() > MAX_TXT_BYTES {
+    if len > MAX_TXT_BYTES {
         return Err(Error::Metadata {
             path: path(),
             source: MetaError::Invalid {
                 line: 0,
                 reason: format!(
-                    "{} bytes, larger than {MAX_TXT_BYTES}: not a message file, not read",
-                    md.len()
+                    "{len} bytes, larger than {MAX_TXT_BYTES}: not a message file, not read"
                 ),
             },
         });
     }
-    let mut file =
-        fsutil::Bounded::new(file, md, MAX_TXT_BYTES).map_err(|e| Error::io("read", path(), e))?;
+    let mut file = fsutil::Bounded::with_len(file, len, MAX_TXT_BYTES)
+        .map_err(|e| Error::io("read", path(), e))?;
     data.clear();
     data.reserve(file.len() as usize);
     file.read_to_end(data)
@@ -90,9 +89,9 @@ fn read_listed<'b>(
 ) -> Result<Listed<'b>> {
     let path = || dir.join(name);
     let fill = |buf: &mut Vec<u8>| {
-        let (file, md) =
-            fsutil::open_regular_at(fd, name).map_err(|e| Error::io("open", path(), e))?;
-        read_small_into(&path, file, &md, buf)
+        let (file, len) =
+            fsutil::open_regular_at_len(fd, name).map_err(|e| Error::io("open", path(), e))?;
+        read_small_into(&path, file, len, buf)
     };
     fill(buf)?;
     match Listed::parse(buf) {
