@@ -213,6 +213,63 @@ pub fn split_var(text: &[u8]) -> Result<VarLine<'_>, VarProblem> {
     })
 }
 
+/// A raw line as [`clean_line`] then [`classify`] see it, when it is plain
+/// (no NUL, no backslash, at most a plain comment): blank, or a variable.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PlainLine<'a> {
+    Blank,
+    Var(VarLine<'a>),
+    /// Anything else: ask `clean_line` and `classify`.
+    Other,
+}
+
+/// One pass over a raw line outside a block comment: what `clean_line` and
+/// `classify` would make of it when that is a blank or a `key=value` line
+/// (most lines of a message file), else [`PlainLine::Other`].
+pub fn plain_line(raw: &[u8]) -> PlainLine<'_> {
+    let mut eq = None;
+    let mut end = raw.len();
+    for (i, &b) in raw.iter().enumerate() {
+        match b {
+            b'=' if eq.is_none() => eq = Some(i),
+            b';' if plain_comment(raw, i) => {
+                end = i;
+                break;
+            }
+            b';' | b'\\' | 0 => return PlainLine::Other,
+            _ => {}
+        }
+    }
+    let text = ast_strip(&raw[..end]);
+    let Some(&first) = text.first() else {
+        return PlainLine::Blank;
+    };
+    // Blanks stripped from the front are below `=`: the first `=` is in `text`.
+    let (Some(eq), false) = (eq, matches!(first, b'[' | b'#')) else {
+        return PlainLine::Other;
+    };
+    let eq = eq - (text.as_ptr() as usize - raw.as_ptr() as usize);
+    let (mut key, mut raw_value) = (&text[..eq], &text[eq + 1..]);
+    let (mut append, mut object) = (false, false);
+    if eq > 0 && text[eq - 1] == b'+' {
+        append = true;
+        key = &text[..eq - 1];
+    } else if let Some(v) = raw_value.strip_prefix(b">") {
+        object = true;
+        raw_value = v;
+    }
+    let key = ast_strip(key);
+    if key.is_empty() {
+        return PlainLine::Other;
+    }
+    PlainLine::Var(VarLine {
+        key,
+        raw_value,
+        object,
+        append,
+    })
+}
+
 /// Splits one cleaned line (output of [`clean_line`]) as `process_text_line()` does.
 pub fn classify(line: &[u8]) -> Line<'_> {
     if !matches!(line.first(), Some(b'[' | b'#')) {
@@ -458,6 +515,36 @@ mod tests {
                 assert_eq!(fast.depth, slow.depth, "{line:?}");
             }
         }
+    }
+
+    #[test]
+    fn plain_lines_read_as_the_general_path_reads_them() {
+        let alphabet = b"a;-\\ =+>[#\0";
+        let mut line = Vec::new();
+        let (mut vars, mut blanks) = (0, 0);
+        for len in 0..=6u32 {
+            for mut n in 0..(alphabet.len() as u32).pow(len) {
+                line.clear();
+                for _ in 0..len {
+                    line.push(alphabet[(n % alphabet.len() as u32) as usize]);
+                    n /= alphabet.len() as u32;
+                }
+                let general = clean_line(&line, &mut CommentState::default());
+                match plain_line(&line) {
+                    PlainLine::Other => continue,
+                    PlainLine::Blank => {
+                        blanks += 1;
+                        assert_eq!(general, None, "{line:?}");
+                    }
+                    PlainLine::Var(v) => {
+                        vars += 1;
+                        let general = general.unwrap_or_else(|| panic!("{line:?}"));
+                        assert_eq!(classify(&general), Line::Var(v), "{line:?}");
+                    }
+                }
+            }
+        }
+        assert!(vars > 10_000 && blanks > 100, "{vars} {blanks}");
     }
 
     #[test]

@@ -95,6 +95,20 @@ fn parse_into<'a>(data: &'a [u8], sink: &mut impl MessageSink<'a>) -> Result<(),
             });
             continue;
         };
+        // Most lines: one pass, no comment state to carry.
+        if !state.in_comment() {
+            match dialect::plain_line(raw) {
+                dialect::PlainLine::Blank => continue,
+                dialect::PlainLine::Var(v) => {
+                    step_var(in_category, lineno)?;
+                    if in_message && sink.wants(v.key) {
+                        sink.var(v.key, v.append, Cow::Borrowed(v.raw_value));
+                    }
+                    continue;
+                }
+                dialect::PlainLine::Other => {}
+            }
+        }
         let Some(clean) = dialect::clean_line(raw, &mut state) else {
             continue;
         };
