@@ -48,6 +48,11 @@ pub fn not_regular(e: &io::Error) -> Option<NotRegular> {
     e.get_ref()?.downcast_ref::<NotRegular>().copied()
 }
 
+/// The [`TooLarge`] inside an I/O error, if that is what it is.
+pub fn too_large(e: &io::Error) -> Option<TooLarge> {
+    e.get_ref()?.downcast_ref::<TooLarge>().copied()
+}
+
 /// The error every reader gives for a file that is not a regular file.
 pub fn not_regular_err(kind: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, NotRegular { kind })

@@ -354,20 +354,7 @@ impl Metadata {
 
     /// Keys Asterisk needs and that are missing or unusable (spec §3.7).
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.get("callerid").is_none() {
-            p.push("no callerid= line: Asterisk crashes when this message is played".to_string());
-        }
-        match self.get("origtime") {
-            None => {
-                p.push("no origtime= line: Asterisk skips this message on playback".to_string())
-            }
-            Some(v) if self.origtime().is_none() => {
-                p.push(format!("origtime={v:?} is not a number"))
-            }
-            _ => {}
-        }
-        p
+        problems(self.get("callerid"), self.get("origtime"))
     }
 
     /// The exact bytes `leave_voicemail()` writes for these fields (spec §3.2):
@@ -552,6 +539,27 @@ impl<'a> Listed<'a> {
     pub fn msg_id(&self) -> Option<&str> {
         self.get(4).filter(|s| !s.is_empty())
     }
+
+    /// [`Metadata::problems`].
+    pub fn problems(&self) -> Vec<String> {
+        problems(self.get(0), self.get(1))
+    }
+}
+
+/// [`Metadata::problems`] from the `callerid=` and `origtime=` values.
+fn problems(callerid: Option<&str>, origtime: Option<&str>) -> Vec<String> {
+    let mut p = Vec::new();
+    if callerid.is_none() {
+        p.push("no callerid= line: Asterisk crashes when this message is played".to_string());
+    }
+    match origtime {
+        None => p.push("no origtime= line: Asterisk skips this message on playback".to_string()),
+        Some(v) if leading_integer(v).is_none() => {
+            p.push(format!("origtime={v:?} is not a number"))
+        }
+        _ => {}
+    }
+    p
 }
 
 /// Bytes as text; invalid UTF-8 is replaced (and noted) so a message with a
@@ -798,6 +806,7 @@ mod tests {
         assert_eq!(l.duration(), m.duration(), "{why}");
         assert_eq!(l.flag_urgent(), m.flag_urgent(), "{why}");
         assert_eq!(l.msg_id(), m.msg_id(), "{why}");
+        assert_eq!(l.problems(), m.problems(), "{why}");
         true
     }
 

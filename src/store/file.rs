@@ -174,6 +174,19 @@ impl FileStore {
         Ok(scan)
     }
 
+    /// [`MailboxStore::folders`], and the subdirectories whose names are not
+    /// UTF-8 ([`FileStore::non_utf8_subdirs`]), from one read of the box.
+    pub fn folders_and_unnamed(&self, mb: &MailboxId) -> Result<(Vec<Folder>, Vec<String>)> {
+        let (names, bad) = subdirs(&self.spool.mailbox_dir(mb))?;
+        let mut folders: Vec<Folder> = names
+            .iter()
+            .filter(|n| n.as_str() != "tmp")
+            .filter_map(|n| Folder::from_dir_name(n).ok())
+            .collect();
+        folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        Ok((folders, bad))
+    }
+
     fn read_txt(path: &Path) -> Result<Metadata> {
         Self::read_txt_with(path, || fsutil::open_regular(path))
     }
@@ -241,14 +254,7 @@ impl MailboxStore for FileStore {
     }
 
     fn folders(&self, mb: &MailboxId) -> Result<Vec<Folder>> {
-        let (names, _) = subdirs(&self.spool.mailbox_dir(mb))?;
-        let mut folders: Vec<Folder> = names
-            .iter()
-            .filter(|n| n.as_str() != "tmp")
-            .filter_map(|n| Folder::from_dir_name(n).ok())
-            .collect();
-        folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        Ok(folders)
+        Ok(self.folders_and_unnamed(mb)?.0)
     }
 
     fn scan_folder(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderScan> {
