@@ -92,7 +92,7 @@ impl Checker<'_> {
     fn unnamed_names(&mut self, dir: &Path, names: &[String], what: &str) {
         for name in names {
             self.add(
-                &dir.join(&name),
+                &dir.join(name),
                 "name-not-utf8",
                 format!("{what} directory whose name is not UTF-8 (shown with U+FFFD): vmtool cannot name it, so ls, boxes and changes skip it"),
                 "rename it to a plain ASCII name (as configured in voicemail.conf), or remove it if Asterisk never used it".to_string(),
