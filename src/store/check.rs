@@ -38,6 +38,9 @@ pub struct Finding {
 
 const INFORMATION: [&str; 1] = ["gap"];
 
+/// Boxes checked in parallel per chunk (as `ls` lists them).
+const CHECK_CHUNK: usize = 64;
+
 /// The file store's checker: every folder, lock, leftover and owner.
 struct Checker<'a> {
     store: &'a Store,
@@ -81,7 +84,7 @@ fn uid_of(user: &str) -> Option<u32> {
     })
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     /// Reports subdirectories of `dir` whose names are not UTF-8.
     fn unnamed(&mut self, dir: &Path, what: &str) {
         let names = FileStore::non_utf8_subdirs(dir).unwrap_or_default();
@@ -211,6 +214,49 @@ impl Checker<'_> {
                 false,
             ),
         }
+    }
+
+    /// A checker with the same options and no findings yet.
+    fn fork(&self) -> Checker<'a> {
+        Checker {
+            store: self.store,
+            engine: Engine {
+                spool: self.engine.spool,
+                lock: self.engine.lock.clone(),
+                conf: self.engine.conf,
+                interrupted: self.engine.interrupted,
+                recovered: Default::default(),
+            },
+            fix: self.fix,
+            stale: self.stale,
+            findings: Vec::new(),
+            runuser_uid: self.runuser_uid,
+            strict: self.strict,
+            quarantined: Default::default(),
+            formats: self.formats.clone(),
+        }
+    }
+
+    /// One box of a spool check (`only`: one of its folders): the box is
+    /// read once for its folders and its unnamed subdirectories.
+    fn check_box(&mut self, mb: &MailboxId, only: Option<&Folder>) -> Result<()> {
+        let store = self.store;
+        let dir = || store.spool().mailbox_dir(mb);
+        let listing = match (only, store) {
+            (None, Store::File(fs)) => match fs.folders_and_unnamed(mb) {
+                Ok((folders, bad)) => {
+                    self.unnamed_names(&dir(), &bad, "a folder");
+                    Some(Ok(folders))
+                }
+                Err(e) => Some(Err(e)),
+            },
+            (None, Store::Sql(_)) => {
+                self.unnamed(&dir(), "a folder");
+                None
+            }
+            (Some(_), _) => None,
+        };
+        self.check_mailbox(mb, only, listing)
     }
 
     /// One box: all its folders (`listing`: the box's folders as read
@@ -1012,27 +1058,32 @@ impl Store {
                 }
                 all.extend(mbs.into_iter().map(|m| (m, None)));
             }
-            for (mb, f) in all {
-                // The box is read once for its folders and its unnamed subdirectories.
-                let listing = match (&f, self) {
-                    (None, Store::File(fs)) => Some(fs.folders_and_unnamed(&mb)),
-                    _ => None,
-                };
-                let listing = match listing {
-                    Some(Ok((folders, bad))) => {
-                        ck.unnamed_names(&self.spool().mailbox_dir(&mb), &bad, "a folder");
-                        Some(Ok(folders))
+            if ck.fix {
+                // Repairs move files and take locks: one box at a time.
+                for (mb, f) in &all {
+                    if let Err(e) = ck.check_box(mb, f.as_ref()) {
+                        host.error(&e);
                     }
-                    Some(Err(e)) => Some(Err(e)),
-                    None => {
-                        if f.is_none() {
-                            ck.unnamed(&self.spool().mailbox_dir(&mb), "a folder");
-                        }
-                        None
+                }
+                continue;
+            }
+            // Only reading: boxes checked in parallel chunks (as `ls` lists
+            // them), findings and errors kept in the spool's order.
+            use rayon::prelude::*;
+            for chunk in all.chunks(CHECK_CHUNK) {
+                let parts: Vec<(Vec<Finding>, Option<Error>)> = chunk
+                    .par_iter()
+                    .map(|(mb, f)| {
+                        let mut c = ck.fork();
+                        let err = c.check_box(mb, f.as_ref()).err();
+                        (c.findings, err)
+                    })
+                    .collect();
+                for (found, err) in parts {
+                    ck.findings.extend(found);
+                    if let Some(e) = err {
+                        host.error(&e);
                     }
-                };
-                if let Err(e) = ck.check_mailbox(&mb, f.as_ref(), listing) {
-                    host.error(&e);
                 }
             }
         }

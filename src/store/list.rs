@@ -214,3 +214,77 @@ impl MetaFields for super::sql::packed::RowView<'_> {
         self.msg_id.as_deref().filter(|s| !s.is_empty())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{Format, Style};
+    use crate::store::MailboxStore;
+
+    /// The listing's rows, written from `Listed` and borrowed text, are the
+    /// rows `Metadata` + `MessageRow` + serde_json give, on odd files.
+    #[test]
+    fn fast_rows_equal_the_metadata_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = crate::spool::Spool::new(d.path().join("voicemail"));
+        let mb = MailboxId::new(crate::spool::Context::new("ctx").unwrap(), "100").unwrap();
+        let folder = Folder::Inbox;
+        let dir = spool.folder_dir(&mb, &folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        let txts: [&[u8]; 10] = [
+            b";\n; Message Information file\n;\n[message]\ncallerid=\"Ren\xe9 \\\"x\\\"\" <01 23>\norigtime=1795689259\nduration=3\nflag=Urgent\nmsg_id=1-2\n",
+            b"[message]\r\ncallerid=(555) 123-4567\r\norigtime= 17x\r\nduration=-4\r\nCallerID+=junk\r\ncallerid += more\r\n",
+            b"[message]\nmsg_id=a\\;b;c\nflag=Urgent;--x\n--;\ncallerid=\x01\x1b[2J\t\"q\"\\\\ <\x7f>\norigtime=-5\n",
+            b"[message]\ncallerid=Unknown\nduration=99999999999999999999\norigtime=253402300799\n",
+            b"\xef\xbb\xbf[message]\ncallerid=<>\norigtime=6\nmsg_id=\n",
+            b"[message]\ncallerid=\xff\xfe\norigtime=3\nflag=urgent\nduration=1 ; c\n",
+            b"[message](!)\norigtime=1\n[message]\ncallerid=\"A\" <1>\norigtime=2\n[message]\norigtime=9\n",
+            b"[other]\nx=1\n[message]\nduration => 7\nmsg_id=\"quoted\"\n",
+            b"[message]\ncallerid=Bob\x00 <1>\norigtime=1\x002\n",
+            b"[message]\n",
+        ];
+        for (i, txt) in txts.iter().enumerate() {
+            std::fs::write(dir.join(format!("msg{i:04}.txt")), txt).unwrap();
+            if i % 2 == 0 {
+                std::fs::write(dir.join(format!("msg{i:04}.wav")), b"RIFF").unwrap();
+                std::fs::write(dir.join(format!("msg{i:04}.WAV")), b"RIFF").unwrap();
+            }
+        }
+        let store = FileStore::new(spool);
+        let filter = LsFilter {
+            folders: vec![],
+            new_only: false,
+            since: None,
+            until: None,
+            caller: None,
+        };
+        for zone in [Zone::Utc, Zone::Named(chrono_tz::Asia::Kolkata)] {
+            let mut fast = Vec::new();
+            let mut w = MessageWriter::body_only(&mut fast, Format::Json, Style { color: false });
+            let (mut rows, mut errors) = (0, Vec::new());
+            file_folder(
+                &store,
+                &mb,
+                &folder,
+                None,
+                &filter,
+                zone,
+                &mut w,
+                &mut rows,
+                &mut errors,
+            )
+            .unwrap();
+            assert!(errors.is_empty(), "{errors:?}");
+            let mut slow = String::new();
+            store
+                .folder_messages(&mb, &folder, &|_| true, &mut |files, meta| {
+                    let row = store.message_row(&mb, &folder, files, Some(&meta.unwrap()), zone);
+                    slow.push_str(&serde_json::to_string(&row).unwrap());
+                    slow.push('\n');
+                })
+                .unwrap();
+            assert_eq!(rows, txts.len());
+            assert_eq!(String::from_utf8(fast).unwrap(), slow);
+        }
+    }
+}
