@@ -7,7 +7,7 @@
 #   benches/floor.sh 100k                  # target/bench-spool-100k (benches/run.sh makes it)
 #   SPOOL_DIR=/work/bench-data/spool-1m ROUNDS=3 benches/floor.sh 1m
 #   VMTOOL=path/to/vmtool benches/floor.sh 100k     # another build
-#   BEFORE=path/to/old/vmtool benches/floor.sh 100k # an older build's ls too
+#   BEFORE=path/to/old/vmtool benches/floor.sh 100k # an older build's ls and check too
 #   CALLGRIND=1 benches/floor.sh 100k      # also instructions per message (valgrind)
 #
 # Needs GNU time (apt-get install -y time); valgrind for CALLGRIND=1.
@@ -49,6 +49,7 @@ for _ in $(seq "$rounds"); do
   timed check "${check_cmd[@]}"
   if [ -n "${BEFORE:-}" ]; then
     timed ls-before "$BEFORE" -q --spool "$spool" --format json ls
+    timed check-before "$BEFORE" -q --spool "$spool" check
   fi
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -57,7 +58,7 @@ echo
 echo "Spool: $spool, $msgs messages; $(nproc) cores; $(date -u '+%F %H:%M') UTC; $rounds alternating rounds"
 echo "Load average (1/5/15 min) before: $load_before, after: $load_after"
 echo
-python3 - "$out" "${BEFORE:+ls-before}" <<'EOF'
+python3 - "$out" ${BEFORE:+ls-before check-before} <<'EOF'
 import statistics, sys, os
 d = sys.argv[1]
 names = ["ls", "grep", "check"] + [n for n in sys.argv[2:] if n]
@@ -73,7 +74,8 @@ stat = {n: dict(user=med(r, lambda x: x[0]), sys=med(r, lambda x: x[1]),
 print("| command | user (s) | sys (s) | CPU user+sys (s), median [min-max] | wall (s) |")
 print("|---|---|---|---|---|")
 label = {"ls": "vmtool ls --format json", "grep": "grep -r (4 keys)",
-         "check": "vmtool -q check", "ls-before": "ls --format json, BEFORE build"}
+         "check": "vmtool -q check", "ls-before": "ls --format json, BEFORE build",
+         "check-before": "-q check, BEFORE build"}
 for n in names:
     s = stat[n]
     print(f"| {label[n]} | {s['user']:.2f} | {s['sys']:.2f} | {s['cpu']:.2f} [{s['cpu_range'][0]:.2f}-{s['cpu_range'][1]:.2f}] | {s['wall']:.2f} |")
@@ -85,6 +87,9 @@ wall = lambda x: x[2]
 print()
 print(f"ls / grep: CPU {ratio('ls', 'grep', cpu):.2f}x (target <= 1.2x), wall {ratio('ls', 'grep', wall):.2f}x (target <= 0.8x)")
 print(f"check / ls: CPU {ratio('check', 'ls', cpu):.2f}x, wall {ratio('check', 'ls', wall):.2f}x (target <= 1.5x)")
+if "ls-before" in runs:
+    print(f"BEFORE build: ls / grep CPU {ratio('ls-before', 'grep', cpu):.2f}x, wall {ratio('ls-before', 'grep', wall):.2f}x; "
+          f"check / ls CPU {ratio('check-before', 'ls-before', cpu):.2f}x, wall {ratio('check-before', 'ls-before', wall):.2f}x")
 EOF
 
 if [ "${CALLGRIND:-0}" = 1 ]; then
