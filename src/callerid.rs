@@ -8,6 +8,8 @@ pub struct CallerId {
     pub number: Option<String>,
 }
 
+use std::borrow::Cow;
+
 const BLANKS: &[char] = &[' ', '\t', '\n', '\r', '\x0b', '\x0c'];
 
 /// `ast_strip_quoted(s, "\"", "\"")`: trim, then drop one pair of surrounding quotes.
@@ -24,7 +26,10 @@ fn strip_quoted(s: &str) -> (&str, bool) {
 }
 
 /// `ast_unescape_quoted()`: a backslash makes the next character literal.
-fn unescape_quoted(s: &str) -> String {
+fn unescape_quoted(s: &str) -> Cow<'_, str> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -37,39 +42,36 @@ fn unescape_quoted(s: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `ast_shrink_phone_number()`: drop `( )`, `-` outside brackets, `.` unless last.
-fn shrink_phone_number(n: &str) -> String {
-    let mut out = String::with_capacity(n.len());
+fn shrink_phone_number(n: &str) -> Cow<'_, str> {
+    // Copied only from the first character dropped.
+    let mut out: Option<String> = None;
     let mut bracketed = 0i32;
-    let chars: Vec<char> = n.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        match c {
+    for (i, c) in n.char_indices() {
+        let keep = match c {
             '[' => {
                 bracketed += 1;
-                out.push(c);
+                true
             }
             ']' => {
                 bracketed -= 1;
-                out.push(c);
+                true
             }
-            '-' => {
-                if bracketed != 0 {
-                    out.push(c);
-                }
-            }
-            '.' => {
-                if i + 1 == chars.len() {
-                    out.push(c);
-                }
-            }
-            '(' | ' ' | ')' => {}
-            _ => out.push(c),
+            '-' => bracketed != 0,
+            '.' => i + 1 == n.len(),
+            '(' | ' ' | ')' => false,
+            _ => true,
+        };
+        match (&mut out, keep) {
+            (Some(o), true) => o.push(c),
+            (None, false) => out = Some(n[..i].to_string()),
+            _ => {}
         }
     }
-    out
+    out.map_or(Cow::Borrowed(n), Cow::Owned)
 }
 
 fn is_phone_number(n: &str) -> bool {
@@ -78,8 +80,15 @@ fn is_phone_number(n: &str) -> bool {
             .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | '+'))
 }
 
-fn non_empty(s: String) -> Option<String> {
+fn non_empty(s: Cow<'_, str>) -> Option<Cow<'_, str>> {
     (!s.is_empty()).then_some(s)
+}
+
+/// [`CallerId`] borrowed from the text it was split from where it can be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdRef<'a> {
+    pub name: Option<Cow<'a, str>>,
+    pub number: Option<Cow<'a, str>>,
 }
 
 impl CallerId {
@@ -88,6 +97,15 @@ impl CallerId {
     /// `Unknown` (what Asterisk writes when there was no caller ID) is a name for
     /// Asterisk too; [`CallerId::is_unknown`] tells it apart.
     pub fn parse(input: &str) -> CallerId {
+        let r = CallerId::parse_ref(input);
+        CallerId {
+            name: r.name.map(Cow::into_owned),
+            number: r.number.map(Cow::into_owned),
+        }
+    }
+
+    /// [`CallerId::parse`] without a copy of what needs no change (listings).
+    pub fn parse_ref(input: &str) -> CallerIdRef<'_> {
         let (instr, quotes_stripped) = strip_quoted(input);
         if let Some(ls) = instr.rfind('<') {
             let after = &instr[ls + 1..];
@@ -96,21 +114,21 @@ impl CallerId {
                 None => after,
             };
             let (name, _) = strip_quoted(&instr[..ls]);
-            CallerId {
+            CallerIdRef {
                 name: non_empty(unescape_quoted(name)),
-                number: non_empty(number.to_string()),
+                number: non_empty(Cow::Borrowed(number)),
             }
         } else {
             // Asterisk shrinks a 256-byte copy; longer input is truncated there.
             let shrunk = shrink_phone_number(truncate_bytes(instr, 255));
             if !quotes_stripped && is_phone_number(&shrunk) {
-                CallerId {
+                CallerIdRef {
                     name: None,
                     number: Some(shrunk),
                 }
             } else {
                 let (name, _) = strip_quoted(instr);
-                CallerId {
+                CallerIdRef {
                     name: non_empty(unescape_quoted(name)),
                     number: None,
                 }

@@ -41,13 +41,33 @@ fn c_strlen(buf: &[u8], from: usize) -> usize {
 /// Removes comments from one line (without its line end) the way
 /// `config_text_file_load()` does, and returns the trimmed text that Asterisk
 /// would hand to `process_text_line()`, or `None` when nothing is left.
-/// Borrows when there is nothing to remove (most lines: no `;`, no NUL).
+/// Borrows when there is nothing to remove or only a plain trailing comment
+/// (most lines: `; Message Information file`, `callerchan=…;2`).
 pub fn clean_line<'a>(raw: &'a [u8], state: &mut CommentState) -> Option<Cow<'a, [u8]>> {
-    if state.depth == 0 && !raw.iter().any(|&b| b == b';' || b == 0) {
-        let t = ast_strip(raw);
+    if state.depth == 0 {
+        // Up to the first `;` or NUL: a NUL after a plain comment's `;` is
+        // cut with the comment (the C string ends there either way).
+        let text = match memchr::memchr2(b';', 0, raw) {
+            None => raw,
+            // The slow path's plain-comment case: not `\;`, not an opener
+            // `;--` (unless `;---`), not a closer `--;`.
+            Some(p) if raw[p] == b';' && plain_comment(raw, p) => &raw[..p],
+            Some(_) => return clean_line_slow(raw, state).map(Cow::Owned),
+        };
+        let t = ast_strip(text);
         return (!t.is_empty()).then_some(Cow::Borrowed(t));
     }
     clean_line_slow(raw, state).map(Cow::Owned)
+}
+
+/// The `;` at `p` (the first of a line, with no NUL before it, outside a
+/// block comment) starts a plain comment.
+fn plain_comment(raw: &[u8], p: usize) -> bool {
+    let at = |i: usize| raw.get(i).copied().unwrap_or(0);
+    let escaped = p > 0 && raw[p - 1] == b'\\';
+    let opener = at(p + 1) == b'-' && at(p + 2) == b'-' && at(p + 3) != b'-';
+    let closer = p >= 2 && raw[p - 1] == b'-' && raw[p - 2] == b'-';
+    !escaped && !opener && !closer
 }
 
 fn clean_line_slow(raw: &[u8], state: &mut CommentState) -> Option<Vec<u8>> {
@@ -172,9 +192,7 @@ pub fn split_var(text: &[u8]) -> Result<VarLine<'_>, VarProblem> {
         },
         None => (text, 0),
     };
-    let eq = body[skip..]
-        .iter()
-        .position(|&b| b == b'=')
+    let eq = memchr::memchr(b'=', &body[skip..])
         .map(|i| i + skip)
         .ok_or(VarProblem::NoEquals)?;
     let mut key = &body[..eq];
@@ -189,6 +207,63 @@ pub fn split_var(text: &[u8]) -> Result<VarLine<'_>, VarProblem> {
     }
     Ok(VarLine {
         key: ast_strip(key),
+        raw_value,
+        object,
+        append,
+    })
+}
+
+/// A raw line as [`clean_line`] then [`classify`] see it, when it is plain
+/// (no NUL, no backslash, at most a plain comment): blank, or a variable.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PlainLine<'a> {
+    Blank,
+    Var(VarLine<'a>),
+    /// Anything else: ask `clean_line` and `classify`.
+    Other,
+}
+
+/// One pass over a raw line outside a block comment: what `clean_line` and
+/// `classify` would make of it when that is a blank or a `key=value` line
+/// (most lines of a message file), else [`PlainLine::Other`].
+pub fn plain_line(raw: &[u8]) -> PlainLine<'_> {
+    let mut eq = None;
+    let mut end = raw.len();
+    for (i, &b) in raw.iter().enumerate() {
+        match b {
+            b'=' if eq.is_none() => eq = Some(i),
+            b';' if plain_comment(raw, i) => {
+                end = i;
+                break;
+            }
+            b';' | b'\\' | 0 => return PlainLine::Other,
+            _ => {}
+        }
+    }
+    let text = ast_strip(&raw[..end]);
+    let Some(&first) = text.first() else {
+        return PlainLine::Blank;
+    };
+    // Blanks stripped from the front are below `=`: the first `=` is in `text`.
+    let (Some(eq), false) = (eq, matches!(first, b'[' | b'#')) else {
+        return PlainLine::Other;
+    };
+    let eq = eq - (text.as_ptr() as usize - raw.as_ptr() as usize);
+    let (mut key, mut raw_value) = (&text[..eq], &text[eq + 1..]);
+    let (mut append, mut object) = (false, false);
+    if eq > 0 && text[eq - 1] == b'+' {
+        append = true;
+        key = &text[..eq - 1];
+    } else if let Some(v) = raw_value.strip_prefix(b">") {
+        object = true;
+        raw_value = v;
+    }
+    let key = ast_strip(key);
+    if key.is_empty() {
+        return PlainLine::Other;
+    }
+    PlainLine::Var(VarLine {
+        key,
         raw_value,
         object,
         append,
@@ -285,7 +360,7 @@ pub fn lines(data: &[u8]) -> impl Iterator<Item = (usize, Option<&[u8]>)> {
             return None;
         }
         lineno += 1;
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &rest[rest.len()..]),
         };
@@ -419,6 +494,57 @@ mod tests {
             classify(b"=x"),
             Line::Invalid { fatal: false, .. }
         ));
+    }
+
+    #[test]
+    fn borrowed_cleaning_equals_the_c_string_pass() {
+        // Every line of up to 6 bytes from the bytes that matter, from a
+        // fresh state: the fast path gives what the slow one gives.
+        let alphabet = b"a;-\\ =\0";
+        let mut line = Vec::new();
+        for len in 0..=6u32 {
+            for mut n in 0..(alphabet.len() as u32).pow(len) {
+                line.clear();
+                for _ in 0..len {
+                    line.push(alphabet[(n % alphabet.len() as u32) as usize]);
+                    n /= alphabet.len() as u32;
+                }
+                let (mut fast, mut slow) = (CommentState::default(), CommentState::default());
+                let got = clean_line(&line, &mut fast).map(Cow::into_owned);
+                assert_eq!(got, clean_line_slow(&line, &mut slow), "{line:?}");
+                assert_eq!(fast.depth, slow.depth, "{line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_lines_read_as_the_general_path_reads_them() {
+        let alphabet = b"a;-\\ =+>[#\0";
+        let mut line = Vec::new();
+        let (mut vars, mut blanks) = (0, 0);
+        for len in 0..=6u32 {
+            for mut n in 0..(alphabet.len() as u32).pow(len) {
+                line.clear();
+                for _ in 0..len {
+                    line.push(alphabet[(n % alphabet.len() as u32) as usize]);
+                    n /= alphabet.len() as u32;
+                }
+                let general = clean_line(&line, &mut CommentState::default());
+                match plain_line(&line) {
+                    PlainLine::Other => continue,
+                    PlainLine::Blank => {
+                        blanks += 1;
+                        assert_eq!(general, None, "{line:?}");
+                    }
+                    PlainLine::Var(v) => {
+                        vars += 1;
+                        let general = general.unwrap_or_else(|| panic!("{line:?}"));
+                        assert_eq!(classify(&general), Line::Var(v), "{line:?}");
+                    }
+                }
+            }
+        }
+        assert!(vars > 10_000 && blanks > 100, "{vars} {blanks}");
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub fn not_regular(e: &io::Error) -> Option<NotRegular> {
     e.get_ref()?.downcast_ref::<NotRegular>().copied()
 }
 
+/// The [`TooLarge`] inside an I/O error, if that is what it is.
+pub fn too_large(e: &io::Error) -> Option<TooLarge> {
+    e.get_ref()?.downcast_ref::<TooLarge>().copied()
+}
+
 /// The error every reader gives for a file that is not a regular file.
 pub fn not_regular_err(kind: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, NotRegular { kind })
@@ -148,6 +153,25 @@ pub fn open_regular_at(dir: impl AsFd, name: &str) -> io::Result<(File, Metadata
     check_regular(File::from(fd))
 }
 
+/// [`open_regular_at`] for the many small reads of a listing: the type and
+/// size from one plain `fstat` (not `statx` of every field).
+pub fn open_regular_at_len(dir: impl AsFd, name: &str) -> io::Result<(File, u64)> {
+    let dir = dir.as_fd();
+    let fd =
+        rustix::fs::openat(dir, name, read_flags(), rustix::fs::Mode::empty()).map_err(|e| {
+            open_failed(e, || {
+                rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .ok()
+                    .and_then(|st| kind_of_mode(st.st_mode))
+            })
+        })?;
+    let st = rustix::fs::fstat(&fd)?;
+    if let Some(kind) = kind_of_mode(st.st_mode) {
+        return Err(not_regular_err(kind));
+    }
+    Ok((File::from(fd), st.st_size as u64))
+}
+
 /// Opens (maybe creates) with `opts` a file vmtool writes in a place others
 /// can write (lock files, the archive's run lock and manifest): no link
 /// followed, no blocking on a FIFO, regular files only ([`NotRegular`]).
@@ -194,20 +218,18 @@ pub struct Bounded {
 impl Bounded {
     /// Refuses a file over `cap` bytes ([`TooLarge`]).
     pub fn new(file: File, md: &Metadata, cap: u64) -> io::Result<Bounded> {
-        if md.len() > cap {
+        Bounded::with_len(file, md.len(), cap)
+    }
+
+    /// [`Bounded::new`] with the size `fstat` gave.
+    pub fn with_len(file: File, len: u64, cap: u64) -> io::Result<Bounded> {
+        if len > cap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                TooLarge {
-                    size: md.len(),
-                    cap,
-                },
+                TooLarge { size: len, cap },
             ));
         }
-        Ok(Bounded {
-            file,
-            len: md.len(),
-            pos: 0,
-        })
+        Ok(Bounded { file, len, pos: 0 })
     }
 
     /// The size `fstat` reported.
@@ -551,6 +573,20 @@ mod tests {
         );
         assert_eq!(kind_of_err(open_regular_at(&dir, "zero")), "symbolic link");
         assert_eq!(open_regular_at(&dir, "file").unwrap().1.len(), 4);
+        assert_eq!(open_regular_at_len(&dir, "file").unwrap().1, 4);
+        assert_eq!(
+            kind_of_err(open_regular_at_len(&dir, "fifo")),
+            "special file (FIFO)"
+        );
+        assert_eq!(
+            kind_of_err(open_regular_at_len(&dir, "zero")),
+            "symbolic link"
+        );
+        assert_eq!(
+            kind_of_err(open_regular_at_len(&dir, "sock")),
+            "special file (socket)"
+        );
+        assert_eq!(kind_of_err(open_regular_at_len(&dir, "dir")), "directory");
         assert_eq!(read_capped(&p("file"), 4).unwrap(), b"data");
         assert!(read_capped(&p("file"), 3).is_err(), "over the cap");
         assert!(sha256_file(&fifo).is_err() && sha256_file(&p("zero")).is_err());

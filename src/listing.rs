@@ -34,8 +34,20 @@ impl Zone {
     /// The two renderings listings need, from one zone conversion and without
     /// re-parsing a format string per message: RFC 3339 and `YYYY-MM-DD HH:MM`.
     pub fn stamps(&self, ts: i64) -> Option<(String, String)> {
+        let (mut rfc, mut table) = (String::with_capacity(25), String::with_capacity(16));
+        self.stamps_into(ts, &mut rfc, &mut table)
+            .then_some((rfc, table))
+    }
+
+    /// [`Zone::stamps`] into the given strings (cleared first); false when
+    /// `ts` is out of range (both left empty).
+    pub fn stamps_into(&self, ts: i64, rfc: &mut String, table: &mut String) -> bool {
         use chrono::{Datelike, Offset, Timelike};
-        let utc = DateTime::<Utc>::from_timestamp(ts, 0)?;
+        rfc.clear();
+        table.clear();
+        let Some(utc) = DateTime::<Utc>::from_timestamp(ts, 0) else {
+            return false;
+        };
         let (naive, offset) = match self {
             Zone::Utc => (utc.naive_utc(), 0),
             Zone::Local => {
@@ -54,8 +66,10 @@ impl Zone {
         };
         let year = naive.year();
         if !(0..=9999).contains(&year) {
+            use std::fmt::Write;
             let day = format!("{year:04}-{:02}-{:02}", naive.month(), naive.day());
-            let rfc = format!(
+            let _ = write!(
+                rfc,
                 "{day}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
                 naive.hour(),
                 naive.minute(),
@@ -63,8 +77,8 @@ impl Zone {
                 off / 3600,
                 off / 60 % 60
             );
-            let table = format!("{day} {:02}:{:02}", naive.hour(), naive.minute());
-            return Some((rfc, table));
+            let _ = write!(table, "{day} {:02}:{:02}", naive.hour(), naive.minute());
+            return true;
         }
         // By hand: `format!` was a tenth of a large listing's time.
         fn digits(out: &mut String, n: u32, width: u32) {
@@ -72,14 +86,12 @@ impl Zone {
                 out.push(char::from(b'0' + (n / 10u32.pow(i) % 10) as u8));
             }
         }
-        let mut table = String::with_capacity(16);
-        digits(&mut table, year as u32, 4);
+        digits(table, year as u32, 4);
         table.push('-');
-        digits(&mut table, naive.month(), 2);
+        digits(table, naive.month(), 2);
         table.push('-');
-        digits(&mut table, naive.day(), 2);
-        let mut rfc = String::with_capacity(25);
-        rfc.push_str(&table);
+        digits(table, naive.day(), 2);
+        rfc.push_str(table);
         rfc.push('T');
         table.push(' ');
         for (i, n) in [naive.hour(), naive.minute(), naive.second()]
@@ -89,17 +101,17 @@ impl Zone {
             if i > 0 {
                 rfc.push(':');
             }
-            digits(&mut rfc, n, 2);
+            digits(rfc, n, 2);
         }
-        digits(&mut table, naive.hour(), 2);
+        digits(table, naive.hour(), 2);
         table.push(':');
-        digits(&mut table, naive.minute(), 2);
+        digits(table, naive.minute(), 2);
         rfc.push(sign);
         // Hours of an offset never reach 100 (chrono caps offsets below a day).
-        digits(&mut rfc, (off / 3600) as u32, 2);
+        digits(rfc, (off / 3600) as u32, 2);
         rfc.push(':');
-        digits(&mut rfc, (off / 60 % 60) as u32, 2);
-        Some((rfc, table))
+        digits(rfc, (off / 60 % 60) as u32, 2);
+        true
     }
 
     pub fn format(&self, ts: i64, fmt: &str) -> Option<String> {
@@ -144,6 +156,27 @@ impl MetaFields for Metadata {
     }
     fn callerid_bytes(&self) -> Option<&[u8]> {
         self.get_bytes("callerid")
+    }
+}
+
+impl MetaFields for crate::metadata::Listed<'_> {
+    fn callerid_raw(&self) -> Option<&str> {
+        crate::metadata::Listed::callerid_raw(self)
+    }
+    fn origtime(&self) -> Option<i64> {
+        crate::metadata::Listed::origtime(self)
+    }
+    fn duration(&self) -> Option<u64> {
+        crate::metadata::Listed::duration(self)
+    }
+    fn flag_urgent(&self) -> bool {
+        crate::metadata::Listed::flag_urgent(self)
+    }
+    fn msg_id(&self) -> Option<&str> {
+        crate::metadata::Listed::msg_id(self)
+    }
+    fn callerid_bytes(&self) -> Option<&[u8]> {
+        crate::metadata::Listed::callerid_bytes(self)
     }
 }
 

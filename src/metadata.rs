@@ -10,6 +10,7 @@
 use crate::callerid::CallerId;
 use crate::dialect::{self, CommentState, Line};
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 
 /// Why a `.txt` could not be read as a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,92 +67,208 @@ pub const ASTERISK_KEY_ORDER: [&str; 13] = [
     "duration",
 ];
 
+/// What a parse of a `.txt` hands over, line by line: the `key=value`
+/// lines of the `[message]` section and the warnings.
+trait MessageSink<'a> {
+    /// Whether this key's value is wanted (case-insensitive keys).
+    fn wants(&self, key: &[u8]) -> bool;
+    /// One `key=value` (`append`: `key+=value`) of `[message]`; the value
+    /// unstripped, borrowed from the file's bytes where the line was.
+    fn var(&mut self, key: &[u8], append: bool, raw_value: Cow<'a, [u8]>);
+    fn warn(&mut self, warning: impl FnOnce() -> String);
+}
+
+/// Reads a `.txt` with Asterisk's rules: the dialect's comment and line
+/// handling, the first non-template `[message]` category
+/// (case-insensitive); every `[message]` line goes to `sink`, and any line
+/// Asterisk rejects fails the whole file, wherever it is.
+fn parse_into<'a>(data: &'a [u8], sink: &mut impl MessageSink<'a>) -> Result<(), MetaError> {
+    if data.is_empty() {
+        return Err(MetaError::Empty);
+    }
+    let mut state = CommentState::default();
+    let (mut in_category, mut seen_message, mut in_message) = (false, false, false);
+    for (lineno, raw) in dialect::lines(data) {
+        let Some(raw) = raw else {
+            sink.warn(|| {
+                format!("line {lineno}: longer than 8190 bytes, skipped (as Asterisk does)")
+            });
+            continue;
+        };
+        // Most lines: one pass, no comment state to carry.
+        if !state.in_comment() {
+            match dialect::plain_line(raw) {
+                dialect::PlainLine::Blank => continue,
+                dialect::PlainLine::Var(v) => {
+                    step_var(in_category, lineno)?;
+                    if in_message && sink.wants(v.key) {
+                        sink.var(v.key, v.append, Cow::Borrowed(v.raw_value));
+                    }
+                    continue;
+                }
+                dialect::PlainLine::Other => {}
+            }
+        }
+        let Some(clean) = dialect::clean_line(raw, &mut state) else {
+            continue;
+        };
+        // A borrowed line's value is handed over without a copy.
+        let var = match clean {
+            Cow::Borrowed(text) => match dialect::classify(text) {
+                Line::Var(v) => Some((v.key, v.append, Cow::Borrowed(v.raw_value))),
+                line => {
+                    step(
+                        line,
+                        lineno,
+                        sink,
+                        &mut in_category,
+                        &mut seen_message,
+                        &mut in_message,
+                    )?;
+                    None
+                }
+            },
+            Cow::Owned(text) => match dialect::classify(&text) {
+                Line::Var(v) => {
+                    step_var(in_category, lineno)?;
+                    if in_message && sink.wants(v.key) {
+                        sink.var(v.key, v.append, Cow::Owned(v.raw_value.to_vec()));
+                    }
+                    None
+                }
+                line => {
+                    step(
+                        line,
+                        lineno,
+                        sink,
+                        &mut in_category,
+                        &mut seen_message,
+                        &mut in_message,
+                    )?;
+                    None
+                }
+            },
+        };
+        if let Some((key, append, value)) = var {
+            step_var(in_category, lineno)?;
+            if in_message && sink.wants(key) {
+                sink.var(key, append, value);
+            }
+        }
+    }
+    if !seen_message {
+        return Err(MetaError::NoMessageSection);
+    }
+    Ok(())
+}
+
+/// A variable line outside any category fails the file.
+fn step_var(in_category: bool, line: usize) -> Result<(), MetaError> {
+    if in_category {
+        Ok(())
+    } else {
+        Err(MetaError::KeyBeforeSection { line })
+    }
+}
+
+/// A line that is not a variable: a category starts (only the first
+/// non-template `[message]` counts, as `ast_variable_browse`), or the file
+/// fails, or a warning.
+fn step<'a>(
+    line: Line<'_>,
+    lineno: usize,
+    sink: &mut impl MessageSink<'a>,
+    in_category: &mut bool,
+    seen_message: &mut bool,
+    in_message: &mut bool,
+) -> Result<(), MetaError> {
+    match line {
+        Line::Category { name, options } => {
+            *in_category = true;
+            let template = options
+                .as_deref()
+                .is_some_and(|o| o.split(',').any(|t| t.trim() == "!"));
+            *in_message = !*seen_message && !template && name.eq_ignore_ascii_case("message");
+            *seen_message |= *in_message;
+        }
+        Line::Directive { name, .. } => {
+            return Err(MetaError::Directive { line: lineno, name });
+        }
+        Line::Invalid { reason, fatal } => {
+            if fatal {
+                return Err(MetaError::Invalid {
+                    line: lineno,
+                    reason,
+                });
+            }
+            sink.warn(|| format!("line {lineno}: {reason}, ignored"));
+        }
+        Line::Var(_) => unreachable!("variables are handled by the caller"),
+    }
+    Ok(())
+}
+
+/// `Metadata::parse`'s sink: every key kept.
+struct FieldSink {
+    m: Metadata,
+    lossy: bool,
+}
+
+impl<'a> MessageSink<'a> for FieldSink {
+    fn wants(&self, _key: &[u8]) -> bool {
+        true
+    }
+
+    fn var(&mut self, key: &[u8], append: bool, raw_value: Cow<'a, [u8]>) {
+        let lossy = &mut self.lossy;
+        let key = text(key, lossy);
+        if append {
+            if let Some(f) = self.m.fields.iter_mut().rev().find(|f| f.key == key) {
+                let mut joined = match f.raw.take() {
+                    Some(raw) => raw,
+                    None => std::mem::take(&mut f.value).into_bytes(),
+                };
+                joined.extend_from_slice(&raw_value);
+                (f.value, f.raw) = text_raw(dialect::ast_strip(&joined), lossy);
+                return;
+            }
+        }
+        let (value, raw) = text_raw(dialect::ast_strip(&raw_value), lossy);
+        match self
+            .m
+            .fields
+            .iter_mut()
+            .find(|f| f.key.eq_ignore_ascii_case(&key))
+        {
+            Some(f) => (f.value, f.raw) = (value, raw),
+            None => self.m.fields.push(Field { key, value, raw }),
+        }
+    }
+
+    fn warn(&mut self, warning: impl FnOnce() -> String) {
+        self.m.warnings.push(warning());
+    }
+}
+
 impl Metadata {
     /// Parses a `.txt` from its bytes, with Asterisk's rules: the dialect's
     /// comment and line handling, the first non-template `[message]` category
     /// (case-insensitive), case-insensitive keys, last duplicate wins, `+=`
     /// appends (matching the key case-sensitively, as Asterisk does).
     pub fn parse(data: &[u8]) -> Result<Metadata, MetaError> {
-        if data.is_empty() {
-            return Err(MetaError::Empty);
-        }
-        let mut m = Metadata {
-            fields: Vec::with_capacity(16),
-            warnings: Vec::new(),
-            rewritten: data.starts_with(b";!"),
+        let mut sink = FieldSink {
+            m: Metadata {
+                fields: Vec::with_capacity(16),
+                warnings: Vec::new(),
+                rewritten: data.starts_with(b";!"),
+            },
+            lossy: false,
         };
-        let mut state = CommentState::default();
-        let (mut in_category, mut seen_message, mut in_message, mut lossy) =
-            (false, false, false, false);
-        for (lineno, raw) in dialect::lines(data) {
-            let Some(raw) = raw else {
-                m.warnings.push(format!(
-                    "line {lineno}: longer than 8190 bytes, skipped (as Asterisk does)"
-                ));
-                continue;
-            };
-            let Some(clean) = dialect::clean_line(raw, &mut state) else {
-                continue;
-            };
-            match dialect::classify(&clean) {
-                Line::Category { name, options } => {
-                    in_category = true;
-                    let template = options
-                        .as_deref()
-                        .is_some_and(|o| o.split(',').any(|t| t.trim() == "!"));
-                    // Only the first non-template [message] counts (ast_variable_browse).
-                    in_message = !seen_message && !template && name.eq_ignore_ascii_case("message");
-                    seen_message |= in_message;
-                }
-                Line::Directive { name, .. } => {
-                    return Err(MetaError::Directive { line: lineno, name });
-                }
-                Line::Invalid { reason, fatal } => {
-                    if fatal {
-                        return Err(MetaError::Invalid {
-                            line: lineno,
-                            reason,
-                        });
-                    }
-                    m.warnings.push(format!("line {lineno}: {reason}, ignored"));
-                }
-                Line::Var(var) => {
-                    if !in_category {
-                        return Err(MetaError::KeyBeforeSection { line: lineno });
-                    }
-                    if !in_message {
-                        continue;
-                    }
-                    let key = text(var.key, &mut lossy);
-                    if var.append {
-                        if let Some(f) = m.fields.iter_mut().rev().find(|f| f.key == key) {
-                            let mut joined = match f.raw.take() {
-                                Some(raw) => raw,
-                                None => std::mem::take(&mut f.value).into_bytes(),
-                            };
-                            joined.extend_from_slice(var.raw_value);
-                            (f.value, f.raw) = text_raw(dialect::ast_strip(&joined), &mut lossy);
-                            continue;
-                        }
-                    }
-                    let (value, raw) = text_raw(var.value(), &mut lossy);
-                    match m
-                        .fields
-                        .iter_mut()
-                        .find(|f| f.key.eq_ignore_ascii_case(&key))
-                    {
-                        Some(f) => (f.value, f.raw) = (value, raw),
-                        None => m.fields.push(Field { key, value, raw }),
-                    }
-                }
-            }
-        }
-        if lossy {
+        parse_into(data, &mut sink)?;
+        let mut m = sink.m;
+        if sink.lossy {
             m.warnings
                 .push("contains bytes that are not UTF-8 (shown as \u{FFFD})".into());
-        }
-        if !seen_message {
-            return Err(MetaError::NoMessageSection);
         }
         Ok(m)
     }
@@ -237,20 +354,7 @@ impl Metadata {
 
     /// Keys Asterisk needs and that are missing or unusable (spec §3.7).
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if self.get("callerid").is_none() {
-            p.push("no callerid= line: Asterisk crashes when this message is played".to_string());
-        }
-        match self.get("origtime") {
-            None => {
-                p.push("no origtime= line: Asterisk skips this message on playback".to_string())
-            }
-            Some(v) if self.origtime().is_none() => {
-                p.push(format!("origtime={v:?} is not a number"))
-            }
-            _ => {}
-        }
-        p
+        problems(self.get("callerid"), self.get("origtime"))
     }
 
     /// The exact bytes `leave_voicemail()` writes for these fields (spec §3.2):
@@ -292,6 +396,170 @@ impl Metadata {
         }
         out
     }
+}
+
+/// The keys a listing shows, in [`Listed`]'s order.
+const LISTED_KEYS: [&str; 5] = ["callerid", "origtime", "duration", "flag", "msg_id"];
+
+/// The values a listing shows of a `.txt` (callerid, origtime, duration,
+/// flag, msg_id), read with [`Metadata::parse`]'s rules and errors but without
+/// building it: borrowed from the file's bytes, nothing kept of other keys.
+#[derive(Debug, Default)]
+pub struct Listed<'a> {
+    /// Each key's value bytes (stripped), as `Metadata::get_bytes` would hold them.
+    bytes: [Option<Cow<'a, [u8]>>; 5],
+    /// The same as text, U+FFFD for bytes that are not UTF-8 (`Metadata::get`).
+    text: [Option<Cow<'a, str>>; 5],
+    /// The bytes are not UTF-8.
+    lossy: [bool; 5],
+}
+
+/// `Listed`'s sink: the key's spelling as first seen (a `+=` appends only to
+/// the same spelling) and the value.
+#[derive(Default)]
+struct ListedSink<'a> {
+    slots: [Option<ListedSlot<'a>>; 5],
+}
+
+/// A listed key's spelling (see [`spelling`]) and its value so far.
+type ListedSlot<'a> = ([u8; 8], Cow<'a, [u8]>);
+
+fn listed_index(key: &[u8]) -> Option<usize> {
+    // The candidate by length and first letter, then the exact comparison.
+    let i = match (key.len(), key.first().map(|b| b | 0x20)) {
+        (8, Some(b'c')) => 0,
+        (8, Some(b'o')) => 1,
+        (8, Some(b'd')) => 2,
+        (4, _) => 3,
+        (6, _) => 4,
+        _ => return None,
+    };
+    key.eq_ignore_ascii_case(LISTED_KEYS[i].as_bytes())
+        .then_some(i)
+}
+
+/// A listed key's spelling (at most 8 ASCII bytes), padded with NULs.
+fn spelling(key: &[u8]) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..key.len()].copy_from_slice(key);
+    k
+}
+
+impl<'a> MessageSink<'a> for ListedSink<'a> {
+    fn wants(&self, key: &[u8]) -> bool {
+        listed_index(key).is_some()
+    }
+
+    fn var(&mut self, key: &[u8], append: bool, raw_value: Cow<'a, [u8]>) {
+        let Some(slot) = listed_index(key).map(|i| &mut self.slots[i]) else {
+            return;
+        };
+        if append {
+            if let Some((_, value)) = slot.as_mut().filter(|(k, _)| *k == spelling(key)) {
+                let mut joined = std::mem::take(value).into_owned();
+                joined.extend_from_slice(&raw_value);
+                *value = Cow::Owned(dialect::ast_strip(&joined).to_vec());
+                return;
+            }
+        }
+        let value = match raw_value {
+            Cow::Borrowed(b) => Cow::Borrowed(dialect::ast_strip(b)),
+            Cow::Owned(v) => Cow::Owned(dialect::ast_strip(&v).to_vec()),
+        };
+        match slot {
+            // The first spelling stays (as `Metadata` keeps the field's key).
+            Some((_, v)) => *v = value,
+            None => *slot = Some((spelling(key), value)),
+        }
+    }
+
+    fn warn(&mut self, _warning: impl FnOnce() -> String) {}
+}
+
+impl<'a> Listed<'a> {
+    /// What `Metadata::parse(data)` would answer for these keys, with the same errors.
+    pub fn parse(data: &'a [u8]) -> Result<Listed<'a>, MetaError> {
+        let mut sink = ListedSink::default();
+        parse_into(data, &mut sink)?;
+        let mut l = Listed::default();
+        for (i, slot) in sink.slots.into_iter().enumerate() {
+            let Some((_, bytes)) = slot else { continue };
+            let text = match &bytes {
+                // `from_utf8` first: its ASCII fast path beats the lossy walk.
+                Cow::Borrowed(b) => match std::str::from_utf8(b) {
+                    Ok(t) => Cow::Borrowed(t),
+                    Err(_) => String::from_utf8_lossy(b),
+                },
+                Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(v).into_owned()),
+            };
+            // Lossy text is never the bytes themselves.
+            l.lossy[i] = text.as_bytes() != &bytes[..];
+            l.text[i] = Some(text);
+            l.bytes[i] = Some(bytes);
+        }
+        Ok(l)
+    }
+
+    /// The same values, owning their bytes.
+    pub fn into_owned(self) -> Listed<'static> {
+        let own = |c: Cow<'a, [u8]>| Cow::Owned(c.into_owned());
+        Listed {
+            bytes: self.bytes.map(|b| b.map(own)),
+            text: self.text.map(|t| t.map(|t| Cow::Owned(t.into_owned()))),
+            lossy: self.lossy,
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        self.text[i].as_deref()
+    }
+
+    /// `callerid=` as `Metadata::callerid_raw`.
+    pub fn callerid_raw(&self) -> Option<&str> {
+        self.get(0)
+    }
+
+    /// The callerid= bytes when they are not UTF-8 (`Metadata::get_bytes`).
+    pub fn callerid_bytes(&self) -> Option<&[u8]> {
+        self.bytes[0].as_deref().filter(|_| self.lossy[0])
+    }
+
+    pub fn origtime(&self) -> Option<i64> {
+        leading_integer(self.get(1)?)
+    }
+
+    pub fn duration(&self) -> Option<u64> {
+        leading_integer(self.get(2)?).and_then(|d| u64::try_from(d).ok())
+    }
+
+    pub fn flag_urgent(&self) -> bool {
+        self.get(3) == Some("Urgent")
+    }
+
+    pub fn msg_id(&self) -> Option<&str> {
+        self.get(4).filter(|s| !s.is_empty())
+    }
+
+    /// [`Metadata::problems`].
+    pub fn problems(&self) -> Vec<String> {
+        problems(self.get(0), self.get(1))
+    }
+}
+
+/// [`Metadata::problems`] from the `callerid=` and `origtime=` values.
+fn problems(callerid: Option<&str>, origtime: Option<&str>) -> Vec<String> {
+    let mut p = Vec::new();
+    if callerid.is_none() {
+        p.push("no callerid= line: Asterisk crashes when this message is played".to_string());
+    }
+    match origtime {
+        None => p.push("no origtime= line: Asterisk skips this message on playback".to_string()),
+        Some(v) if leading_integer(v).is_none() => {
+            p.push(format!("origtime={v:?} is not a number"))
+        }
+        _ => {}
+    }
+    p
 }
 
 /// Bytes as text; invalid UTF-8 is replaced (and noted) so a message with a
@@ -518,6 +786,100 @@ mod tests {
             origdate_for(1764082267).unwrap(),
             "Tue Nov 25 02:51:07 PM UTC 2025"
         );
+    }
+
+    /// `Listed` against `Metadata` on one file: same error, same values.
+    fn same_as_metadata(data: &[u8]) -> bool {
+        let (m, l) = (Metadata::parse(data), Listed::parse(data));
+        let (m, l) = match (m, l) {
+            (Ok(m), Ok(l)) => (m, l),
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "{data:?}");
+                return false;
+            }
+            (m, l) => panic!("{data:?}: {m:?} / {l:?}"),
+        };
+        let why = String::from_utf8_lossy(data);
+        assert_eq!(l.callerid_raw(), m.callerid_raw(), "{why}");
+        assert_eq!(l.callerid_bytes(), m.get_bytes("callerid"), "{why}");
+        assert_eq!(l.origtime(), m.origtime(), "{why}");
+        assert_eq!(l.duration(), m.duration(), "{why}");
+        assert_eq!(l.flag_urgent(), m.flag_urgent(), "{why}");
+        assert_eq!(l.msg_id(), m.msg_id(), "{why}");
+        assert_eq!(l.problems(), m.problems(), "{why}");
+        true
+    }
+
+    #[test]
+    fn listed_fields_equal_metadata() {
+        for data in [
+            FIXTURE_MSG.as_bytes(),
+            b"",
+            b"[message]\r\ncallerid=\"Ren\xe9\" <1>\r\norigtime=5\r\nflag=Urgent\r\n",
+            b"[message]\nCallerID=a\ncallerid += b\nCALLERID+= c\nCallerID +=  d \n",
+            b"[message]\ncallerid=\xff\ncallerid+=\xfe x\nmsg_id=\nflag=urgent\n",
+            b"[message](!)\norigtime=1\n[message]\norigtime= +7x\n[message]\norigtime=9\n",
+            b"[other]\nduration=1\n[Message]\nduration=-3\nDuration=12junk\n",
+            b"origtime=1\n[message]\n",
+            b"junk\n[message]\nno equals\n=x\nduration = 4 ; c\n",
+            b"[message]\nmsg_id=a\\;b;c\nflag=Urgent;--x\nflag=no\n--;\nmsg_id=z\n",
+            b"[message]\ncallerid=\"A;--\" <1>\nx=--; callerid=B\n",
+            b"[message]\nduration=\x005\norigtime=1\x00\n",
+            b"\xef\xbb\xbf[message]\n\\callerid=x\n\\\xc3\xa9=v\n",
+            b"[message]\n#include \"x\"\n",
+            b"[message\n",
+            b"[message]\norigtime=99999999999999999999\nduration=18446744073709551616\n",
+            b";!\n[message]\nmsg_id = 1 \nmsg_id+=2\nflag => Urgent\n",
+        ] {
+            let _ = same_as_metadata(data);
+        }
+        // Files made of lines that matter, in every order the PRNG gives.
+        let lines: [&[u8]; 22] = [
+            b"[message]",
+            b"[MESSAGE](!)",
+            b"[other]",
+            b";",
+            b"; Message Information file",
+            b"callerid=\"Zo\xe9\" <1>",
+            b"CallerID = Bob <2> ; c",
+            b"callerid+= x",
+            b"origtime=1795689259",
+            b"origtime = -12abc",
+            b"ORIGTIME+=3",
+            b"duration=3",
+            b"duration =>  7",
+            b"flag=Urgent",
+            b"Flag=Urgent ;--",
+            b"--;",
+            b"msg_id=",
+            b"msg_id=1-2\\;3",
+            b"msg_id+=;x",
+            b"#exec x",
+            b"noequals",
+            b"\\ bad",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut data = Vec::new();
+        let mut read = 0;
+        for _ in 0..20_000 {
+            data.clear();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut r = seed;
+            if !r.is_multiple_of(3) {
+                data.extend_from_slice(b"[message]\n");
+            }
+            for _ in 0..(r % 9) {
+                r /= 9;
+                data.extend_from_slice(lines[(r % lines.len() as u64) as usize]);
+                data.extend_from_slice(if r.is_multiple_of(5) { b"\r\n" } else { b"\n" });
+                r = r.rotate_left(7) ^ seed;
+            }
+            read += usize::from(same_as_metadata(&data));
+        }
+        // Most files are messages, not only errors.
+        assert!(read > 5_000, "{read}");
     }
 
     #[test]

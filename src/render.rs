@@ -62,16 +62,52 @@ pub struct MessageRowRef<'a> {
 /// A JSON string as serde_json writes it; most need no escape and are
 /// copied whole (serde_json's writer was a tenth of a large listing).
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-        return;
-    }
     out.reserve(s.len() + 2);
     out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !JSON_ESCAPED[b as usize] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        // serde_json's escapes: short forms, else `\u00xx` in lowercase hex.
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                continue;
+            }
+        };
+        out.push(b'\\');
+        out.push(short);
+    }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
+
+/// Bytes a JSON string escapes: C0 controls, `"` and `\`.
+static JSON_ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
@@ -559,6 +595,29 @@ mod tests {
                 callerid_base64: None,
                 ..row
             };
+        }
+    }
+
+    #[test]
+    fn strings_escape_like_serde_json() {
+        let mut texts: Vec<String> = (0..0x80u8).map(|b| format!("a{}b", b as char)).collect();
+        texts.extend(
+            [
+                "",
+                "\"Zoé\" <0600>",
+                "\\\\\"\"",
+                "\u{7f}\u{80}\u{2028}\u{feff}",
+                "\x1b[2J\r\n\t",
+            ]
+            .map(String::from),
+        );
+        for t in texts {
+            let mut got = Vec::new();
+            json_str(&mut got, &t);
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                serde_json::to_string(&t).unwrap()
+            );
         }
     }
 

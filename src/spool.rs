@@ -212,6 +212,17 @@ impl MsgNum {
         digits.parse().ok().and_then(MsgNum::new)
     }
 
+    /// The four digits of `NNNN` (`Display` without formatting machinery).
+    pub fn digits(self) -> [u8; 4] {
+        let n = self.0;
+        [
+            b'0' + (n / 1000 % 10) as u8,
+            b'0' + (n / 100 % 10) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ]
+    }
+
     /// `msgNNNN`, the base name of the message's files.
     pub fn stem(self) -> String {
         format!("msg{:04}", self.0)

@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::fsutil::{self, Perms};
 use crate::lock::LockOptions;
 use crate::lock::{self, FolderLock};
-use crate::metadata::Metadata;
+use crate::metadata::Listed;
 use crate::ops::Engine;
-use crate::scan::{MsgState, Noise};
+use crate::scan::{self, MsgState, Noise};
 use crate::spool::{Context, Folder, MailboxId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -37,6 +37,9 @@ pub struct Finding {
 }
 
 const INFORMATION: [&str; 1] = ["gap"];
+
+/// Boxes checked in parallel per chunk (as `ls` lists them).
+const CHECK_CHUNK: usize = 64;
 
 /// The file store's checker: every folder, lock, leftover and owner.
 struct Checker<'a> {
@@ -61,32 +64,15 @@ fn age(path: &Path) -> Duration {
         .unwrap_or_default()
 }
 
-/// (mode, size) of a file without following a link: by name in its open
-/// folder when there is one, else by path.
-fn lstat_in(dir: Option<&std::fs::File>, path: &Path) -> Option<(u32, u64)> {
-    let name = path.file_name()?;
-    match dir {
-        Some(d) => rustix::fs::statat(d, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .map(|st| (st.st_mode, st.st_size as u64)),
-        None => std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| (m.mode(), m.len())),
-    }
-}
-
-/// A `.txt` read the one safe way ([`fsutil::read_txt_file`]), opened by
-/// name in its open folder when there is one.
-fn read_txt_in(dir: Option<&std::fs::File>, path: &Path) -> std::io::Result<Vec<u8>> {
+/// A `.txt` of the open folder read into `buf` the one safe way: regular,
+/// no link followed, at most `MAX_TXT_BYTES`.
+fn read_txt_at(dir: &std::os::fd::OwnedFd, name: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read;
-    let (Some(d), Some(name)) = (dir, path.file_name().and_then(|n| n.to_str())) else {
-        return fsutil::read_txt_file(path);
-    };
-    let (file, md) = fsutil::open_regular_at(d, name)?;
-    let mut b = fsutil::Bounded::new(file, &md, fsutil::MAX_TXT_BYTES)?;
-    let mut buf = Vec::with_capacity(usize::try_from(b.len()).unwrap_or(0));
-    b.read_to_end(&mut buf)?;
-    Ok(buf)
+    let (file, len) = fsutil::open_regular_at_len(dir, name)?;
+    let mut b = fsutil::Bounded::with_len(file, len, fsutil::MAX_TXT_BYTES)?;
+    buf.clear();
+    b.read_to_end(buf)?;
+    Ok(())
 }
 
 /// uid of a user name, from /etc/passwd.
@@ -98,12 +84,18 @@ fn uid_of(user: &str) -> Option<u32> {
     })
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     /// Reports subdirectories of `dir` whose names are not UTF-8.
     fn unnamed(&mut self, dir: &Path, what: &str) {
-        for name in FileStore::non_utf8_subdirs(dir).unwrap_or_default() {
+        let names = FileStore::non_utf8_subdirs(dir).unwrap_or_default();
+        self.unnamed_names(dir, &names, what);
+    }
+
+    /// Reports these subdirectories of `dir` (names not UTF-8, shown lossily).
+    fn unnamed_names(&mut self, dir: &Path, names: &[String], what: &str) {
+        for name in names {
             self.add(
-                &dir.join(&name),
+                &dir.join(name),
                 "name-not-utf8",
                 format!("{what} directory whose name is not UTF-8 (shown with U+FFFD): vmtool cannot name it, so ls, boxes and changes skip it"),
                 "rename it to a plain ASCII name (as configured in voicemail.conf), or remove it if Asterisk never used it".to_string(),
@@ -224,12 +216,70 @@ impl Checker<'_> {
         }
     }
 
-    fn check_mailbox(&mut self, mb: &MailboxId, only: Option<&Folder>) -> Result<()> {
+    /// A checker with the same options and no findings yet.
+    fn fork(&self) -> Checker<'a> {
+        Checker {
+            store: self.store,
+            engine: Engine {
+                spool: self.engine.spool,
+                lock: self.engine.lock.clone(),
+                conf: self.engine.conf,
+                interrupted: self.engine.interrupted,
+                recovered: Default::default(),
+            },
+            fix: self.fix,
+            stale: self.stale,
+            findings: Vec::new(),
+            runuser_uid: self.runuser_uid,
+            strict: self.strict,
+            quarantined: Default::default(),
+            formats: self.formats.clone(),
+        }
+    }
+
+    /// One box of a spool check (`only`: one of its folders): the box is
+    /// read once for its folders and its unnamed subdirectories.
+    fn check_box(&mut self, mb: &MailboxId, only: Option<&Folder>) -> Result<()> {
+        let store = self.store;
+        let dir = || store.spool().mailbox_dir(mb);
+        let listing = match (only, store) {
+            (None, Store::File(fs)) => match fs.folders_and_unnamed(mb) {
+                Ok((folders, bad)) => {
+                    self.unnamed_names(&dir(), &bad, "a folder");
+                    Some(Ok(folders))
+                }
+                Err(e) => Some(Err(e)),
+            },
+            (None, Store::Sql(_)) => {
+                self.unnamed(&dir(), "a folder");
+                None
+            }
+            (Some(_), _) => None,
+        };
+        self.check_mailbox(mb, only, listing)
+    }
+
+    /// One box: all its folders (`listing`: the box's folders as read
+    /// already), or `only` this one.
+    fn check_mailbox(
+        &mut self,
+        mb: &MailboxId,
+        only: Option<&Folder>,
+        listing: Option<Result<Vec<Folder>>>,
+    ) -> Result<()> {
         let spool = self.store.spool().clone();
         let mdir = spool.mailbox_dir(mb);
         self.check_owner(&mdir);
+        // Records, staged copies and leftovers all live in tmp/: when it is
+        // empty (most boxes), it is read once instead of once per kind.
+        let tmp_empty =
+            std::fs::read_dir(spool.tmp_dir(mb)).map_or(true, |mut rd| rd.next().is_none());
         // Half-done changes (their intent records).
-        let pending = self.engine.pending(mb);
+        let pending = if tmp_empty {
+            Vec::new()
+        } else {
+            self.engine.pending(mb)
+        };
         let recovered = (self.fix && !pending.is_empty())
             .then(|| self.engine.recover(mb).map_err(|e| e.to_string()));
         self.half_done(
@@ -241,7 +291,9 @@ impl Checker<'_> {
             "retry `vmtool check --fix` when the folder is not busy",
         );
         // Staged copies and torn records of vmtool runs that are gone: at once.
-        let leftovers = if self.fix {
+        let leftovers = if tmp_empty {
+            Vec::new()
+        } else if self.fix {
             self.engine.remove_leftovers(mb)
         } else {
             self.engine.leftovers(mb)
@@ -256,7 +308,8 @@ impl Checker<'_> {
             );
         }
         // Leftovers in tmp/ (crashed recordings).
-        if let Ok(rd) = std::fs::read_dir(spool.tmp_dir(mb)) {
+        let tmp = (!tmp_empty).then(|| std::fs::read_dir(spool.tmp_dir(mb)));
+        if let Some(Ok(rd)) = tmp {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let p = e.path();
@@ -282,11 +335,12 @@ impl Checker<'_> {
             }
         }
         if only.is_none() {
-            self.check_greetings(mb);
+            self.check_greetings(mb, tmp_empty);
         }
-        let folders = match only {
-            Some(f) => vec![f.clone()],
-            None => self.store.folders(mb)?,
+        let folders = match (only, listing) {
+            (Some(f), _) => vec![f.clone()],
+            (None, Some(listed)) => listed?,
+            (None, None) => self.store.folders(mb)?,
         };
         let maxmsg = self.engine.maxmsg(mb);
         for folder in folders {
@@ -298,11 +352,15 @@ impl Checker<'_> {
     /// Greetings (spec §7.4): a set vmtool did not finish, formats missing
     /// against `format=`, empty or undecodable files, recordings abandoned
     /// for more than a day, an end date without a temp greeting.
-    fn check_greetings(&mut self, mb: &MailboxId) {
+    fn check_greetings(&mut self, mb: &MailboxId, tmp_empty: bool) {
         use super::greeting;
         let spool = self.store.spool().clone();
         let timeout = self.engine.lock.timeout;
-        let pending = greeting::pending(&spool, mb);
+        let pending = if tmp_empty {
+            Vec::new()
+        } else {
+            greeting::pending(&spool, mb)
+        };
         let recovered = (self.fix && !pending.is_empty())
             .then(|| greeting::recover(&spool, mb, timeout).map_err(|e| e.to_string()));
         self.half_done(
@@ -382,6 +440,7 @@ impl Checker<'_> {
     }
 
     fn check_folder(&mut self, mb: &MailboxId, folder: &Folder, maxmsg: u32) -> Result<()> {
+        use rustix::fs::{AtFlags, Mode, OFlags, CWD};
         let spool = self.store.spool().clone();
         let dir = spool.folder_dir(mb, folder);
         self.check_owner(&dir);
@@ -408,32 +467,27 @@ impl Checker<'_> {
                 false,
             );
         }
-        let scan = self.store.scan_folder(mb, folder)?;
-        // The folder opened once: its files are looked up by name in it, not
-        // by a walk of their whole path.
-        let dfd = std::fs::File::open(&dir).ok();
-        // Message files that are not regular files: reported one by one, and
-        // left out of every read and of --fix below.
-        let mut not_regular: std::collections::HashSet<PathBuf> = Default::default();
-        // (mode, size) of each message file, as lstat saw it.
-        let mut seen: std::collections::HashMap<PathBuf, (u32, u64)> = Default::default();
-        for m in &scan.messages {
-            let exts = m
-                .audio
-                .iter()
-                .map(String::as_str)
-                .chain(m.txt.then_some("txt"));
-            for ext in exts {
-                let p = spool.msg_file(mb, folder, m.num, ext);
-                let Some(st) = lstat_in(dfd.as_ref(), &p) else {
-                    continue;
-                };
-                seen.insert(p.clone(), st);
-                if self.not_regular(&p, st) {
-                    not_regular.insert(p);
-                }
-            }
-        }
+        // The folder opened once and read in one pass (names and types); its
+        // files are looked up by name in it, and only audio files are
+        // `stat`ed (their size): a `.txt` is opened and read anyway.
+        let dfd = match rustix::fs::openat(
+            CWD,
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Some(fd),
+            Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => return Err(Error::io("read folder", dir, e.into())),
+        };
+        let scan = match &dfd {
+            Some(fd) => scan::scan_folder_fd(fd).map_err(|e| Error::io("read folder", &dir, e))?,
+            None => scan::FolderScan::default(),
+        };
+        // The findings come out in the order of the checks (every file
+        // that is not regular, locks, empty audio, numbering and
+        // metadata, ...), though one pass over the messages finds several.
+        let mark = self.findings.len();
         for n in &scan.noise {
             // A `.lock` or `lock` that is not a regular file blocks every locker.
             if let Noise::Lock(name) = n {
@@ -451,7 +505,17 @@ impl Checker<'_> {
                 }
             }
         }
-        for info in lock::inspect(&dir, self.stale).unwrap_or_default() {
+        // The folder is read again for its locks only when it has any.
+        let has_locks = scan
+            .noise
+            .iter()
+            .any(|n| lock::lock_file_kind(n.name().trim_end_matches('/')).is_some());
+        let locks = if has_locks {
+            lock::inspect(&dir, self.stale).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for info in locks {
             if let Some(owner) = &info.dead_owner {
                 // A killed vmtool's: broken at once (race-free), whatever its age.
                 let fixed = self.fix
@@ -477,18 +541,41 @@ impl Checker<'_> {
                 );
             }
         }
-        // A 0-byte audio file: counted and listed, but nothing to play (a
-        // recording that failed, or a full disk).
-        for m in scan.messages.iter().filter(|m| m.txt) {
+        let lock_findings = self.findings.split_off(mark);
+        // Message files that are not regular files (or too large): reported
+        // one by one, and left out of every read and of --fix below.
+        let mut irregular = Vec::new();
+        let mut empty_audio = Vec::new();
+        let mut numbering = Vec::new();
+        let mut expected = 0u16;
+        let mut phantoms_orphans = Vec::new();
+        let mut name = String::with_capacity(16);
+        let mut buf = Vec::with_capacity(1024);
+        for m in &scan.messages {
+            let file_name = |name: &mut String, ext: &str| {
+                name.clear();
+                name.push_str("msg");
+                name.push_str(std::str::from_utf8(&m.num.digits()).unwrap_or_default());
+                name.push('.');
+                name.push_str(ext);
+            };
+            let mut foreign = false;
             for ext in &m.audio {
-                let p = spool.msg_file(mb, folder, m.num, ext);
-                if !not_regular.contains(&p)
-                    && seen.get(&p).is_some_and(|&(mode, len)| {
-                        fsutil::kind_of_mode(mode).is_none() && len == 0
-                    })
-                {
+                file_name(&mut name, ext);
+                let st = dfd.as_ref().and_then(|d| {
+                    rustix::fs::statat(d, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()
+                });
+                let Some(st) = st else { continue };
+                let (kind, len) = (fsutil::kind_of_mode(st.st_mode), st.st_size as u64);
+                let mark = self.findings.len();
+                if self.not_regular(&dir.join(&name), kind, len) {
+                    foreign = true;
+                    irregular.extend(self.findings.drain(mark..));
+                } else if m.txt && kind.is_none() && len == 0 {
+                    // A 0-byte audio file: counted and listed, but nothing to
+                    // play (a recording that failed, or a full disk).
                     self.add(
-                        &p,
+                        &dir.join(&name),
                         "empty-audio",
                         "0-byte audio file: the message is counted and listed, but this format plays nothing".into(),
                         format!(
@@ -499,18 +586,13 @@ impl Checker<'_> {
                         ),
                         false,
                     );
+                    empty_audio.extend(self.findings.drain(mark..));
                 }
             }
-        }
-        let mut expected = 0u16;
-        let mut phantoms_orphans = Vec::new();
-        for m in &scan.messages {
-            let base = spool.msg_file(mb, folder, m.num, "txt");
-            match m.state() {
-                MsgState::Phantom | MsgState::Orphan => phantoms_orphans.push(m.clone()),
-                MsgState::Complete => {}
-            }
             if m.txt {
+                file_name(&mut name, "txt");
+                let base = dir.join(&name);
+                let mark = self.findings.len();
                 if m.num.get() != expected {
                     self.add(
                         &base,
@@ -522,41 +604,79 @@ impl Checker<'_> {
                     expected = m.num.get();
                 }
                 expected += 1;
-                if not_regular.contains(&base) {
-                    continue;
-                }
-                match read_txt_in(dfd.as_ref(), &base) {
-                    Ok(bytes) => match Metadata::parse(&bytes) {
-                        Ok(meta) => {
-                            for p in meta.problems() {
-                                self.add(
-                                    &base,
-                                    "metadata",
-                                    p,
-                                    "restore the line from a backup or the archive".into(),
-                                    false,
-                                );
+                numbering.extend(self.findings.drain(mark..));
+                // Not a regular file by its directory entry: never opened.
+                let irr = scan
+                    .irregular
+                    .iter()
+                    .find(|i| i.num == m.num && i.name == name);
+                let read = match (irr, &dfd) {
+                    (Some(i), _) => Err(fsutil::not_regular_err(i.kind)),
+                    (None, Some(d)) => read_txt_at(d, &name, &mut buf),
+                    (None, None) => Err(std::io::ErrorKind::NotFound.into()),
+                };
+                match read {
+                    // Over the limit of any message file: only reported so.
+                    Err(e)
+                        if fsutil::too_large(&e)
+                            .is_some_and(|t| t.size > fsutil::MAX_AUDIO_BYTES) =>
+                    {
+                        let size = fsutil::too_large(&e).map_or(0, |t| t.size);
+                        self.not_regular(&base, None, size);
+                        foreign = true;
+                        irregular.extend(self.findings.drain(mark..));
+                    }
+                    Err(e) if fsutil::not_regular(&e).is_some() => {
+                        let kind = fsutil::not_regular(&e).map(|n| n.kind);
+                        self.not_regular(&base, kind, 0);
+                        foreign = true;
+                        irregular.extend(self.findings.drain(mark..));
+                    }
+                    Ok(()) => {
+                        match Listed::parse(&buf) {
+                            Ok(meta) => {
+                                for p in meta.problems() {
+                                    self.add(
+                                        &base,
+                                        "metadata",
+                                        p,
+                                        "restore the line from a backup or the archive".into(),
+                                        false,
+                                    );
+                                }
                             }
+                            Err(e) => self.add(
+                                &base,
+                                "metadata",
+                                e.to_string(),
+                                "restore the file from a backup".into(),
+                                false,
+                            ),
                         }
-                        Err(e) => self.add(
+                        numbering.extend(self.findings.drain(mark..));
+                    }
+                    Err(e) => {
+                        self.add(
                             &base,
                             "metadata",
-                            e.to_string(),
-                            "restore the file from a backup".into(),
+                            format!("cannot read: {e}"),
+                            "check permissions".into(),
                             false,
-                        ),
-                    },
-                    Err(e) => self.add(
-                        &base,
-                        "metadata",
-                        format!("cannot read: {e}"),
-                        "check permissions".into(),
-                        false,
-                    ),
+                        );
+                        numbering.extend(self.findings.drain(mark..));
+                    }
                 }
             }
+            match m.state() {
+                MsgState::Phantom | MsgState::Orphan => phantoms_orphans.push((m.clone(), foreign)),
+                MsgState::Complete => {}
+            }
         }
-        for m in phantoms_orphans {
+        self.findings.extend(irregular);
+        self.findings.extend(lock_findings);
+        self.findings.extend(empty_audio);
+        self.findings.extend(numbering);
+        for (m, foreign) in phantoms_orphans {
             let mut files: Vec<PathBuf> = m
                 .audio
                 .iter()
@@ -569,12 +689,10 @@ impl Checker<'_> {
                 MsgState::Phantom => ("phantom", "a .txt without audio: counted as a message but cannot be played; it stops Asterisk's compaction"),
                 _ => ("orphan", "audio without .txt: invisible, and adopted by the next message given this number"),
             };
-            let old = files.iter().all(|f| age(f) > Duration::from_secs(5));
+            let mut fixed = false;
             // vmtool moves only files Asterisk could have made: a special
             // file or a link is left where it is, for the admin.
-            let foreign = files.iter().any(|f| not_regular.contains(f));
-            let mut fixed = false;
-            if self.fix && old && !foreign {
+            if self.fix && !foreign && files.iter().all(|f| age(f) > Duration::from_secs(5)) {
                 // Seen again under the folder lock before anything moves.
                 let lock = FolderLock::acquire(&dir, &self.engine.lock)
                     .map_err(crate::ops::OpError::from)?;
@@ -634,8 +752,8 @@ impl Checker<'_> {
                 ),
             };
             let mut fixed = false;
-            let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file());
-            if self.fix && regular && matches!(n, Noise::Backup(_)) && age(&p) > self.stale {
+            let regular = || std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file());
+            if self.fix && matches!(n, Noise::Backup(_)) && regular() && age(&p) > self.stale {
                 fixed = self.fix_backup(mb, folder, &p).unwrap_or(false);
             }
             self.add(&p, kind, problem, fix, fixed);
@@ -653,11 +771,11 @@ impl Checker<'_> {
     }
 
     /// Reports a message file that is not a regular file: a special file
-    /// (FIFO, socket, device), a link leaving the spool, or a link inside it.
-    /// `st`: (mode, size) from lstat.
-    fn not_regular(&mut self, p: &Path, (mode, len): (u32, u64)) -> bool {
+    /// (FIFO, socket, device), a link leaving the spool, or a link inside it;
+    /// or a regular file too large for any message. `kind`: what it is if
+    /// not regular ([`fsutil::kind_of_mode`]), `len`: its size.
+    fn not_regular(&mut self, p: &Path, kind: Option<&'static str>, len: u64) -> bool {
         let shown = p.display();
-        let kind = fsutil::kind_of_mode(mode);
         let Some(kind) = kind else {
             if len <= fsutil::MAX_AUDIO_BYTES {
                 return false;
@@ -940,12 +1058,32 @@ impl Store {
                 }
                 all.extend(mbs.into_iter().map(|m| (m, None)));
             }
-            for (mb, f) in all {
-                if f.is_none() {
-                    ck.unnamed(&self.spool().mailbox_dir(&mb), "a folder");
+            if ck.fix {
+                // Repairs move files and take locks: one box at a time.
+                for (mb, f) in &all {
+                    if let Err(e) = ck.check_box(mb, f.as_ref()) {
+                        host.error(&e);
+                    }
                 }
-                if let Err(e) = ck.check_mailbox(&mb, f.as_ref()) {
-                    host.error(&e);
+                continue;
+            }
+            // Only reading: boxes checked in parallel chunks (as `ls` lists
+            // them), findings and errors kept in the spool's order.
+            use rayon::prelude::*;
+            for chunk in all.chunks(CHECK_CHUNK) {
+                let parts: Vec<(Vec<Finding>, Option<Error>)> = chunk
+                    .par_iter()
+                    .map(|(mb, f)| {
+                        let mut c = ck.fork();
+                        let err = c.check_box(mb, f.as_ref()).err();
+                        (c.findings, err)
+                    })
+                    .collect();
+                for (found, err) in parts {
+                    ck.findings.extend(found);
+                    if let Some(e) = err {
+                        host.error(&e);
+                    }
                 }
             }
         }

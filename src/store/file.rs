@@ -5,7 +5,7 @@ use super::{MailboxStore, MAX_TXT_BYTES};
 use crate::audio::{self, AudioInfo};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::metadata::{MetaError, Metadata};
+use crate::metadata::{Listed, MetaError, Metadata};
 use crate::scan::{self, FolderCounts, FolderScan};
 use crate::spool::{Context, Folder, MailboxId, MsgNum, Spool};
 use std::io::Read;
@@ -47,24 +47,74 @@ fn subdirs(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
 /// Reads a `.txt` no further than its size at open (one `read()` for a
 /// message file); a file over `MAX_TXT_BYTES` is refused unread.
 fn read_small(path: &Path, file: std::fs::File, md: &std::fs::Metadata) -> Result<Vec<u8>> {
-    if md.len() > MAX_TXT_BYTES {
+    let mut data = Vec::new();
+    read_small_into(&|| path.to_path_buf(), file, md.len(), &mut data)?;
+    Ok(data)
+}
+
+/// [`read_small`] into `data` (cleared first); `path` only names the file in errors.
+fn read_small_into(
+    path: &dyn Fn() -> PathBuf,
+    file: std::fs::File,
+    len: u64,
+    data: &mut Vec<u8>,
+) -> Result<()> {
+    if len > MAX_TXT_BYTES {
         return Err(Error::Metadata {
-            path: path.to_path_buf(),
+            path: path(),
             source: MetaError::Invalid {
                 line: 0,
                 reason: format!(
-                    "{} bytes, larger than {MAX_TXT_BYTES}: not a message file, not read",
-                    md.len()
+                    "{len} bytes, larger than {MAX_TXT_BYTES}: not a message file, not read"
                 ),
             },
         });
     }
-    let mut file =
-        fsutil::Bounded::new(file, md, MAX_TXT_BYTES).map_err(|e| Error::io("read", path, e))?;
-    let mut data = Vec::with_capacity(file.len() as usize);
-    file.read_to_end(&mut data)
-        .map_err(|e| Error::io("read", path, e))?;
-    Ok(data)
+    let mut file = fsutil::Bounded::with_len(file, len, MAX_TXT_BYTES)
+        .map_err(|e| Error::io("read", path(), e))?;
+    data.clear();
+    data.reserve(file.len() as usize);
+    file.read_to_end(data)
+        .map_err(|e| Error::io("read", path(), e))?;
+    Ok(())
+}
+
+/// The listed fields of `name` in the open folder `fd`, read into `buf`,
+/// with [`FileStore::read_txt_with`]'s retry of an empty or partial file.
+fn read_listed<'b>(
+    fd: &std::os::fd::OwnedFd,
+    dir: &Path,
+    name: &str,
+    buf: &'b mut Vec<u8>,
+) -> Result<Listed<'b>> {
+    let path = || dir.join(name);
+    let fill = |buf: &mut Vec<u8>| {
+        let (file, len) =
+            fsutil::open_regular_at_len(fd, name).map_err(|e| Error::io("open", path(), e))?;
+        read_small_into(&path, file, len, buf)
+    };
+    fill(buf)?;
+    match Listed::parse(buf) {
+        Ok(l) => return Ok(l),
+        Err(MetaError::Empty | MetaError::NoMessageSection) => {}
+        Err(e) => {
+            return Err(Error::Metadata {
+                path: path(),
+                source: e,
+            })
+        }
+    }
+    // Asterisk rewrites .txt files in place without a lock (spec §3.5): an
+    // empty or partial read is retried once before it is reported.
+    std::thread::sleep(Duration::from_millis(75));
+    let mut again = Vec::new();
+    fill(&mut again)?;
+    Listed::parse(&again)
+        .map(Listed::into_owned)
+        .map_err(|e| Error::Metadata {
+            path: path(),
+            source: e,
+        })
 }
 
 impl FileStore {
@@ -81,6 +131,60 @@ impl FileStore {
     /// them and `check` reports them.
     pub fn non_utf8_subdirs(dir: &Path) -> Result<Vec<String>> {
         Ok(subdirs(dir)?.1)
+    }
+
+    /// [`MailboxStore::folder_messages`] for listings: each `.txt` read into
+    /// one reused buffer and parsed as [`Listed`] (no `Metadata`); `each`
+    /// also gets the folder's path.
+    pub fn folder_listed(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+        want: &dyn Fn(&scan::MsgFiles) -> bool,
+        each: &mut dyn FnMut(&scan::MsgFiles, &Path, Result<Listed<'_>>),
+    ) -> Result<FolderScan> {
+        use rustix::fs::{openat, Mode, OFlags, CWD};
+        let dir = self.spool.folder_dir(mb, folder);
+        let fd = match openat(
+            CWD,
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(FolderScan::default()),
+            Err(e) => return Err(Error::io("read folder", dir, e.into())),
+        };
+        let scan = scan::scan_folder_fd(&fd).map_err(|e| Error::io("read folder", &dir, e))?;
+        crate::ops::failpoint("listed");
+        let mut buf = Vec::with_capacity(1024);
+        // `msgNNNN.txt`, the digits rewritten per message.
+        let mut name = *b"msg0000.txt";
+        for m in scan.messages.iter().filter(|m| m.txt && want(m)) {
+            if let Some(irr) = scan.irregular_of(m.num) {
+                let err = fsutil::not_regular_err(irr.kind);
+                each(m, &dir, Err(Error::io("read", dir.join(&irr.name), err)));
+                continue;
+            }
+            name[3..7].copy_from_slice(&m.num.digits());
+            // ASCII by construction.
+            let name = std::str::from_utf8(&name).unwrap_or_default();
+            each(m, &dir, read_listed(&fd, &dir, name, &mut buf));
+        }
+        Ok(scan)
+    }
+
+    /// [`MailboxStore::folders`], and the subdirectories whose names are not
+    /// UTF-8 ([`FileStore::non_utf8_subdirs`]), from one read of the box.
+    pub fn folders_and_unnamed(&self, mb: &MailboxId) -> Result<(Vec<Folder>, Vec<String>)> {
+        let (names, bad) = subdirs(&self.spool.mailbox_dir(mb))?;
+        let mut folders: Vec<Folder> = names
+            .iter()
+            .filter(|n| n.as_str() != "tmp")
+            .filter_map(|n| Folder::from_dir_name(n).ok())
+            .collect();
+        folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        Ok((folders, bad))
     }
 
     fn read_txt(path: &Path) -> Result<Metadata> {
@@ -150,14 +254,7 @@ impl MailboxStore for FileStore {
     }
 
     fn folders(&self, mb: &MailboxId) -> Result<Vec<Folder>> {
-        let (names, _) = subdirs(&self.spool.mailbox_dir(mb))?;
-        let mut folders: Vec<Folder> = names
-            .iter()
-            .filter(|n| n.as_str() != "tmp")
-            .filter_map(|n| Folder::from_dir_name(n).ok())
-            .collect();
-        folders.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        Ok(folders)
+        Ok(self.folders_and_unnamed(mb)?.0)
     }
 
     fn scan_folder(&self, mb: &MailboxId, folder: &Folder) -> Result<FolderScan> {
