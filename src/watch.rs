@@ -1715,10 +1715,10 @@ enum ReadOutcome {
 /// by its size), so a special file an event names is never opened further.
 fn read_entry(at: At<'_>, accept_unterminated: bool) -> ReadOutcome {
     let opened = match at {
-        At::Dir(dir, name) => crate::fsutil::open_regular_at(dir, name),
-        At::Path(path) => crate::fsutil::open_regular(path),
+        At::Dir(dir, name) => crate::fsutil::open_regular_at_len(dir, name),
+        At::Path(path) => crate::fsutil::open_regular(path).map(|(f, md)| (f, md.len())),
     };
-    let (file, md) = match opened {
+    let (file, len) = match opened {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return ReadOutcome::Gone,
         // Renamed away and replaced by a directory: no message here.
@@ -1727,13 +1727,12 @@ fn read_entry(at: At<'_>, accept_unterminated: bool) -> ReadOutcome {
         }
         Err(e) => return ReadOutcome::Failed(e),
     };
-    let bytes = match crate::fsutil::Bounded::new(file, &md, crate::fsutil::MAX_TXT_BYTES).and_then(
-        |mut b| {
+    let bytes = match crate::fsutil::Bounded::with_len(file, len, crate::fsutil::MAX_TXT_BYTES)
+        .and_then(|mut b| {
             use std::io::Read;
             let mut buf = Vec::with_capacity(usize::try_from(b.len()).unwrap_or(0));
             b.read_to_end(&mut buf).map(|_| buf)
-        },
-    ) {
+        }) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return ReadOutcome::Gone,
         Err(e) => return ReadOutcome::Failed(e),
