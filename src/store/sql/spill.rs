@@ -208,6 +208,8 @@ pub(super) struct Scanner<'p> {
     group: Option<u32>,
     // The last dir seen: rows of one dir mostly come together.
     last: Option<u32>,
+    /// Its key, here rather than behind the accumulator's pointer (a cache miss a row).
+    last_key: Vec<u8>,
     /// Packed rows since the last segment, as they came...
     buf: Vec<u8>,
     /// ...each: its dir's number and where it starts in `buf`.
@@ -240,6 +242,7 @@ impl<'p> Scanner<'p> {
             segments: Vec::new(),
             pos: 0,
             failed: None,
+            last_key: Vec::new(),
         })
     }
 
@@ -284,14 +287,12 @@ impl<'p> Scanner<'p> {
             g
         } else {
             let i = match self.last {
-                Some(i)
-                    if self.accs[i as usize].name.as_bytes()[self.skip..] == dir[self.skip..] =>
-                {
-                    i
-                }
+                Some(i) if self.last_key == dir[self.skip..] => i,
                 _ => {
                     let i = self.acc_for(dir);
                     self.last = Some(i);
+                    self.last_key.clear();
+                    self.last_key.extend_from_slice(&dir[self.skip..]);
                     i
                 }
             };
