@@ -65,38 +65,41 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
-    let clean = clean_prefix(bytes);
-    if clean == bytes.len() {
-        out.extend_from_slice(bytes);
-        out.push(b'"');
-        return;
-    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate().skip(clean) {
-        if !JSON_ESCAPED[b as usize] {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
-        // serde_json's escapes: short forms, else `\u00xx` in lowercase hex.
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x0c => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
+    let mut i = 0;
+    while i < bytes.len() {
+        // Clean words are skipped whole; a word that may hold an escape is looked at
+        // byte by byte (caller IDs all have quotes, so this happens once or twice a row).
+        i += clean_prefix(&bytes[i..]);
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            i += 1;
+            if !JSON_ESCAPED[b as usize] {
                 continue;
             }
-        };
-        out.push(b'\\');
-        out.push(short);
+            out.extend_from_slice(&bytes[start..i - 1]);
+            start = i;
+            // serde_json's escapes: short forms, else `\u00xx` in lowercase hex.
+            let short = match b {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                0x08 => b'b',
+                0x0c => b'f',
+                b'\n' => b'n',
+                b'\r' => b'r',
+                b'\t' => b't',
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0xf)]);
+                    continue;
+                }
+            };
+            out.push(b'\\');
+            out.push(short);
+        }
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -645,6 +648,7 @@ mod tests {
                 "\\\\\"\"",
                 "\u{7f}\u{80}\u{2028}\u{feff}",
                 "\x1b[2J\r\n\t",
+                "\"Caller 12\" <0601>\"\\x\"yz\t0123456789abcdef\n\"\"\"\"\"\"\"\"\"end",
             ]
             .map(String::from),
         );
