@@ -500,7 +500,16 @@ mod tests {
     fn borrowed_cleaning_equals_the_c_string_pass() {
         // Every line of up to 6 bytes from the bytes that matter, from a
         // fresh state: the fast path gives what the slow one gives.
-        let alphabet = b"a;-\\ =\0";
+        each_line(b"a;-\\ =\0", |line| {
+            let (mut fast, mut slow) = (CommentState::default(), CommentState::default());
+            let got = clean_line(line, &mut fast).map(Cow::into_owned);
+            assert_eq!(got, clean_line_slow(line, &mut slow), "{line:?}");
+            assert_eq!(fast.depth, slow.depth, "{line:?}");
+        });
+    }
+
+    /// Every line of up to 6 bytes from `alphabet`.
+    fn each_line(alphabet: &[u8], mut f: impl FnMut(&[u8])) {
         let mut line = Vec::new();
         for len in 0..=6u32 {
             for mut n in 0..(alphabet.len() as u32).pow(len) {
@@ -509,41 +518,29 @@ mod tests {
                     line.push(alphabet[(n % alphabet.len() as u32) as usize]);
                     n /= alphabet.len() as u32;
                 }
-                let (mut fast, mut slow) = (CommentState::default(), CommentState::default());
-                let got = clean_line(&line, &mut fast).map(Cow::into_owned);
-                assert_eq!(got, clean_line_slow(&line, &mut slow), "{line:?}");
-                assert_eq!(fast.depth, slow.depth, "{line:?}");
+                f(&line);
             }
         }
     }
 
     #[test]
     fn plain_lines_read_as_the_general_path_reads_them() {
-        let alphabet = b"a;-\\ =+>[#\0";
-        let mut line = Vec::new();
         let (mut vars, mut blanks) = (0, 0);
-        for len in 0..=6u32 {
-            for mut n in 0..(alphabet.len() as u32).pow(len) {
-                line.clear();
-                for _ in 0..len {
-                    line.push(alphabet[(n % alphabet.len() as u32) as usize]);
-                    n /= alphabet.len() as u32;
+        each_line(b"a;-\\ =+>[#\0", |line| {
+            let general = clean_line(line, &mut CommentState::default());
+            match plain_line(line) {
+                PlainLine::Other => {}
+                PlainLine::Blank => {
+                    blanks += 1;
+                    assert_eq!(general, None, "{line:?}");
                 }
-                let general = clean_line(&line, &mut CommentState::default());
-                match plain_line(&line) {
-                    PlainLine::Other => continue,
-                    PlainLine::Blank => {
-                        blanks += 1;
-                        assert_eq!(general, None, "{line:?}");
-                    }
-                    PlainLine::Var(v) => {
-                        vars += 1;
-                        let general = general.unwrap_or_else(|| panic!("{line:?}"));
-                        assert_eq!(classify(&general), Line::Var(v), "{line:?}");
-                    }
+                PlainLine::Var(v) => {
+                    vars += 1;
+                    let general = general.unwrap_or_else(|| panic!("{line:?}"));
+                    assert_eq!(classify(&general), Line::Var(v), "{line:?}");
                 }
             }
-        }
+        });
         assert!(vars > 10_000 && blanks > 100, "{vars} {blanks}");
     }
 

@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -139,32 +139,27 @@ fn lstat_kind(path: &Path) -> Option<&'static str> {
         .and_then(|m| kind_of_mode(m.mode()))
 }
 
+/// `name` in an open directory, opened for reading the one safe way (not yet
+/// checked to be a regular file).
+fn open_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::openat(dir, name, read_flags(), rustix::fs::Mode::empty()).map_err(|e| {
+        open_failed(e, || {
+            rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .ok()
+                .and_then(|st| kind_of_mode(st.st_mode))
+        })
+    })
+}
+
 /// [`open_regular`] of `name` in an open directory.
 pub fn open_regular_at(dir: impl AsFd, name: &str) -> io::Result<(File, Metadata)> {
-    let dir = dir.as_fd();
-    let fd =
-        rustix::fs::openat(dir, name, read_flags(), rustix::fs::Mode::empty()).map_err(|e| {
-            open_failed(e, || {
-                rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    .ok()
-                    .and_then(|st| kind_of_mode(st.st_mode))
-            })
-        })?;
-    check_regular(File::from(fd))
+    check_regular(File::from(open_at(dir.as_fd(), name)?))
 }
 
 /// [`open_regular_at`] for the many small reads of a listing: the type and
 /// size from one plain `fstat` (not `statx` of every field).
 pub fn open_regular_at_len(dir: impl AsFd, name: &str) -> io::Result<(File, u64)> {
-    let dir = dir.as_fd();
-    let fd =
-        rustix::fs::openat(dir, name, read_flags(), rustix::fs::Mode::empty()).map_err(|e| {
-            open_failed(e, || {
-                rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    .ok()
-                    .and_then(|st| kind_of_mode(st.st_mode))
-            })
-        })?;
+    let fd = open_at(dir.as_fd(), name)?;
     let st = rustix::fs::fstat(&fd)?;
     if let Some(kind) = kind_of_mode(st.st_mode) {
         return Err(not_regular_err(kind));

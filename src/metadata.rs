@@ -112,54 +112,40 @@ fn parse_into<'a>(data: &'a [u8], sink: &mut impl MessageSink<'a>) -> Result<(),
         let Some(clean) = dialect::clean_line(raw, &mut state) else {
             continue;
         };
-        // A borrowed line's value is handed over without a copy.
-        let var = match clean {
-            Cow::Borrowed(text) => match dialect::classify(text) {
-                Line::Var(v) => Some((v.key, v.append, Cow::Borrowed(v.raw_value))),
-                line => {
-                    step(
-                        line,
-                        lineno,
-                        sink,
-                        &mut in_category,
-                        &mut seen_message,
-                        &mut in_message,
-                    )?;
-                    None
+        match dialect::classify(&clean) {
+            Line::Var(v) => {
+                step_var(in_category, lineno)?;
+                if in_message && sink.wants(v.key) {
+                    // A borrowed line's value is handed over without a copy.
+                    let borrowed = match &clean {
+                        Cow::Borrowed(line) => within(line, v.raw_value),
+                        Cow::Owned(_) => None,
+                    };
+                    let value =
+                        borrowed.map_or_else(|| Cow::Owned(v.raw_value.to_vec()), Cow::Borrowed);
+                    sink.var(v.key, v.append, value);
                 }
-            },
-            Cow::Owned(text) => match dialect::classify(&text) {
-                Line::Var(v) => {
-                    step_var(in_category, lineno)?;
-                    if in_message && sink.wants(v.key) {
-                        sink.var(v.key, v.append, Cow::Owned(v.raw_value.to_vec()));
-                    }
-                    None
-                }
-                line => {
-                    step(
-                        line,
-                        lineno,
-                        sink,
-                        &mut in_category,
-                        &mut seen_message,
-                        &mut in_message,
-                    )?;
-                    None
-                }
-            },
-        };
-        if let Some((key, append, value)) = var {
-            step_var(in_category, lineno)?;
-            if in_message && sink.wants(key) {
-                sink.var(key, append, value);
             }
+            line => step(
+                line,
+                lineno,
+                sink,
+                &mut in_category,
+                &mut seen_message,
+                &mut in_message,
+            )?,
         }
     }
     if !seen_message {
         return Err(MetaError::NoMessageSection);
     }
     Ok(())
+}
+
+/// `part`, when it is a slice of `whole`, with `whole`'s lifetime.
+fn within<'a>(whole: &'a [u8], part: &[u8]) -> Option<&'a [u8]> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    whole.get(start..start.checked_add(part.len())?)
 }
 
 /// A variable line outside any category fails the file.

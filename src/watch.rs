@@ -2095,6 +2095,8 @@ struct TxtStore {
     mem: Vec<u8>,
     /// Bytes still referenced by a snapshot.
     live: u64,
+    /// The record being written, reused (one a message at start).
+    record: Vec<u8>,
 }
 
 impl TxtStore {
@@ -2105,20 +2107,29 @@ impl TxtStore {
             end: 0,
             mem: Vec::new(),
             live: 0,
+            record: Vec::new(),
         }
     }
 
     fn put(&mut self, bytes: &[u8]) -> TxtRef {
-        use std::os::unix::fs::FileExt;
         let bytes = &bytes[..bytes.len().min(crate::fsutil::MAX_TXT_BYTES as usize)];
         let len = bytes.len() as u64;
-        let mut record = Vec::with_capacity(bytes.len() + TXT_HEADER as usize);
+        let mut record = std::mem::take(&mut self.record);
+        record.clear();
         record.extend_from_slice(&(len as u32).to_le_bytes());
         record.extend_from_slice(bytes);
+        let r = self.put_record(&record, len);
+        self.record = record;
+        r
+    }
+
+    /// Appends a record (length, then `len` bytes of `.txt`) on an 8-byte boundary.
+    fn put_record(&mut self, record: &[u8], len: u64) -> TxtRef {
+        use std::os::unix::fs::FileExt;
         if let (Some(f), true) = (&self.file, self.file_ok) {
             let at = self.end.next_multiple_of(TXT_ALIGN);
             let unit = at / TXT_ALIGN;
-            if unit < u64::from(TXT_IN_MEMORY) && f.write_all_at(&record, at).is_ok() {
+            if unit < u64::from(TXT_IN_MEMORY) && f.write_all_at(record, at).is_ok() {
                 self.end = at + record.len() as u64;
                 self.live += len;
                 return unit as TxtRef;
@@ -2132,7 +2143,7 @@ impl TxtStore {
             return TXT_NONE;
         }
         self.mem.resize(at as usize, 0);
-        self.mem.extend_from_slice(&record);
+        self.mem.extend_from_slice(record);
         self.live += len;
         TXT_IN_MEMORY | unit as TxtRef
     }
@@ -2147,27 +2158,29 @@ impl TxtStore {
         })
     }
 
-    fn read_at(&self, off: u64, in_memory: bool, len: usize) -> Option<Vec<u8>> {
+    /// Fills `buf` from the record area at `off`.
+    fn read_at(&self, off: u64, in_memory: bool, buf: &mut [u8]) -> Option<()> {
         use std::os::unix::fs::FileExt;
         if in_memory {
             let off = usize::try_from(off).ok()?;
-            return self.mem.get(off..off.checked_add(len)?).map(<[u8]>::to_vec);
+            buf.copy_from_slice(self.mem.get(off..off.checked_add(buf.len())?)?);
+            return Some(());
         }
-        let mut buf = vec![0; len];
-        self.file.as_ref()?.read_exact_at(&mut buf, off).ok()?;
-        Some(buf)
+        self.file.as_ref()?.read_exact_at(buf, off).ok()
     }
 
     fn len_of(&self, r: TxtRef) -> Option<u64> {
         let (off, in_memory) = Self::locate(r)?;
-        let header = self.read_at(off, in_memory, TXT_HEADER as usize)?;
-        Some(u64::from(u32::from_le_bytes(header.try_into().ok()?)))
+        let mut header = [0; TXT_HEADER as usize];
+        self.read_at(off, in_memory, &mut header)?;
+        Some(u64::from(u32::from_le_bytes(header)))
     }
 
     fn get(&self, r: TxtRef) -> Option<Vec<u8>> {
         let (off, in_memory) = Self::locate(r)?;
-        let len = usize::try_from(self.len_of(r)?).ok()?;
-        self.read_at(off + TXT_HEADER, in_memory, len)
+        let mut buf = vec![0; usize::try_from(self.len_of(r)?).ok()?];
+        self.read_at(off + TXT_HEADER, in_memory, &mut buf)?;
+        Some(buf)
     }
 
     fn release(&mut self, r: TxtRef) {

@@ -133,6 +133,30 @@ impl FileStore {
         Ok(subdirs(dir)?.1)
     }
 
+    /// A folder opened once and read (its files are then opened relative to
+    /// it); `None` when it does not exist.
+    fn open_folder(
+        &self,
+        mb: &MailboxId,
+        folder: &Folder,
+    ) -> Result<Option<(PathBuf, rustix::fd::OwnedFd, FolderScan)>> {
+        use rustix::fs::{openat, Mode, OFlags, CWD};
+        let dir = self.spool.folder_dir(mb, folder);
+        let fd = match openat(
+            CWD,
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(Error::io("read folder", dir, e.into())),
+        };
+        let scan = scan::scan_folder_fd(&fd).map_err(|e| Error::io("read folder", &dir, e))?;
+        crate::ops::failpoint("listed");
+        Ok(Some((dir, fd, scan)))
+    }
+
     /// [`MailboxStore::folder_messages`] for listings: each `.txt` read into
     /// one reused buffer and parsed as [`Listed`] (no `Metadata`); `each`
     /// also gets the folder's path.
@@ -143,20 +167,9 @@ impl FileStore {
         want: &dyn Fn(&scan::MsgFiles) -> bool,
         each: &mut dyn FnMut(&scan::MsgFiles, &Path, Result<Listed<'_>>),
     ) -> Result<FolderScan> {
-        use rustix::fs::{openat, Mode, OFlags, CWD};
-        let dir = self.spool.folder_dir(mb, folder);
-        let fd = match openat(
-            CWD,
-            &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(FolderScan::default()),
-            Err(e) => return Err(Error::io("read folder", dir, e.into())),
+        let Some((dir, fd, scan)) = self.open_folder(mb, folder)? else {
+            return Ok(FolderScan::default());
         };
-        let scan = scan::scan_folder_fd(&fd).map_err(|e| Error::io("read folder", &dir, e))?;
-        crate::ops::failpoint("listed");
         let mut buf = Vec::with_capacity(1024);
         // `msgNNNN.txt`, the digits rewritten per message.
         let mut name = *b"msg0000.txt";
@@ -273,20 +286,9 @@ impl MailboxStore for FileStore {
         want: &dyn Fn(&scan::MsgFiles) -> bool,
         each: &mut dyn FnMut(&scan::MsgFiles, Result<Metadata>),
     ) -> Result<FolderScan> {
-        use rustix::fs::{openat, Mode, OFlags, CWD};
-        let dir = self.spool.folder_dir(mb, folder);
-        let fd = match openat(
-            CWD,
-            &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(FolderScan::default()),
-            Err(e) => return Err(Error::io("read folder", dir, e.into())),
+        let Some((dir, fd, scan)) = self.open_folder(mb, folder)? else {
+            return Ok(FolderScan::default());
         };
-        let scan = scan::scan_folder_fd(&fd).map_err(|e| Error::io("read folder", &dir, e))?;
-        crate::ops::failpoint("listed");
         for m in scan.messages.iter().filter(|m| m.txt && want(m)) {
             // A message with a FIFO, device or link among its files is
             // reported by that file's name and skipped.
